@@ -1,0 +1,72 @@
+//! Embeds `model/ecg_autoencoder.json` as Rust constants, each number parsed from its exact
+//! decimal text into its own type (weights f32, the rest f64): no double rounding, no file
+//! access at run time.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+#[derive(Deserialize)]
+struct Model<'a> {
+    name: String,
+    layers: Vec<usize>,
+    activation: String,
+    #[serde(borrow)]
+    input_sub: Vec<&'a RawValue>,
+    #[serde(borrow)]
+    input_mul: Vec<&'a RawValue>,
+    #[serde(borrow)]
+    biases: Vec<Vec<&'a RawValue>>,
+    #[serde(borrow)]
+    weights: Vec<Vec<&'a RawValue>>,
+}
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let path = manifest.join("model/ecg_autoencoder.json");
+    println!("cargo:rerun-if-changed={}", path.display());
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    let model: Model = serde_json::from_str(&text)
+        .unwrap_or_else(|err| panic!("{} is not the expected model JSON: {err}", path.display()));
+
+    assert_eq!(model.activation, "tanh", "only tanh autoencoders are supported");
+    let layers = &model.layers;
+    assert_eq!(model.input_sub.len(), layers[0], "input_sub length");
+    assert_eq!(model.input_mul.len(), layers[0], "input_mul length");
+    assert_eq!(model.weights.len(), layers.len() - 1, "one weight matrix per layer");
+    assert_eq!(model.biases.len(), layers.len() - 1, "one bias vector per layer");
+
+    let mut out = String::new();
+    writeln!(out, "/// H2O model id.\npub const MODEL_NAME: &str = {:?};", model.name).unwrap();
+    writeln!(out, "/// Neurons per layer, input first.\npub const LAYERS: [usize; {}] = {:?};", layers.len(), layers).unwrap();
+    emit_f64(&mut out, "INPUT_SUB", &model.input_sub);
+    emit_f64(&mut out, "INPUT_MUL", &model.input_mul);
+    for (l, (w, b)) in model.weights.iter().zip(&model.biases).enumerate() {
+        assert_eq!(w.len(), layers[l] * layers[l + 1], "weights[{l}] length");
+        assert_eq!(b.len(), layers[l + 1], "biases[{l}] length");
+        emit_f32(&mut out, &format!("WEIGHTS_{l}"), w);
+        emit_f64(&mut out, &format!("BIASES_{l}"), b);
+    }
+    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("model.rs");
+    std::fs::write(&dest, out).unwrap_or_else(|err| panic!("cannot write {}: {err}", dest.display()));
+}
+
+fn emit_f64(out: &mut String, name: &str, values: &[&RawValue]) {
+    writeln!(out, "pub static {name}: [f64; {}] = [", values.len()).unwrap();
+    for raw in values {
+        let v: f64 = raw.get().trim().parse().unwrap_or_else(|err| panic!("{name}: {}: {err}", raw.get()));
+        writeln!(out, "f64::from_bits({:#018x}),", v.to_bits()).unwrap();
+    }
+    out.push_str("];\n");
+}
+
+fn emit_f32(out: &mut String, name: &str, values: &[&RawValue]) {
+    writeln!(out, "pub static {name}: [f32; {}] = [", values.len()).unwrap();
+    for raw in values {
+        let v: f32 = raw.get().trim().parse().unwrap_or_else(|err| panic!("{name}: {}: {err}", raw.get()));
+        writeln!(out, "f32::from_bits({:#010x}),", v.to_bits()).unwrap();
+    }
+    out.push_str("];\n");
+}

@@ -1,0 +1,39 @@
+//! The ECG anomaly UDF: scores each `EVENTID,v1#...#v210` event with the exact H2O autoencoder
+//! of the original KSQL demo and emits `{"eventid":N,"anomaly_val":MSE}` keyed by EVENTID.
+//!
+//! The same code builds natively (an rlib, for the parity test and the Wasm-vs-native benchmark)
+//! and as the `wasm32-wasip2` component `target/udfs/anomaly.wasm`. Thresholding is the
+//! pipeline's job (a `filter` on `anomaly_val`), so every event's score comes out.
+
+pub mod model;
+pub mod payload;
+
+use sluice_udf::{export_udf, Config, Message, Udf, UdfError};
+
+/// Scores one payload: the JSON score on success, or what was wrong with the payload.
+pub fn score_payload(value: &[u8]) -> Result<(i64, String), payload::PayloadError> {
+    let event = payload::parse_event(value)?;
+    let mse = model::reconstruction_mse(&event.readings);
+    Ok((event.event_id, payload::score_json(event.event_id, mse)))
+}
+
+/// The UDF: stateless, no config.
+pub struct AnomalyUdf;
+
+impl Udf for AnomalyUdf {
+    fn init(config: &Config) -> Result<Self, UdfError> {
+        if let Some((key, _)) = config.entries().first() {
+            return Err(UdfError::invalid_input(format!(
+                "config: the anomaly UDF takes no keys, found `{key}`"
+            )));
+        }
+        Ok(AnomalyUdf)
+    }
+
+    fn process(&mut self, msg: Message) -> Result<Vec<Message>, UdfError> {
+        let (event_id, json) = score_payload(&msg.value).map_err(UdfError::invalid_input)?;
+        Ok(vec![msg.with_key(event_id.to_string()).with_value(json)])
+    }
+}
+
+export_udf!(AnomalyUdf);
