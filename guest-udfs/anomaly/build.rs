@@ -31,16 +31,38 @@ fn main() {
     let model: Model = serde_json::from_str(&text)
         .unwrap_or_else(|err| panic!("{} is not the expected model JSON: {err}", path.display()));
 
-    assert_eq!(model.activation, "tanh", "only tanh autoencoders are supported");
+    assert_eq!(
+        model.activation, "tanh",
+        "only tanh autoencoders are supported"
+    );
     let layers = &model.layers;
     assert_eq!(model.input_sub.len(), layers[0], "input_sub length");
     assert_eq!(model.input_mul.len(), layers[0], "input_mul length");
-    assert_eq!(model.weights.len(), layers.len() - 1, "one weight matrix per layer");
-    assert_eq!(model.biases.len(), layers.len() - 1, "one bias vector per layer");
+    assert_eq!(
+        model.weights.len(),
+        layers.len() - 1,
+        "one weight matrix per layer"
+    );
+    assert_eq!(
+        model.biases.len(),
+        layers.len() - 1,
+        "one bias vector per layer"
+    );
 
     let mut out = String::new();
-    writeln!(out, "/// H2O model id.\npub const MODEL_NAME: &str = {:?};", model.name).unwrap();
-    writeln!(out, "/// Neurons per layer, input first.\npub const LAYERS: [usize; {}] = {:?};", layers.len(), layers).unwrap();
+    writeln!(
+        out,
+        "/// H2O model id.\npub const MODEL_NAME: &str = {:?};",
+        model.name
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "/// Neurons per layer, input first.\npub const LAYERS: [usize; {}] = {:?};",
+        layers.len(),
+        layers
+    )
+    .unwrap();
     emit_f64(&mut out, "INPUT_SUB", &model.input_sub);
     emit_f64(&mut out, "INPUT_MUL", &model.input_mul);
     for (l, (w, b)) in model.weights.iter().zip(&model.biases).enumerate() {
@@ -50,13 +72,18 @@ fn main() {
         emit_f64(&mut out, &format!("BIASES_{l}"), b);
     }
     let dest = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("model.rs");
-    std::fs::write(&dest, out).unwrap_or_else(|err| panic!("cannot write {}: {err}", dest.display()));
+    std::fs::write(&dest, out)
+        .unwrap_or_else(|err| panic!("cannot write {}: {err}", dest.display()));
 }
 
 fn emit_f64(out: &mut String, name: &str, values: &[&RawValue]) {
     writeln!(out, "pub static {name}: [f64; {}] = [", values.len()).unwrap();
     for raw in values {
-        let v: f64 = raw.get().trim().parse().unwrap_or_else(|err| panic!("{name}: {}: {err}", raw.get()));
+        let v: f64 = raw
+            .get()
+            .trim()
+            .parse()
+            .unwrap_or_else(|err| panic!("{name}: {}: {err}", raw.get()));
         writeln!(out, "f64::from_bits({:#018x}),", v.to_bits()).unwrap();
     }
     out.push_str("];\n");
@@ -65,7 +92,11 @@ fn emit_f64(out: &mut String, name: &str, values: &[&RawValue]) {
 fn emit_f32(out: &mut String, name: &str, values: &[&RawValue]) {
     writeln!(out, "pub static {name}: [f32; {}] = [", values.len()).unwrap();
     for raw in values {
-        let v: f32 = raw.get().trim().parse().unwrap_or_else(|err| panic!("{name}: {}: {err}", raw.get()));
+        let v: f32 = raw
+            .get()
+            .trim()
+            .parse()
+            .unwrap_or_else(|err| panic!("{name}: {}: {err}", raw.get()));
         writeln!(out, "f32::from_bits({:#010x}),", v.to_bits()).unwrap();
     }
     out.push_str("];\n");

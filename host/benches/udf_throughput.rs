@@ -1,1 +1,83 @@
-fn main() {}
+//! Records/s of the ECG anomaly UDF in Wasm (through the host runtime, batch sizes 1, 64, 1024)
+//! against the same scoring code compiled natively, measured in the same run and printed as a
+//! ratio. Run with `cargo xtask bench` (it builds `target/udfs/anomaly.wasm` first).
+
+use sluice::udf_runtime::{RuntimeOptions, UdfLimits, UdfRuntime};
+use sluice::Message;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Each measurement runs at least this long.
+const MIN_TIME: Duration = Duration::from_secs(2);
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let udf_dir = std::env::var_os("SLUICE_TEST_UDF_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/udfs"));
+    let payloads: Vec<Vec<u8>> =
+        std::fs::read_to_string(root.join("tests/data/ecg_discord_test.msgs"))
+            .expect("ECG test data")
+            .lines()
+            .map(|l| l.as_bytes().to_vec())
+            .collect();
+
+    let runtime = UdfRuntime::new(RuntimeOptions::default()).expect("runtime");
+    let module = runtime
+        .load_file(&udf_dir.join("anomaly.wasm"), None)
+        .expect("target/udfs/anomaly.wasm (run `cargo xtask bench`)");
+    let mut worker = module
+        .instantiate(Vec::new(), UdfLimits::default())
+        .expect("init");
+
+    println!(
+        "ECG anomaly UDF throughput ({} distinct events, cycled)",
+        payloads.len()
+    );
+    println!(
+        "{:>10}  {:>14}  {:>14}  {:>12}",
+        "batch", "native rec/s", "wasm rec/s", "wasm/native"
+    );
+    for batch_size in [1usize, 64, 1024] {
+        let batch: Vec<Message> = payloads
+            .iter()
+            .cycle()
+            .take(batch_size)
+            .map(|p| Message::from_value(p.clone()))
+            .collect();
+        let native = measure(batch_size, || {
+            for msg in &batch {
+                let scored = anomaly::score_payload(black_box(&msg.value)).expect("valid");
+                // The same work the guest does to build its output message.
+                black_box(Message {
+                    key: Some(scored.0.to_string().into_bytes()),
+                    value: scored.1.into_bytes(),
+                    headers: msg.headers.clone(),
+                    timestamp_ms: msg.timestamp_ms,
+                });
+            }
+        });
+        let wasm = measure(batch_size, || {
+            let results = worker.process(black_box(&batch));
+            assert!(results.iter().all(Result::is_ok));
+            black_box(results);
+        });
+        println!(
+            "{batch_size:>10}  {native:>14.0}  {wasm:>14.0}  {:>12.3}",
+            wasm / native
+        );
+    }
+}
+
+/// Records per second of `run`, which processes `records` records per call.
+fn measure(records: usize, mut run: impl FnMut()) -> f64 {
+    run(); // warm up
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed() < MIN_TIME {
+        run();
+        calls += 1;
+    }
+    (calls as f64 * records as f64) / start.elapsed().as_secs_f64()
+}

@@ -1,1 +1,34 @@
-fn main() {}
+//! The `sluice` binary: command-line parsing and dispatch. Errors become exit codes here.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Sluice: a stream processor extended with sandboxed WebAssembly UDFs.
+#[derive(Parser)]
+#[command(name = "sluice", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with UDF modules.
+    #[command(subcommand)]
+    Udf(UdfCommand),
+}
+
+#[derive(Subcommand)]
+enum UdfCommand {
+    /// Run a UDF over input lines (one message value per line) and print its outputs.
+    Test(cli::udf_test::UdfTestArgs),
+}
+
+fn main() -> ExitCode {
+    cli::init_tracing();
+    match Cli::parse().command {
+        Command::Udf(UdfCommand::Test(args)) => cli::udf_test::run(args),
+    }
+}

@@ -1,1 +1,235 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`):
+//!
+//! - `build`: the host in release (`target/release/sluice`) and every UDF under `guest-udfs/`
+//!   for `wasm32-wasip2` (`target/udfs/<name>.wasm`; test fixtures in `target/test-udfs/`).
+//!   Adds the `wasm32-wasip2` target with rustup when it is missing.
+//! - `demo`: builds, then scores the ECG test set through the Wasm anomaly UDF.
+//! - `test`: builds, then runs every test of the workspace (one profile: release).
+//! - `bench`: builds, then the Wasm-vs-native throughput benchmark.
+//! - `lint`: `cargo fmt --check` and `cargo clippy --all-targets -- -D warnings`.
+//!
+//! Everything shares one target directory and the release profile, so nothing is built twice.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+/// The alert rule of the original KSQL demo.
+const ALERT_THRESHOLD: f64 = 1.5;
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build") => build().map(|_| ()),
+        Some("demo") => demo(),
+        Some("test") => test(&args[1..]),
+        Some("bench") => bench(),
+        Some("lint") => lint(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <build | demo | test [-- cargo test args] | bench | lint>"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+/// Adds the wasm32-wasip2 target when rustup does not list it (RUSTUP_AUTO_INSTALL=0 here).
+fn ensure_wasm_target() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("cannot run rustup (needed for the {WASM_TARGET} target): {e}"))?;
+    if String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == WASM_TARGET)
+    {
+        return Ok(());
+    }
+    run(Command::new("rustup")
+        .args(["target", "add", WASM_TARGET])
+        .current_dir(root()))
+}
+
+/// A guest crate: its package name and whether it is a test fixture.
+struct Guest {
+    package: String,
+    fixture: bool,
+}
+
+/// Every cdylib crate under `guest-udfs/` (fixtures under `guest-udfs/test-fixtures/`).
+fn guests() -> Result<Vec<Guest>> {
+    let mut found = Vec::new();
+    for (dir, fixture) in [("guest-udfs", false), ("guest-udfs/test-fixtures", true)] {
+        let entries = std::fs::read_dir(root().join(dir)).map_err(|e| format!("{dir}: {e}"))?;
+        let mut crates: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        crates.sort();
+        for krate in crates {
+            let manifest = krate.join("Cargo.toml");
+            let Ok(text) = std::fs::read_to_string(&manifest) else {
+                continue;
+            };
+            if !text.contains("\"cdylib\"") {
+                continue;
+            }
+            let package = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("name = \""))
+                .and_then(|rest| rest.split('"').next())
+                .ok_or_else(|| format!("{}: no package name", manifest.display()))?;
+            found.push(Guest {
+                package: package.to_string(),
+                fixture,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Builds the host and every guest; returns the UDF directory.
+fn build() -> Result<PathBuf> {
+    ensure_wasm_target()?;
+    run(cargo().args(["build", "--release", "--package", "sluice"]))?;
+    let guests = guests()?;
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--target", WASM_TARGET]);
+    for guest in &guests {
+        cmd.args(["--package", &guest.package]);
+    }
+    run(&mut cmd)?;
+    let target = target_dir();
+    let built = target.join(WASM_TARGET).join("release");
+    for guest in &guests {
+        let dest_dir = target.join(if guest.fixture { "test-udfs" } else { "udfs" });
+        std::fs::create_dir_all(&dest_dir).map_err(|e| format!("{}: {e}", dest_dir.display()))?;
+        let file = format!("{}.wasm", guest.package.replace('-', "_"));
+        let from = built.join(&file);
+        let to = dest_dir.join(format!("{}.wasm", guest.package));
+        std::fs::copy(&from, &to)
+            .map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()))?;
+        eprintln!("xtask: {}", to.display());
+    }
+    Ok(target.join("udfs"))
+}
+
+fn sluice_bin() -> PathBuf {
+    target_dir().join("release").join("sluice")
+}
+
+fn demo() -> Result<()> {
+    let udfs = build()?;
+    let input = root().join("tests/data/ecg_discord_test.msgs");
+    eprintln!(
+        "\nScoring {} through the Wasm anomaly UDF ({}):\n",
+        input.display(),
+        udfs.join("anomaly.wasm").display()
+    );
+    let out = Command::new(sluice_bin())
+        .args(["udf", "test", "anomaly", "--input"])
+        .arg(&input)
+        .arg("--udf-dir")
+        .arg(&udfs)
+        .output()
+        .map_err(|e| format!("cannot run sluice: {e}"))?;
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        return Err(format!("sluice udf test exited with {}", out.status));
+    }
+    println!(
+        "{:>7}  {:<22}  ALERT (mse > {ALERT_THRESHOLD})",
+        "EVENTID", "MSE"
+    );
+    let mut alerts = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let (id, mse) =
+            parse_score(line).ok_or_else(|| format!("unexpected UDF output: {line}"))?;
+        let alert = mse
+            .parse::<f64>()
+            .map(|v| v > ALERT_THRESHOLD)
+            .unwrap_or(false);
+        if alert {
+            alerts.push(id.to_string());
+        }
+        println!("{id:>7}  {mse:<22}  {}", if alert { "ALERT" } else { "" });
+    }
+    println!("\n{} alerts: events {}", alerts.len(), alerts.join(", "));
+    Ok(())
+}
+
+/// `{"eventid":N,"anomaly_val":X}` → (N, X) as printed.
+fn parse_score(line: &str) -> Option<(&str, &str)> {
+    let rest = line.strip_prefix("{\"eventid\":")?;
+    let (id, rest) = rest.split_once(",\"anomaly_val\":")?;
+    Some((id, rest.strip_suffix('}')?))
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    let udfs = build()?;
+    let mut cmd = cargo();
+    cmd.args(["test", "--release", "--workspace"])
+        .env("SLUICE_TEST_UDF_DIR", &udfs)
+        .env("SLUICE_TEST_FIXTURE_DIR", target_dir().join("test-udfs"));
+    cmd.args(extra);
+    run(&mut cmd)
+}
+
+fn bench() -> Result<()> {
+    build()?;
+    run(cargo()
+        .args(["bench", "--package", "sluice", "--bench", "udf_throughput"])
+        .env("SLUICE_TEST_UDF_DIR", target_dir().join("udfs")))
+}
+
+fn lint() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}

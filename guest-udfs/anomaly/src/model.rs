@@ -39,10 +39,22 @@ struct Layer {
 }
 
 static LAYERS: [Layer; 4] = [
-    Layer { weights: &weights::WEIGHTS_0, biases: &weights::BIASES_0 },
-    Layer { weights: &weights::WEIGHTS_1, biases: &weights::BIASES_1 },
-    Layer { weights: &weights::WEIGHTS_2, biases: &weights::BIASES_2 },
-    Layer { weights: &weights::WEIGHTS_3, biases: &weights::BIASES_3 },
+    Layer {
+        weights: &weights::WEIGHTS_0,
+        biases: &weights::BIASES_0,
+    },
+    Layer {
+        weights: &weights::WEIGHTS_1,
+        biases: &weights::BIASES_1,
+    },
+    Layer {
+        weights: &weights::WEIGHTS_2,
+        biases: &weights::BIASES_2,
+    },
+    Layer {
+        weights: &weights::WEIGHTS_3,
+        biases: &weights::BIASES_3,
+    },
 ];
 
 /// The reconstruction mean squared error of one event, in the original (denormalised) units.
@@ -84,7 +96,10 @@ fn dense_tanh(layer: &Layer, x: &[f64], out: &mut [f64]) {
         let row = &layer.weights[r * cols..(r + 1) * cols];
         // Eight independent partial sums, psum0..psum7 (the compiler keeps them in f64x2 lanes).
         let mut p = [0.0f64; 8];
-        for (w8, x8) in row[..blocked].chunks_exact(8).zip(x[..blocked].chunks_exact(8)) {
+        for (w8, x8) in row[..blocked]
+            .chunks_exact(8)
+            .zip(x[..blocked].chunks_exact(8))
+        {
             for j in 0..8 {
                 p[j] += f64::from(w8[j]) * x8[j];
             }

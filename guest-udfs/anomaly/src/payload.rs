@@ -48,7 +48,10 @@ pub fn parse_event(payload: &[u8]) -> Result<EcgEvent, PayloadError> {
         return Err(error(None, "empty payload".into()));
     }
     let (id_text, readings_text) = text.split_once(',').ok_or_else(|| {
-        error(None, format!("missing EVENTID: expected `EVENTID,v1#v2#...#v{INPUTS}`, found no comma"))
+        error(
+            None,
+            format!("missing EVENTID: expected `EVENTID,v1#v2#...#v{INPUTS}`, found no comma"),
+        )
     })?;
     let id_text = id_text.trim();
     if id_text.is_empty() {
@@ -68,16 +71,25 @@ pub fn parse_event(payload: &[u8]) -> Result<EcgEvent, PayloadError> {
             continue; // keep counting for the error message
         }
         let value: f64 = field.parse().map_err(|_| {
-            error(here, format!("reading {} of {INPUTS} is not a number: {field:?}", i + 1))
+            error(
+                here,
+                format!("reading {} of {INPUTS} is not a number: {field:?}", i + 1),
+            )
         })?;
         if !value.is_finite() {
-            return Err(error(here, format!("reading {} of {INPUTS} is not finite: {field:?}", i + 1)));
+            return Err(error(
+                here,
+                format!("reading {} of {INPUTS} is not finite: {field:?}", i + 1),
+            ));
         }
         readings[i] = value;
         count = i + 1;
     }
     if count != INPUTS {
-        return Err(error(here, format!("expected {INPUTS} readings separated by '#', found {count}")));
+        return Err(error(
+            here,
+            format!("expected {INPUTS} readings separated by '#', found {count}"),
+        ));
     }
     Ok(EcgEvent { event_id, readings })
 }
@@ -116,9 +128,15 @@ mod tests {
     #[test]
     fn wrong_count_names_event_and_count() {
         let err = parse_event(payload("7", &fives(209)).as_bytes()).unwrap_err();
-        assert_eq!(err.to_string(), "event 7: expected 210 readings separated by '#', found 209");
+        assert_eq!(
+            err.to_string(),
+            "event 7: expected 210 readings separated by '#', found 209"
+        );
         let err = parse_event(payload("7", &fives(211)).as_bytes()).unwrap_err();
-        assert_eq!(err.to_string(), "event 7: expected 210 readings separated by '#', found 211");
+        assert_eq!(
+            err.to_string(),
+            "event 7: expected 210 readings separated by '#', found 211"
+        );
     }
 
     #[test]
@@ -126,10 +144,17 @@ mod tests {
         let mut r = fives(INPUTS);
         r[16] = "abc";
         let err = parse_event(payload("8", &r).as_bytes()).unwrap_err();
-        assert_eq!(err.to_string(), "event 8: reading 17 of 210 is not a number: \"abc\"");
+        assert_eq!(
+            err.to_string(),
+            "event 8: reading 17 of 210 is not a number: \"abc\""
+        );
         r[16] = "";
         let err = parse_event(payload("8", &r).as_bytes()).unwrap_err();
-        assert!(err.to_string().contains("reading 17 of 210 is not a number: \"\""), "{err}");
+        assert!(
+            err.to_string()
+                .contains("reading 17 of 210 is not a number: \"\""),
+            "{err}"
+        );
         r[16] = "inf";
         let err = parse_event(payload("8", &r).as_bytes()).unwrap_err();
         assert!(err.to_string().contains("not finite"), "{err}");
@@ -138,14 +163,20 @@ mod tests {
     #[test]
     fn empty_and_missing_event_id() {
         assert_eq!(parse_event(b"").unwrap_err().to_string(), "empty payload");
-        assert_eq!(parse_event(b"  \n").unwrap_err().to_string(), "empty payload");
+        assert_eq!(
+            parse_event(b"  \n").unwrap_err().to_string(),
+            "empty payload"
+        );
         let err = parse_event(b"1.0#2.0").unwrap_err().to_string();
         assert!(err.starts_with("missing EVENTID"), "{err}");
         let err = parse_event(b" ,1.0#2.0").unwrap_err().to_string();
         assert_eq!(err, "missing EVENTID before the comma");
         let err = parse_event(b"abc,1.0").unwrap_err().to_string();
         assert_eq!(err, "EVENTID \"abc\" is not an integer");
-        assert!(parse_event(&[0xff, b',']).unwrap_err().to_string().contains("UTF-8"));
+        assert!(parse_event(&[0xff, b','])
+            .unwrap_err()
+            .to_string()
+            .contains("UTF-8"));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 fn data(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
@@ -22,7 +24,8 @@ fn scores_match_h2o_to_the_printed_digit() {
     assert_eq!(lines.len(), expected.len());
     assert_eq!(lines.len(), 23);
     for (line, (id, want)) in lines.iter().zip(&expected) {
-        let (event_id, json) = anomaly::score_payload(line.as_bytes()).expect("valid reference row");
+        let (event_id, json) =
+            anomaly::score_payload(line.as_bytes()).expect("valid reference row");
         assert_eq!(event_id.to_string(), *id);
         let got: f64 = json
             .split("\"anomaly_val\":")
@@ -33,7 +36,14 @@ fn scores_match_h2o_to_the_printed_digit() {
             .expect("float");
         let want_f: f64 = want.parse().unwrap();
         let rel = ((got - want_f) / want_f).abs();
-        assert!(rel <= 1e-12, "event {id}: got {got}, want {want} (rel {rel:e})");
-        assert_eq!(json, format!("{{\"eventid\":{id},\"anomaly_val\":{want}}}"), "printed digits of event {id}");
+        assert!(
+            rel <= 1e-12,
+            "event {id}: got {got}, want {want} (rel {rel:e})"
+        );
+        assert_eq!(
+            json,
+            format!("{{\"eventid\":{id},\"anomaly_val\":{want}}}"),
+            "printed digits of event {id}"
+        );
     }
 }

@@ -93,7 +93,10 @@ mod tests {
     fn errors_name_the_key_and_value() {
         let cfg = config(&[("threshold", "high")]);
         let err = cfg.parse::<f64>("threshold").unwrap_err().to_string();
-        assert!(err.contains("threshold") && err.contains("\"high\""), "{err}");
+        assert!(
+            err.contains("threshold") && err.contains("\"high\""),
+            "{err}"
+        );
         let err = cfg.require("missing").unwrap_err().to_string();
         assert!(err.contains("missing required key `missing`"), "{err}");
     }

@@ -93,7 +93,7 @@ macro_rules! export_udf {
                 }
             }
 
-            $crate::bindings::export!(SluiceUdfExport with_types_in $crate::bindings);
+    $crate::bindings::export!(SluiceUdfExport with_types_in $crate::bindings);
         };
     };
 }

@@ -56,15 +56,15 @@ impl Message {
 
     /// The value as UTF-8 text, or an `invalid-input` error.
     pub fn value_str(&self) -> Result<&str, UdfError> {
-        std::str::from_utf8(&self.value).map_err(|err| {
-            UdfError::invalid_input(format!("value is not UTF-8 text: {err}"))
-        })
+        std::str::from_utf8(&self.value)
+            .map_err(|err| UdfError::invalid_input(format!("value is not UTF-8 text: {err}")))
     }
 
     /// The value parsed as JSON into `T`, or an `invalid-input` error with serde's reason.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, UdfError> {
-        serde_json::from_slice(&self.value)
-            .map_err(|err| UdfError::invalid_input(format!("value is not the expected JSON: {err}")))
+        serde_json::from_slice(&self.value).map_err(|err| {
+            UdfError::invalid_input(format!("value is not the expected JSON: {err}"))
+        })
     }
 }
 
@@ -86,11 +86,18 @@ mod tests {
 
     #[test]
     fn json_round_trip_and_errors() {
-        let msg = Message::new("x").with_json(&serde_json::json!({"a": 1.5})).unwrap();
+        let msg = Message::new("x")
+            .with_json(&serde_json::json!({"a": 1.5}))
+            .unwrap();
         let back: serde_json::Value = msg.json().unwrap();
         assert_eq!(back["a"], 1.5);
-        let err = Message::new("{oops").json::<serde_json::Value>().unwrap_err();
-        assert!(matches!(err, UdfError::InvalidInput(ref r) if r.contains("JSON")), "{err}");
+        let err = Message::new("{oops")
+            .json::<serde_json::Value>()
+            .unwrap_err();
+        assert!(
+            matches!(err, UdfError::InvalidInput(ref r) if r.contains("JSON")),
+            "{err}"
+        );
         assert!(Message::new(vec![0xff]).value_str().is_err());
     }
 }

@@ -1,1 +1,84 @@
+//! A deliberately hostile UDF for the host's sandbox tests. Each message value is a command:
+//!
+//! | value          | what the guest does                                         |
+//! |----------------|-------------------------------------------------------------|
+//! | `loop`         | spins forever (the host's deadline must stop it)            |
+//! | `alloc`        | allocates and touches far more memory than any cap allows   |
+//! | `panic`        | panics (a trap, with its message on guest stderr)           |
+//! | `wrong-count`  | answers the whole batch with one result too many            |
+//! | `fail`         | returns a `failed` error for that message                   |
+//! | `log`          | writes to stdout, stderr and `host.log`, then echoes        |
+//! | `env`          | reports env vars, whether `/` lists, and what TCP connect says |
+//! | anything else  | echoed back unchanged                                       |
+//!
+//! `init` obeys the config key `init`: `trap` panics, `fail` returns an error.
+//! It implements the raw world (not `sluice_udf::Udf`) so it can break the contract.
 
+use sluice_udf::bindings::{export, Guest};
+use sluice_udf::{Level, Message, UdfError};
+
+struct Hostile;
+
+impl Guest for Hostile {
+    fn init(config: Vec<(String, String)>) -> Result<(), UdfError> {
+        match config
+            .iter()
+            .find(|(k, _)| k == "init")
+            .map(|(_, v)| v.as_str())
+        {
+            Some("trap") => panic!("hostile init panicked on purpose"),
+            Some("fail") => Err(UdfError::failed("hostile init refused on purpose")),
+            _ => Ok(()),
+        }
+    }
+
+    fn process(batch: Vec<Message>) -> Vec<Result<Vec<Message>, UdfError>> {
+        let lie = batch.iter().any(|m| m.value == b"wrong-count");
+        let mut results: Vec<_> = batch.into_iter().map(one).collect();
+        if lie {
+            results.push(Ok(Vec::new()));
+        }
+        results
+    }
+}
+
+fn one(msg: Message) -> Result<Vec<Message>, UdfError> {
+    match msg.value.as_slice() {
+        b"loop" => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        b"alloc" => {
+            let mut hog: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hog.push(vec![1u8; 16 << 20]);
+                std::hint::black_box(&hog);
+            }
+        }
+        b"panic" => panic!("hostile guest panicked on purpose"),
+        b"fail" => Err(UdfError::failed("hostile guest failed on purpose")),
+        b"log" => {
+            println!("hostile stdout line");
+            eprintln!("hostile stderr line");
+            sluice_udf::log(Level::Warn, "hostile host.log line");
+            Ok(vec![msg])
+        }
+        b"env" => {
+            let vars = std::env::vars().count();
+            let root = std::fs::read_dir("/").is_ok();
+            // Denied network shows as an error other than ConnectionRefused.
+            let tcp = match std::net::TcpStream::connect("127.0.0.1:1") {
+                Ok(_) => "connected".to_string(),
+                Err(err) => format!("{:?}", err.kind()),
+            };
+            Ok(vec![
+                msg.with_value(format!("vars={vars} root={root} tcp={tcp}"))
+            ])
+        }
+        _ => Ok(vec![msg]),
+    }
+}
+
+export!(Hostile with_types_in sluice_udf::bindings);

@@ -1,0 +1,82 @@
+//! The `sluice` subcommands, one file each, plus what they share (logging, UDF lookup).
+
+pub mod udf_test;
+
+use std::path::{Path, PathBuf};
+use tracing_subscriber::EnvFilter;
+
+/// Logs to stderr; the filter comes from `SLUICE_LOG` (e.g. `info`, `sluice=debug`), default `warn`.
+pub fn init_tracing() {
+    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// The UDF directory: `--udf-dir`, else `SLUICE_UDF_DIR`, else `target/udfs`.
+pub fn default_udf_dir() -> PathBuf {
+    std::env::var_os("SLUICE_UDF_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/udfs"))
+}
+
+/// Where compiled UDFs are cached: `SLUICE_CACHE_DIR`, else `$XDG_CACHE_HOME/sluice`,
+/// else `~/.cache/sluice`, else none (compile every time).
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SLUICE_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(Path::new(&dir).join("sluice"));
+    }
+    std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/sluice"))
+}
+
+/// A module argument is a path when it names a `.wasm` file or contains a path separator;
+/// otherwise it is a name looked up as `<udf_dir>/<name>.wasm`.
+pub fn resolve_module(module: &str, udf_dir: &Path) -> PathBuf {
+    let as_path = Path::new(module);
+    if module.ends_with(".wasm") || module.contains(std::path::MAIN_SEPARATOR) || as_path.is_file()
+    {
+        as_path.to_path_buf()
+    } else {
+        udf_dir.join(format!("{module}.wasm"))
+    }
+}
+
+/// Parses `KEY=VALUE` for `--config`.
+pub fn parse_key_value(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, found {raw:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_names_and_paths() {
+        let dir = Path::new("udfs");
+        assert_eq!(
+            resolve_module("anomaly", dir),
+            Path::new("udfs/anomaly.wasm")
+        );
+        assert_eq!(resolve_module("x/y.wasm", dir), Path::new("x/y.wasm"));
+        assert_eq!(resolve_module("y.wasm", dir), Path::new("y.wasm"));
+    }
+
+    #[test]
+    fn key_values() {
+        assert_eq!(
+            parse_key_value("a=b=c").unwrap(),
+            ("a".into(), "b=c".into())
+        );
+        assert!(parse_key_value("novalue").is_err());
+        assert!(parse_key_value("=x").is_err());
+    }
+}

@@ -1,0 +1,32 @@
+//! The record that flows through Sluice: key, value, headers and timestamp, as in `wit/udf.wit`.
+
+/// One record. Mirrors the WIT `message` so a record crosses into a UDF and back unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    /// The record key (Kafka key; for MQTT, none unless a UDF sets one).
+    pub key: Option<Vec<u8>>,
+    /// The payload, untouched bytes.
+    pub value: Vec<u8>,
+    /// Headers (Kafka headers, MQTT 5 user properties), in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Milliseconds since the Unix epoch, when the source knows it.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Message {
+    /// A record with this value and nothing else.
+    pub fn from_value(value: impl Into<Vec<u8>>) -> Self {
+        Message {
+            value: value.into(),
+            ..Message::default()
+        }
+    }
+
+    /// The value of the first header called `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+}

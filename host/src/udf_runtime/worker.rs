@@ -1,0 +1,208 @@
+//! One UDF instance in its own `Store`, reused across batches, and the rules that keep a hostile
+//! or buggy guest from taking the host down or losing a record:
+//!
+//! 1. Every call gets a fresh wall-clock deadline (epoch ticks), fuel (when metered) and a
+//!    cleared memory-cap flag.
+//! 2. A trap, timeout or memory-cap hit discards the `Store`; the next call re-instantiates
+//!    and re-runs `init`.
+//! 3. A batch that faults, or answers with the wrong number of results, is retried record by
+//!    record, so only the poison record comes back as an error and every other record is processed.
+
+use super::bindings::{self, WitMessage, WitUdfError};
+use super::sandbox::HostState;
+use super::{deadline_ticks, RecordError, UdfLimits, UdfModule};
+use crate::message::Message;
+use wasmtime::{Store, Trap};
+
+/// What one input record became: zero or more output messages, or why it failed.
+pub type RecordResult = Result<Vec<Message>, RecordError>;
+
+/// A live UDF instance that processes batches. Not shared between threads: use one per worker.
+pub struct UdfWorker {
+    module: UdfModule,
+    config: Vec<(String, String)>,
+    limits: UdfLimits,
+    live: Option<Live>,
+    restarts: u64,
+}
+
+struct Live {
+    store: Store<HostState>,
+    udf: bindings::Udf,
+}
+
+impl UdfWorker {
+    pub(super) fn start(
+        module: UdfModule,
+        config: Vec<(String, String)>,
+        limits: UdfLimits,
+    ) -> Result<Self, RecordError> {
+        let mut worker = UdfWorker {
+            module,
+            config,
+            limits,
+            live: None,
+            restarts: 0,
+        };
+        worker.live = Some(worker.instantiate()?);
+        Ok(worker)
+    }
+
+    /// The module this worker runs.
+    pub fn module(&self) -> &UdfModule {
+        &self.module
+    }
+
+    /// How many times the instance was discarded and started again after a fault.
+    pub fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
+    /// Processes a batch: one result per input record, in order. Never panics, never drops a record.
+    pub fn process(&mut self, batch: &[Message]) -> Vec<RecordResult> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        match self.call(batch) {
+            Ok(results) => results,
+            Err(fault) if batch.len() == 1 => vec![Err(fault)],
+            Err(fault) => {
+                tracing::warn!(
+                    udf = %self.module.version(),
+                    records = batch.len(),
+                    "batch failed ({fault}); retrying record by record to isolate the poison record"
+                );
+                batch
+                    .iter()
+                    .map(|record| match self.call(std::slice::from_ref(record)) {
+                        Ok(mut one) => one.pop().unwrap_or_else(|| {
+                            Err(RecordError::BadOutput {
+                                reason: "no result for the record".into(),
+                            })
+                        }),
+                        Err(fault) => Err(fault),
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// One `process` call. `Err` is a fault of the whole call (trap, timeout, contract breach).
+    fn call(&mut self, batch: &[Message]) -> Result<Vec<RecordResult>, RecordError> {
+        if self.live.is_none() {
+            self.restarts += 1;
+            self.live = Some(self.instantiate()?);
+        }
+        let Some(live) = self.live.as_mut() else {
+            return Err(RecordError::Trap {
+                reason: "the UDF instance is gone".into(),
+            });
+        };
+        arm(&mut live.store, &self.limits);
+        let input: Vec<WitMessage> = batch.iter().map(to_wit).collect();
+        match live.udf.call_process(&mut live.store, &input) {
+            Ok(results) if results.len() == batch.len() => Ok(results
+                .into_iter()
+                .map(|result| match result {
+                    Ok(messages) => Ok(messages.into_iter().map(from_wit).collect()),
+                    Err(WitUdfError::InvalidInput(reason)) => {
+                        Err(RecordError::InvalidInput(reason))
+                    }
+                    Err(WitUdfError::Failed(reason)) => Err(RecordError::Failed(reason)),
+                })
+                .collect()),
+            Ok(results) => Err(RecordError::BadOutput {
+                reason: format!(
+                    "process returned {} results for {} messages",
+                    results.len(),
+                    batch.len()
+                ),
+            }),
+            Err(err) => {
+                let fault = classify(&err, &live.store, &self.limits);
+                // After a trap the instance may be half-updated: never call it again.
+                self.live = None;
+                Err(fault)
+            }
+        }
+    }
+
+    /// A fresh store and instance, with `init` run under the same limits as a batch.
+    fn instantiate(&self) -> Result<Live, RecordError> {
+        let inner = &self.module.inner;
+        let state = HostState::new(inner.name.clone(), self.limits.memory_bytes);
+        let mut store = Store::new(&inner.shared.engine, state);
+        store.limiter(|state| &mut state.memory);
+        store.epoch_deadline_trap();
+        arm(&mut store, &self.limits);
+        let udf = inner
+            .pre
+            .instantiate(&mut store)
+            .map_err(|err| classify(&err, &store, &self.limits))?;
+        arm(&mut store, &self.limits);
+        match udf.call_init(&mut store, &self.config) {
+            Ok(Ok(())) => Ok(Live { store, udf }),
+            Ok(Err(WitUdfError::InvalidInput(reason))) => Err(RecordError::InvalidInput(reason)),
+            Ok(Err(WitUdfError::Failed(reason))) => Err(RecordError::Failed(reason)),
+            Err(err) => Err(classify(&err, &store, &self.limits)),
+        }
+    }
+}
+
+/// Resets the per-call limits: deadline, fuel and the memory-cap flag.
+fn arm(store: &mut Store<HostState>, limits: &UdfLimits) {
+    store.set_epoch_deadline(deadline_ticks(limits.deadline));
+    if let Some(fuel) = limits.fuel {
+        if let Err(err) = store.set_fuel(fuel) {
+            tracing::error!("cannot set fuel: {err:#}");
+        }
+    }
+    store.data_mut().memory.hit = false;
+    store.data().stderr.take_tail();
+}
+
+/// Turns wasmtime's error into the typed reason, using what the sandbox observed.
+fn classify(err: &wasmtime::Error, store: &Store<HostState>, limits: &UdfLimits) -> RecordError {
+    let trap = err.downcast_ref::<Trap>();
+    match trap {
+        Some(Trap::Interrupt) => RecordError::Timeout {
+            deadline: limits.deadline,
+        },
+        Some(Trap::OutOfFuel) => RecordError::FuelExhausted {
+            fuel: limits.fuel.unwrap_or(0),
+        },
+        _ if store.data().memory.hit => RecordError::MemoryLimit {
+            limit_bytes: limits.memory_bytes,
+        },
+        _ => {
+            let mut reason = match trap {
+                Some(trap) => trap.to_string(),
+                None => format!("{err:#}"),
+            };
+            let said = store.data().stderr.take_tail();
+            if !said.is_empty() {
+                reason.push_str("; guest stderr: ");
+                reason.push_str(&said.join(" | "));
+            }
+            RecordError::Trap { reason }
+        }
+    }
+}
+
+fn to_wit(message: &Message) -> WitMessage {
+    WitMessage {
+        key: message.key.clone(),
+        value: message.value.clone(),
+        headers: message.headers.clone(),
+        timestamp_ms: message.timestamp_ms,
+    }
+}
+
+fn from_wit(message: WitMessage) -> Message {
+    Message {
+        key: message.key,
+        value: message.value,
+        headers: message.headers,
+        timestamp_ms: message.timestamp_ms,
+    }
+}

@@ -1,0 +1,148 @@
+//! The `sluice udf test` contract: outputs on stdout in input order, `line N: <kind>: <reason>`
+//! on stderr per failed record, exit 0 / 1 / 2.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn sluice(args: &[&str], stdin: Option<&str>) -> Output {
+    let cache = std::env::temp_dir().join("sluice-cli-test-cache");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("SLUICE_CACHE_DIR", cache)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice");
+    let mut pipe = child.stdin.take().expect("stdin");
+    pipe.write_all(stdin.unwrap_or("").as_bytes())
+        .expect("write stdin");
+    drop(pipe);
+    child.wait_with_output().expect("sluice runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn scores_the_reference_file_in_order() {
+    let anomaly = common::udf("anomaly");
+    let input = common::root().join("tests/data/ecg_discord_test.msgs");
+    let out = sluice(
+        &[
+            "udf",
+            "test",
+            anomaly.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--batch-size",
+            "5",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let want: Vec<String> = common::expected_scores()
+        .iter()
+        .map(|(id, mse)| format!("{{\"eventid\":{id},\"anomaly_val\":{mse}}}"))
+        .collect();
+    assert_eq!(text(&out.stdout).lines().collect::<Vec<_>>(), want);
+}
+
+#[test]
+fn bad_records_are_reported_by_line_and_the_rest_still_flow() {
+    let rows = common::ecg_messages();
+    let short: String = rows[1].rsplit_once('#').unwrap().0.to_string();
+    let input = format!(
+        "{}\n{short}\nnot-a-payload\n\n{}\n",
+        rows[0],
+        common::spaced(&rows[2])
+    );
+    let udf_dir = common::udf("anomaly").parent().unwrap().to_path_buf();
+    let out = sluice(
+        &[
+            "udf",
+            "test",
+            "anomaly",
+            "--udf-dir",
+            udf_dir.to_str().unwrap(),
+        ],
+        Some(&input),
+    );
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].starts_with("{\"eventid\":1,"), "{stdout}");
+    assert!(lines[1].starts_with("{\"eventid\":3,"), "{stdout}");
+    let stderr = text(&out.stderr);
+    let failures: Vec<&str> = stderr.lines().filter(|l| l.starts_with("line ")).collect();
+    assert_eq!(
+        failures,
+        [
+            "line 2: invalid-input: event 2: expected 210 readings separated by '#', found 209",
+            "line 3: invalid-input: missing EVENTID: expected `EVENTID,v1#v2#...#v210`, found no comma",
+            "line 4: invalid-input: empty payload",
+        ],
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_module_exits_2_and_names_it() {
+    let out = sluice(
+        &["udf", "test", "no-such-udf", "--udf-dir", "/nonexistent"],
+        Some("x\n"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("`no-such-udf`") && stderr.contains("/nonexistent/no-such-udf.wasm"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_module_refusing_its_config_exits_2_with_the_reason() {
+    let anomaly = common::udf("anomaly");
+    let out = sluice(
+        &[
+            "udf",
+            "test",
+            anomaly.to_str().unwrap(),
+            "--config",
+            "threshold=2",
+        ],
+        Some(""),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("takes no keys, found `threshold`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn hostile_records_get_typed_errors_from_the_cli_too() {
+    let hostile = common::fixture("hostile");
+    let out = sluice(
+        &[
+            "udf",
+            "test",
+            hostile.to_str().unwrap(),
+            "--deadline-ms",
+            "100",
+            "--memory-mib",
+            "16",
+        ],
+        Some("a\nloop\nalloc\nb\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "a\nb\n");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("line 2: timeout: "), "{stderr}");
+    assert!(stderr.contains("line 3: memory-limit: "), "{stderr}");
+}
