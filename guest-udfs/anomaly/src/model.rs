@@ -94,16 +94,7 @@ fn dense_tanh(layer: &Layer, x: &[f64], out: &mut [f64]) {
     let blocked = cols - cols % 8;
     for (r, y) in out.iter_mut().enumerate() {
         let row = &layer.weights[r * cols..(r + 1) * cols];
-        // Eight independent partial sums, psum0..psum7 (the compiler keeps them in f64x2 lanes).
-        let mut p = [0.0f64; 8];
-        for (w8, x8) in row[..blocked]
-            .chunks_exact(8)
-            .zip(x[..blocked].chunks_exact(8))
-        {
-            for j in 0..8 {
-                p[j] += f64::from(w8[j]) * x8[j];
-            }
-        }
+        let p = lanes::partial_sums(&row[..blocked], &x[..blocked]);
         let mut acc = 0.0 + (((p[0] + p[1]) + p[2]) + p[3]);
         acc += ((p[4] + p[5]) + p[6]) + p[7];
         for c in blocked..cols {
@@ -114,9 +105,125 @@ fn dense_tanh(layer: &Layer, x: &[f64], out: &mut [f64]) {
     }
 }
 
+/// H2O's eight partial sums `psum0..psum7` over blocks of eight columns.
+///
+/// Each sum is an independent chain of `widen(w) * x` products added in column order, so
+/// computing two of them per f64x2 register (pairs (0,1), (2,3), (4,5), (6,7)) gives exactly
+/// the scalar bits: no reassociation, no fused multiply-add. One implementation per target,
+/// the same arithmetic in each; the scalar one is the reference.
+mod lanes {
+    /// `w.len() == x.len()`, a multiple of 8.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    pub(super) fn partial_sums(w: &[f32], x: &[f64]) -> [f64; 8] {
+        use core::arch::wasm32::*;
+        let mut acc = [f64x2_splat(0.0); 4];
+        for (w8, x8) in w.chunks_exact(8).zip(x.chunks_exact(8)) {
+            // SAFETY: `chunks_exact(8)` gives 8 f32 (32 bytes) and 8 f64 (64 bytes); every load
+            // below reads 16 bytes inside them, and Wasm loads need no alignment.
+            let (w03, w47, xs) = unsafe {
+                let w = w8.as_ptr() as *const v128;
+                let x = x8.as_ptr() as *const v128;
+                (
+                    v128_load(w),
+                    v128_load(w.add(1)),
+                    [
+                        v128_load(x),
+                        v128_load(x.add(1)),
+                        v128_load(x.add(2)),
+                        v128_load(x.add(3)),
+                    ],
+                )
+            };
+            let ws = [
+                f64x2_promote_low_f32x4(w03),
+                f64x2_promote_low_f32x4(i64x2_shuffle::<1, 1>(w03, w03)),
+                f64x2_promote_low_f32x4(w47),
+                f64x2_promote_low_f32x4(i64x2_shuffle::<1, 1>(w47, w47)),
+            ];
+            for k in 0..4 {
+                acc[k] = f64x2_add(acc[k], f64x2_mul(ws[k], xs[k]));
+            }
+        }
+        let mut p = [0.0; 8];
+        for (k, a) in acc.iter().enumerate() {
+            p[2 * k] = f64x2_extract_lane::<0>(*a);
+            p[2 * k + 1] = f64x2_extract_lane::<1>(*a);
+        }
+        p
+    }
+
+    /// `w.len() == x.len()`, a multiple of 8. SSE2 is part of the x86_64 baseline.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn partial_sums(w: &[f32], x: &[f64]) -> [f64; 8] {
+        use core::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64. `chunks_exact(8)` gives 8 f32 (32 bytes)
+        // and 8 f64 (64 bytes); every unaligned load below reads 16 bytes inside them.
+        unsafe {
+            let mut acc = [_mm_setzero_pd(); 4];
+            for (w8, x8) in w.chunks_exact(8).zip(x.chunks_exact(8)) {
+                let w03 = _mm_loadu_ps(w8.as_ptr());
+                let w47 = _mm_loadu_ps(w8.as_ptr().add(4));
+                let ws = [
+                    _mm_cvtps_pd(w03),
+                    _mm_cvtps_pd(_mm_movehl_ps(w03, w03)),
+                    _mm_cvtps_pd(w47),
+                    _mm_cvtps_pd(_mm_movehl_ps(w47, w47)),
+                ];
+                let x = x8.as_ptr();
+                let xs = [
+                    _mm_loadu_pd(x),
+                    _mm_loadu_pd(x.add(2)),
+                    _mm_loadu_pd(x.add(4)),
+                    _mm_loadu_pd(x.add(6)),
+                ];
+                for k in 0..4 {
+                    acc[k] = _mm_add_pd(acc[k], _mm_mul_pd(ws[k], xs[k]));
+                }
+            }
+            let mut p = [0.0; 8];
+            for (k, a) in acc.iter().enumerate() {
+                _mm_storeu_pd(p[2 * k..].as_mut_ptr(), *a);
+            }
+            p
+        }
+    }
+
+    /// `w.len() == x.len()`, a multiple of 8.
+    #[cfg(not(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        target_arch = "x86_64"
+    )))]
+    pub(super) fn partial_sums(w: &[f32], x: &[f64]) -> [f64; 8] {
+        super::scalar_partial_sums(w, x)
+    }
+}
+
+/// The reference: H2O's `psum0 += a[off] * x[col]; ... psum7 += a[off+7] * x[col+7]`.
+#[allow(dead_code)] // used on targets without f64x2 lanes, and by the tests
+fn scalar_partial_sums(w: &[f32], x: &[f64]) -> [f64; 8] {
+    let mut p = [0.0f64; 8];
+    for (w8, x8) in w.chunks_exact(8).zip(x.chunks_exact(8)) {
+        for j in 0..8 {
+            p[j] += f64::from(w8[j]) * x8[j];
+        }
+    }
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lanes_give_the_scalar_bits() {
+        let w = &weights::WEIGHTS_0[..208];
+        let x: Vec<f64> = (0..208)
+            .map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0)
+            .collect();
+        let lanes = lanes::partial_sums(w, &x);
+        let scalar = scalar_partial_sums(w, &x);
+        assert_eq!(lanes.map(f64::to_bits), scalar.map(f64::to_bits));
+    }
 
     #[test]
     fn layer_shapes_match_the_model() {

@@ -41,19 +41,23 @@ fn error(event_id: Option<i64>, reason: String) -> PayloadError {
 }
 
 /// Parses `EVENTID,v1#v2#...#v210`.
+///
+/// Works on bytes: plain ASCII decimals (the wire format in practice) are parsed in one pass;
+/// any other field goes through `str::trim` and `str::parse`, so the accepted language is
+/// exactly that of `str::parse::<f64>` with surrounding whitespace allowed.
 pub fn parse_event(payload: &[u8]) -> Result<EcgEvent, PayloadError> {
-    let text = std::str::from_utf8(payload)
-        .map_err(|err| error(None, format!("payload is not UTF-8 text: {err}")))?;
-    if text.trim().is_empty() {
+    if payload.trim_ascii().is_empty() {
         return Err(error(None, "empty payload".into()));
     }
-    let (id_text, readings_text) = text.split_once(',').ok_or_else(|| {
+    let comma = payload.iter().position(|&b| b == b',').ok_or_else(|| {
         error(
             None,
             format!("missing EVENTID: expected `EVENTID,v1#v2#...#v{INPUTS}`, found no comma"),
         )
     })?;
-    let id_text = id_text.trim();
+    let id_text = std::str::from_utf8(&payload[..comma])
+        .map_err(|err| error(None, format!("payload is not UTF-8 text: {err}")))?
+        .trim();
     if id_text.is_empty() {
         return Err(error(None, "missing EVENTID before the comma".into()));
     }
@@ -64,26 +68,16 @@ pub fn parse_event(payload: &[u8]) -> Result<EcgEvent, PayloadError> {
 
     let mut readings = [0.0f64; INPUTS];
     let mut count = 0usize;
-    for (i, field) in readings_text.split('#').enumerate() {
-        let field = field.trim();
-        if i >= INPUTS {
-            count = i + 1;
-            continue; // keep counting for the error message
-        }
-        let value: f64 = field.parse().map_err(|_| {
-            error(
-                here,
-                format!("reading {} of {INPUTS} is not a number: {field:?}", i + 1),
-            )
-        })?;
-        if !value.is_finite() {
-            return Err(error(
-                here,
-                format!("reading {} of {INPUTS} is not finite: {field:?}", i + 1),
-            ));
-        }
-        readings[i] = value;
+    for (i, field) in payload[comma + 1..].split(|&b| b == b'#').enumerate() {
         count = i + 1;
+        let Some(slot) = readings.get_mut(i) else {
+            continue; // too many: keep counting for the error message
+        };
+        *slot = match parse_reading(field.trim_ascii()) {
+            Some(value) => value,
+            None => parse_reading_slow(field)
+                .map_err(|reason| error(here, format!("reading {} of {INPUTS} {reason}", i + 1)))?,
+        };
     }
     if count != INPUTS {
         return Err(error(
@@ -92,6 +86,55 @@ pub fn parse_event(payload: &[u8]) -> Result<EcgEvent, PayloadError> {
         ));
     }
     Ok(EcgEvent { event_id, readings })
+}
+
+/// Any field the fast path declines: Unicode whitespace, exponents, long mantissas, junk.
+fn parse_reading_slow(field: &[u8]) -> Result<f64, String> {
+    let text = String::from_utf8_lossy(field);
+    let text = text.trim();
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() => Ok(value),
+        Ok(_) => Err(format!("is not finite: {text:?}")),
+        Err(_) => Err(format!("is not a number: {text:?}")),
+    }
+}
+
+/// Powers of ten that are exact in f64.
+const EXACT_POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Clinger's fast path for plain decimals such as `-12.034`: at most 15 digits (an exact integer
+/// mantissa) over an exact power of ten is one correctly rounded division, so the result is
+/// bit-identical to `str::parse`. `None` means "not that simple": the caller uses `str::parse`.
+/// (Worth it in Wasm, which has no 64x64->128-bit multiply for the general algorithm.)
+fn parse_reading(field: &[u8]) -> Option<f64> {
+    let (negative, digits) = match field {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        all => (false, all),
+    };
+    let (mut mantissa, mut count, mut fraction, mut dot) = (0u64, 0usize, 0usize, false);
+    for &b in digits {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                count += 1;
+                fraction += usize::from(dot);
+                if count > 15 {
+                    return None;
+                }
+            }
+            b'.' if !dot => dot = true,
+            _ => return None,
+        }
+    }
+    if count == 0 {
+        return None;
+    }
+    let value = mantissa as f64 / EXACT_POW10[fraction];
+    Some(if negative { -value } else { value })
 }
 
 /// `{"eventid":N,"anomaly_val":X}` with `X` in shortest round-trip form.
@@ -155,6 +198,16 @@ mod tests {
                 .contains("reading 17 of 210 is not a number: \"\""),
             "{err}"
         );
+        r[16] = "\u{a0}1.5\u{2003}"; // Unicode whitespace is whitespace too
+        assert_eq!(
+            parse_event(payload("8", &r).as_bytes()).unwrap().readings[16],
+            1.5
+        );
+        r[16] = "1.5e1";
+        assert_eq!(
+            parse_event(payload("8", &r).as_bytes()).unwrap().readings[16],
+            15.0
+        );
         r[16] = "inf";
         let err = parse_event(payload("8", &r).as_bytes()).unwrap_err();
         assert!(err.to_string().contains("not finite"), "{err}");
@@ -177,6 +230,53 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("UTF-8"));
+    }
+
+    #[test]
+    fn fast_reading_parse_is_bit_identical_to_str_parse() {
+        let mut cases: Vec<String> = [
+            "0",
+            "-0.0",
+            "+1.5",
+            "2.10",
+            ".5",
+            "5.",
+            "123456789012345",
+            "0.000000000000001",
+            "9.999999999999999",
+            "1e3",
+            "1234567890123456",
+            ".",
+            "-",
+            "",
+            "1.2.3",
+            "nan",
+            "4,2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let int = seed % 100_000;
+            let frac_digits = (seed >> 20) % 12;
+            let frac = (seed >> 32) % 10u64.pow(frac_digits as u32).max(1);
+            cases.push(format!(
+                "{int}.{frac:0width$}",
+                width = frac_digits as usize
+            ));
+        }
+        for case in &cases {
+            let fast = parse_reading(case.as_bytes());
+            let slow = case.parse::<f64>().ok();
+            if let Some(fast) = fast {
+                assert_eq!(Some(fast.to_bits()), slow.map(f64::to_bits), "{case:?}");
+            }
+        }
+        assert_eq!(parse_reading(b"1e3"), None, "exponents take the slow path");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! per instance with the pipeline's `config` table, then `process` with batches; the
 //! SDK calls your `process` once per message, in order.
 //!
-//! ```ignore
+//! ```no_run
 //! use sluice_udf::{export_udf, Config, Message, Udf, UdfError};
 //!
 //! struct Shout;
@@ -62,6 +62,13 @@ impl UdfError {
     /// Anything else went wrong.
     pub fn failed(reason: impl std::fmt::Display) -> Self {
         UdfError::Failed(reason.to_string())
+    }
+
+    /// The human-readable reason, whatever the kind.
+    pub fn reason(&self) -> &str {
+        match self {
+            UdfError::InvalidInput(reason) | UdfError::Failed(reason) => reason,
+        }
     }
 }
 
