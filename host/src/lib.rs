@@ -1,11 +1,20 @@
 //! Sluice: a stream processor whose transforms are sandboxed WebAssembly UDFs.
 //!
 //! - [`message`]: the record type that flows through pipelines and into UDFs.
+//! - [`pipeline`]: the pipeline model (TOML → validated `PipelineSpec`), pure.
+//! - [`sources`], [`transforms`], [`sinks`]: one file per component kind.
+//! - [`codec`]: encodings at the edges (raw, json, delimited).
 //! - [`udf_runtime`]: the Wasm UDF runtime (the only module that touches wasmtime).
 //!
 //! The `sluice` binary (`main.rs`, `cli/`) is the only place that uses `anyhow`.
 
+pub mod codec;
 pub mod message;
+pub mod mqtt_common;
+pub mod pipeline;
+pub mod sinks;
+pub mod sources;
+pub mod transforms;
 pub mod udf_runtime;
 
 pub use message::Message;

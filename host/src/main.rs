@@ -18,6 +18,8 @@ enum Command {
     /// Work with UDF modules.
     #[command(subcommand)]
     Udf(UdfCommand),
+    /// Check pipeline files without connecting to anything; reports every error at once.
+    Validate(cli::validate::ValidateArgs),
 }
 
 #[derive(Subcommand)]
@@ -30,5 +32,6 @@ fn main() -> ExitCode {
     cli::init_tracing();
     match Cli::parse().command {
         Command::Udf(UdfCommand::Test(args)) => cli::udf_test::run(args),
+        Command::Validate(args) => cli::validate::run(args),
     }
 }

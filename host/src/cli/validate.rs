@@ -1,0 +1,49 @@
+//! `sluice validate FILE...`: parse and check pipeline files without connecting to anything.
+//! Prints every error as `file:line:column: field.path: message`; exit 0 when all are valid,
+//! 1 when any is not, 2 when a file cannot be read.
+
+use sluice::pipeline::parse_pipeline;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `sluice validate`.
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    /// Pipeline TOML files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+/// Runs the command.
+pub fn run(args: ValidateArgs) -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
+    let mut invalid = false;
+    for file in &args.files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(err) => {
+                eprintln!("{}: cannot read: {err}", file.display());
+                return ExitCode::from(2);
+            }
+        };
+        match parse_pipeline(file, &text, &env) {
+            Ok(spec) => println!(
+                "{}: ok: pipeline `{}` ({} sources, {} transforms, {} sinks)",
+                file.display(),
+                spec.name,
+                spec.sources.len(),
+                spec.transforms.len(),
+                spec.sinks.len()
+            ),
+            Err(errors) => {
+                invalid = true;
+                eprintln!("{errors}");
+            }
+        }
+    }
+    if invalid {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,5 @@
+//! Sources: where records come from. One file per kind; each has a config struct (parsed by
+//! the pipeline model, validated without I/O) and the running component.
+
+pub mod kafka;
+pub mod mqtt;
