@@ -4,6 +4,7 @@
 //! - [`pipeline`]: the pipeline model (TOML → validated `PipelineSpec`), pure.
 //! - [`sources`], [`transforms`], [`sinks`]: one file per component kind.
 //! - [`codec`]: encodings at the edges (raw, json, delimited).
+//! - [`topology`]: running pipelines (tasks, bounded channels, acks, dead letters, drain).
 //! - [`udf_runtime`]: the Wasm UDF runtime (the only module that touches wasmtime).
 //!
 //! The `sluice` binary (`main.rs`, `cli/`) is the only place that uses `anyhow`.
@@ -14,6 +15,7 @@ pub mod mqtt_common;
 pub mod pipeline;
 pub mod sinks;
 pub mod sources;
+pub mod topology;
 pub mod transforms;
 pub mod udf_runtime;
 

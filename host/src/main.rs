@@ -20,6 +20,8 @@ enum Command {
     Udf(UdfCommand),
     /// Check pipeline files without connecting to anything; reports every error at once.
     Validate(cli::validate::ValidateArgs),
+    /// Run pipelines until Ctrl-C or SIGTERM, then drain in-flight records.
+    Run(cli::run::RunArgs),
 }
 
 #[derive(Subcommand)]
@@ -33,5 +35,6 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Udf(UdfCommand::Test(args)) => cli::udf_test::run(args),
         Command::Validate(args) => cli::validate::run(args),
+        Command::Run(args) => cli::run::run(args),
     }
 }

@@ -175,3 +175,87 @@ mod tests {
         assert!(conn("localhost:1883").address().is_err());
     }
 }
+
+impl MqttConnection {
+    /// rumqttc options for this connection. Reads TLS files; never connects.
+    pub fn client_options(&self, default_client_id: &str) -> Result<rumqttc::MqttOptions, String> {
+        if self.protocol == MqttProtocol::V5 {
+            return Err("MQTT 5 is accepted by the config but not yet by the runtime; use protocol = \"3.1.1\"".into());
+        }
+        let address = self.address()?;
+        let client_id = self
+            .client_id
+            .clone()
+            .unwrap_or_else(|| default_client_id.to_string());
+        let mut options = rumqttc::MqttOptions::new(client_id, address.host, address.port);
+        options.set_keep_alive(std::time::Duration::from_secs(self.keep_alive_secs));
+        options.set_clean_session(self.clean_session);
+        options.set_max_packet_size(16 << 20, 16 << 20);
+        if let Some(user) = &self.username {
+            options.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
+        }
+        if address.tls {
+            let tls = self.tls.clone().unwrap_or_default();
+            let read = |what: &str, path: &Option<String>| -> Result<Option<Vec<u8>>, String> {
+                path.as_ref()
+                    .map(|p| {
+                        std::fs::read(p)
+                            .map_err(|e| format!("broker.tls.{what}: cannot read {p}: {e}"))
+                    })
+                    .transpose()
+            };
+            let ca = read("ca_file", &tls.ca_file)?.ok_or(
+                "TLS needs broker.tls.ca_file (the system roots are not loaded by this build)",
+            )?;
+            let client_auth = match (
+                read("client_cert", &tls.client_cert)?,
+                read("client_key", &tls.client_key)?,
+            ) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                _ => None,
+            };
+            // rustls needs a process-wide crypto provider; installing twice is harmless.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Simple {
+                    ca,
+                    alpn: None,
+                    client_auth,
+                },
+            ));
+        }
+        Ok(options)
+    }
+}
+
+/// Converts a QoS number (validated 0..=2) for rumqttc.
+pub fn qos(level: u8) -> rumqttc::QoS {
+    match level {
+        0 => rumqttc::QoS::AtMostOnce,
+        1 => rumqttc::QoS::AtLeastOnce,
+        _ => rumqttc::QoS::ExactlyOnce,
+    }
+}
+
+/// Reconnect backoff: 100 ms doubling to 10 s.
+pub struct Backoff(std::time::Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(std::time::Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    /// The next wait, doubling up to the cap.
+    pub fn next_delay(&mut self) -> std::time::Duration {
+        let delay = self.0;
+        self.0 = (self.0 * 2).min(std::time::Duration::from_secs(10));
+        delay
+    }
+
+    /// Back to the first delay (after a successful connection).
+    pub fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+}

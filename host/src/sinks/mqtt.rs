@@ -47,3 +47,161 @@ impl MqttSinkConfig {
         problems
     }
 }
+
+/// The running MQTT sink.
+pub struct MqttSink {
+    config: MqttSinkConfig,
+    options: rumqttc::MqttOptions,
+}
+
+/// How long a stopping sink waits for the broker to acknowledge what it published.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Acknowledgements of records handed to the client, in publish order, until the event loop
+/// assigns them a packet id; then by packet id until the broker acknowledges.
+#[derive(Default)]
+struct Pending {
+    unassigned: std::collections::VecDeque<crate::topology::Ack>,
+    by_packet: std::collections::HashMap<u16, crate::topology::Ack>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.unassigned.is_empty() && self.by_packet.is_empty()
+    }
+}
+
+impl MqttSink {
+    /// Prepares the client options (no connection yet).
+    pub fn build(
+        config: MqttSinkConfig,
+        ctx: &crate::topology::ComponentContext,
+    ) -> Result<Self, String> {
+        let options = config
+            .broker
+            .client_options(&format!("sluice-{}-{}", ctx.pipeline, ctx.component))?;
+        Ok(MqttSink { config, options })
+    }
+
+    /// Publishes records until the input closes; a record is accepted (its ack done) when the
+    /// broker acknowledged it (at QoS 0: when it was written).
+    pub fn run(
+        self,
+        mut input: tokio::sync::mpsc::Receiver<crate::topology::Record>,
+        ctx: crate::topology::ComponentContext,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        use crate::mqtt_common::{qos, Backoff};
+        use rumqttc::{Event, Outgoing, Packet};
+        use std::sync::{Arc, Mutex};
+
+        Box::pin(async move {
+            let MqttSink { config, options } = self;
+            let (client, mut events) = rumqttc::AsyncClient::new(options, 1024);
+            let pending = Arc::new(Mutex::new(Pending::default()));
+            let drained = Arc::new(tokio::sync::Notify::new());
+            let component = ctx.component.clone();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+            let event_loop = {
+                let (pending, drained, stop, component) = (
+                    pending.clone(),
+                    drained.clone(),
+                    stop.clone(),
+                    component.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut backoff = Backoff::default();
+                    loop {
+                        let event = events.poll().await;
+                        let lock = || pending.lock().unwrap_or_else(|p| p.into_inner());
+                        match event {
+                            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                                backoff.reset();
+                                tracing::info!(%component, "mqtt sink connected");
+                            }
+                            Ok(Event::Outgoing(Outgoing::Publish(packet))) => {
+                                let mut p = lock();
+                                // A retransmission after a reconnect reuses a known packet id.
+                                if packet != 0 && p.by_packet.contains_key(&packet) {
+                                    continue;
+                                }
+                                if let Some(ack) = p.unassigned.pop_front() {
+                                    if packet == 0 {
+                                        ack.done(); // QoS 0: written is all there is
+                                    } else {
+                                        p.by_packet.insert(packet, ack);
+                                    }
+                                }
+                            }
+                            Ok(Event::Incoming(Packet::PubAck(rumqttc::PubAck {
+                                pkid, ..
+                            })))
+                            | Ok(Event::Incoming(Packet::PubComp(rumqttc::PubComp {
+                                pkid, ..
+                            }))) => {
+                                if let Some(ack) = lock().by_packet.remove(&pkid) {
+                                    ack.done();
+                                }
+                            }
+                            Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+                            Ok(_) => {}
+                            Err(err) => {
+                                if stop.load(std::sync::atomic::Ordering::Acquire)
+                                    && lock().is_empty()
+                                {
+                                    break;
+                                }
+                                let delay = backoff.next_delay();
+                                tracing::warn!(%component, "mqtt connection: {err}; retrying in {delay:?}");
+                                tokio::time::sleep(delay).await;
+                            }
+                        }
+                        if lock().is_empty() {
+                            drained.notify_waiters();
+                        }
+                    }
+                })
+            };
+
+            while let Some(record) = input.recv().await {
+                let payload = match config.encoding.encode(&record.msg.value) {
+                    Ok(payload) => payload,
+                    Err(reason) => {
+                        ctx.dead_letters
+                            .send(record, &component, &format!("encode: {reason}"))
+                            .await;
+                        continue;
+                    }
+                };
+                pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .unassigned
+                    .push_back(record.ack);
+                if let Err(err) = client
+                    .publish(&config.topic, qos(config.qos), config.retain, payload)
+                    .await
+                {
+                    tracing::error!(%component, "mqtt client stopped: {err}");
+                    break;
+                }
+            }
+
+            // Input closed: wait for the broker to acknowledge everything, then disconnect.
+            stop.store(true, std::sync::atomic::Ordering::Release);
+            let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+            loop {
+                let notified = drained.notified();
+                if pending.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                    tracing::warn!(%component, "stopping with unacknowledged publishes");
+                    break;
+                }
+            }
+            let _ = client.disconnect().await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), event_loop).await;
+        })
+    }
+}

@@ -79,3 +79,152 @@ mod tests {
         assert!(check_filter("a/b+").is_some());
     }
 }
+
+/// The running MQTT source.
+pub struct MqttSource {
+    config: MqttSourceConfig,
+    options: rumqttc::MqttOptions,
+}
+
+/// How long a stopping source waits for the acknowledgements of what it already emitted.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl MqttSource {
+    /// Prepares the client options (no connection yet).
+    pub fn build(
+        config: MqttSourceConfig,
+        ctx: &crate::topology::ComponentContext,
+    ) -> Result<Self, String> {
+        let mut options = config
+            .broker
+            .client_options(&format!("sluice-{}-{}", ctx.pipeline, ctx.component))?;
+        // A publish is acknowledged only after everything derived from it was accepted.
+        options.set_manual_acks(true);
+        Ok(MqttSource { config, options })
+    }
+
+    /// Receives publishes until shutdown, then waits for in-flight acknowledgements.
+    pub fn run(
+        self,
+        outputs: crate::topology::Outputs,
+        ctx: crate::topology::ComponentContext,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        use crate::mqtt_common::{qos, Backoff};
+        use crate::topology::{Ack, Record};
+        use rumqttc::{Event, Packet};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        Box::pin(async move {
+            let MqttSource { config, options } = self;
+            let (client, mut events) = rumqttc::AsyncClient::new(options, 1024);
+            let filters: Vec<rumqttc::SubscribeFilter> = config
+                .topics
+                .iter()
+                .map(|t| rumqttc::SubscribeFilter::new(t.clone(), qos(config.qos)))
+                .collect();
+            let in_flight = Arc::new(AtomicUsize::new(0));
+            let mut shutdown = ctx.shutdown.clone();
+            let mut backoff = Backoff::default();
+            let component = ctx.component.clone();
+            loop {
+                let event = tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    event = events.poll() => event,
+                };
+                match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        backoff.reset();
+                        // A clean session forgets subscriptions: subscribe on every connection.
+                        if let Err(err) = client.subscribe_many(filters.clone()).await {
+                            tracing::error!(%component, "cannot subscribe: {err}");
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        tracing::info!(%component, topics = ?config.topics, "mqtt source subscribed");
+                    }
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        let ack = if publish.qos == rumqttc::QoS::AtMostOnce {
+                            Ack::none()
+                        } else {
+                            in_flight.fetch_add(1, Ordering::AcqRel);
+                            let (client, publish, in_flight) =
+                                (client.clone(), publish.clone(), in_flight.clone());
+                            Ack::new(move || {
+                                if let Err(err) = client.try_ack(&publish) {
+                                    tracing::warn!("cannot acknowledge a publish (the broker will redeliver it): {err}");
+                                }
+                                in_flight.fetch_sub(1, Ordering::AcqRel);
+                            })
+                        };
+                        let topic = publish.topic.clone();
+                        let timestamp_ms = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .ok()
+                            .and_then(|d| i64::try_from(d.as_millis()).ok());
+                        let headers = vec![("mqtt-topic".to_string(), topic.into_bytes())];
+                        match config.decoding.decode(&publish.payload) {
+                            Ok(value) => {
+                                let msg = crate::message::Message {
+                                    key: None,
+                                    value,
+                                    headers,
+                                    timestamp_ms,
+                                };
+                                outputs.send(Record { msg, ack }).await;
+                            }
+                            Err(reason) => {
+                                let msg = crate::message::Message {
+                                    key: None,
+                                    value: publish.payload.to_vec(),
+                                    headers,
+                                    timestamp_ms,
+                                };
+                                let reason = format!("decode: {reason}");
+                                ctx.dead_letters
+                                    .send(Record { msg, ack }, &component, &reason)
+                                    .await;
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        let delay = backoff.next_delay();
+                        tracing::warn!(%component, "mqtt connection: {err}; retrying in {delay:?}");
+                        tokio::select! {
+                            _ = shutdown.wait_for(|stop| *stop) => break,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                    }
+                }
+            }
+            // Stop feeding downstream, then keep the connection up until what was emitted is
+            // acknowledged, so the acknowledgements reach the broker.
+            drop(outputs);
+            let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+            while in_flight.load(Ordering::Acquire) > 0 {
+                match tokio::time::timeout_at(deadline, events.poll()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                    Err(_) => {
+                        tracing::warn!(
+                            %component,
+                            pending = in_flight.load(Ordering::Acquire),
+                            "stopping with unacknowledged publishes; the broker will redeliver them"
+                        );
+                        break;
+                    }
+                }
+            }
+            let _ = client.disconnect().await;
+            // Flush the queued acknowledgements and the DISCONNECT.
+            let flush_deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+            while let Ok(Ok(event)) = tokio::time::timeout_at(flush_deadline, events.poll()).await {
+                if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        })
+    }
+}

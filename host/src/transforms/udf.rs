@@ -60,3 +60,120 @@ impl UdfTransformConfig {
         problems
     }
 }
+
+/// The header every UDF output carries: `NAME@SHA8` of the module version that produced it.
+pub const HEADER_UDF: &str = "sluice-udf";
+
+/// The running `udf` transform: one instance, fed batches on a blocking thread.
+pub struct UdfTransform {
+    worker: crate::udf_runtime::UdfWorker,
+    batch_size: usize,
+}
+
+impl UdfTransform {
+    /// Loads (compiles or fetches from the cache) and instantiates the module; `init` runs here.
+    pub fn build(
+        config: &UdfTransformConfig,
+        context: &crate::topology::RunContext,
+    ) -> Result<Self, String> {
+        let path = resolve_module(&config.module, &context.udf_dir);
+        let module = context.udf_runtime.load_file(&path, None).map_err(|e| {
+            format!(
+                "{e} (module {:?} resolved to {})",
+                config.module,
+                path.display()
+            )
+        })?;
+        let limits = crate::udf_runtime::UdfLimits {
+            memory_bytes: config.memory_mib.saturating_mul(1 << 20),
+            deadline: std::time::Duration::from_millis(config.deadline_ms),
+            fuel: None,
+        };
+        let init: Vec<(String, String)> = config.config.clone().into_iter().collect();
+        let worker = module
+            .instantiate(init, limits)
+            .map_err(|e| e.to_string())?;
+        Ok(UdfTransform {
+            worker,
+            batch_size: config.batch_size,
+        })
+    }
+
+    /// Processes records until the input closes: takes what is queued (up to a batch), runs it
+    /// through the UDF off the async threads, forwards outputs and dead-letters failures.
+    pub fn run(
+        self,
+        mut input: tokio::sync::mpsc::Receiver<crate::topology::Record>,
+        outputs: crate::topology::Outputs,
+        ctx: crate::topology::ComponentContext,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        use crate::topology::Record;
+        Box::pin(async move {
+            let UdfTransform {
+                mut worker,
+                batch_size,
+            } = self;
+            let version = worker.module().version();
+            while let Some(first) = input.recv().await {
+                let mut records = vec![first];
+                while records.len() < batch_size {
+                    match input.try_recv() {
+                        Ok(record) => records.push(record),
+                        Err(_) => break,
+                    }
+                }
+                let (messages, acks): (Vec<_>, Vec<_>) =
+                    records.into_iter().map(|r| (r.msg, r.ack)).unzip();
+                let joined = tokio::task::spawn_blocking(move || {
+                    let results = worker.process(&messages);
+                    (worker, messages, results)
+                })
+                .await;
+                let (back, messages, results) = match joined {
+                    Ok(done) => done,
+                    Err(err) => {
+                        // The worker itself never panics on guest faults; this is a host bug.
+                        tracing::error!(component = %ctx.component, "UDF thread failed: {err}; stopping this transform");
+                        return;
+                    }
+                };
+                worker = back;
+                for ((message, ack), result) in messages.into_iter().zip(acks).zip(results) {
+                    match result {
+                        Ok(produced) => {
+                            for mut out in produced {
+                                out.headers.retain(|(k, _)| k != HEADER_UDF);
+                                out.headers
+                                    .push((HEADER_UDF.into(), version.clone().into_bytes()));
+                                outputs
+                                    .send(Record {
+                                        msg: out,
+                                        ack: ack.fork(),
+                                    })
+                                    .await;
+                            }
+                            ack.done();
+                        }
+                        Err(err) => {
+                            let record = Record { msg: message, ack };
+                            ctx.dead_letters
+                                .send(record, &ctx.component, &format!("udf {version}: {err}"))
+                                .await;
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// A module name is looked up as `<udf_dir>/<name>.wasm`; a `.wasm` path or one with a
+/// separator is used as is.
+pub fn resolve_module(module: &str, udf_dir: &std::path::Path) -> std::path::PathBuf {
+    let as_path = std::path::Path::new(module);
+    if module.ends_with(".wasm") || module.contains(std::path::MAIN_SEPARATOR) {
+        as_path.to_path_buf()
+    } else {
+        udf_dir.join(format!("{module}.wasm"))
+    }
+}

@@ -1,0 +1,101 @@
+//! `sluice run FILE...`: run pipelines until Ctrl-C or SIGTERM, then drain in-flight records.
+//! Exit status: 0 after a clean stop, 1 when a pipeline file is invalid or cannot start.
+
+use super::{default_cache_dir, default_udf_dir};
+use sluice::pipeline::parse_pipeline;
+use sluice::topology::{self, RunContext};
+use sluice::udf_runtime::{RuntimeOptions, UdfRuntime};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Arguments of `sluice run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Pipeline TOML files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Where UDF module names are looked up [default: $SLUICE_UDF_DIR or target/udfs].
+    #[arg(long, value_name = "DIR")]
+    udf_dir: Option<PathBuf>,
+}
+
+/// Runs the command.
+pub fn run(args: RunArgs) -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
+    let mut specs = Vec::new();
+    let mut invalid = false;
+    for file in &args.files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(err) => {
+                eprintln!("{}: cannot read: {err}", file.display());
+                return ExitCode::from(1);
+            }
+        };
+        match parse_pipeline(file, &text, &env) {
+            Ok(spec) => specs.push(spec),
+            Err(errors) => {
+                invalid = true;
+                eprintln!("{errors}");
+            }
+        }
+    }
+    if invalid {
+        return ExitCode::from(1);
+    }
+    let udf_runtime = match UdfRuntime::new(RuntimeOptions {
+        cache_dir: default_cache_dir(),
+        fuel_metering: false,
+    }) {
+        Ok(runtime) => Arc::new(runtime),
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let context = RunContext {
+        udf_runtime,
+        udf_dir: args.udf_dir.unwrap_or_else(default_udf_dir),
+    };
+    let tokio = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match tokio.block_on(topology::run(specs, context, stop_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(err) => {
+                    tracing::warn!("cannot listen for SIGTERM: {err}");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
