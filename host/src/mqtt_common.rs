@@ -141,41 +141,6 @@ pub fn validate_qos(qos: u8) -> Option<String> {
     (qos > 2).then(|| format!("QoS must be 0, 1 or 2, not {qos}"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn conn(url: &str) -> MqttConnection {
-        MqttConnection {
-            url: url.into(),
-            protocol: MqttProtocol::V311,
-            client_id: None,
-            clean_session: true,
-            username: None,
-            password: None,
-            tls: None,
-            keep_alive_secs: 30,
-        }
-    }
-
-    #[test]
-    fn urls() {
-        let a = conn("mqtt://127.0.0.1:1884").address().unwrap();
-        assert_eq!((a.host.as_str(), a.port, a.tls), ("127.0.0.1", 1884, false));
-        let a = conn("mqtts://broker").address().unwrap();
-        assert_eq!((a.port, a.tls), (8883, true));
-        assert!(conn("http://x")
-            .address()
-            .unwrap_err()
-            .contains("unknown scheme"));
-        assert!(conn("mqtt://x:abc")
-            .address()
-            .unwrap_err()
-            .contains("not a number"));
-        assert!(conn("localhost:1883").address().is_err());
-    }
-}
-
 impl MqttConnection {
     /// rumqttc options for this connection. Reads TLS files; never connects.
     pub fn client_options(&self, default_client_id: &str) -> Result<rumqttc::MqttOptions, String> {
@@ -257,5 +222,40 @@ impl Backoff {
     /// Back to the first delay (after a successful connection).
     pub fn reset(&mut self) {
         *self = Backoff::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(url: &str) -> MqttConnection {
+        MqttConnection {
+            url: url.into(),
+            protocol: MqttProtocol::V311,
+            client_id: None,
+            clean_session: true,
+            username: None,
+            password: None,
+            tls: None,
+            keep_alive_secs: 30,
+        }
+    }
+
+    #[test]
+    fn urls() {
+        let a = conn("mqtt://127.0.0.1:1884").address().unwrap();
+        assert_eq!((a.host.as_str(), a.port, a.tls), ("127.0.0.1", 1884, false));
+        let a = conn("mqtts://broker").address().unwrap();
+        assert_eq!((a.port, a.tls), (8883, true));
+        assert!(conn("http://x")
+            .address()
+            .unwrap_err()
+            .contains("unknown scheme"));
+        assert!(conn("mqtt://x:abc")
+            .address()
+            .unwrap_err()
+            .contains("not a number"));
+        assert!(conn("localhost:1883").address().is_err());
     }
 }

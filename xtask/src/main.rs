@@ -204,10 +204,55 @@ fn parse_score(line: &str) -> Option<(&str, &str)> {
     Some((id, rest.strip_suffix('}')?))
 }
 
+/// Installs what the end-to-end tests need and this machine lacks: Mosquitto (Debian package).
+fn install_test_servers() -> Result<()> {
+    let have = |bin: &str| {
+        ["/usr/sbin", "/usr/bin", "/usr/local/bin"]
+            .iter()
+            .any(|d| Path::new(d).join(bin).is_file())
+    };
+    if have("mosquitto") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing mosquitto (Debian package) for the end-to-end tests");
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new(sudo.first().copied().unwrap_or("apt-get"));
+        if !sudo.is_empty() {
+            cmd.arg("apt-get");
+        }
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut cmd)
+    };
+    apt(&["update", "-qq"])?;
+    apt(&[
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        "mosquitto",
+    ])?;
+    if have("mosquitto") {
+        Ok(())
+    } else {
+        Err("mosquitto is still missing after apt-get install".into())
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
 fn test(extra: &[String]) -> Result<()> {
+    install_test_servers()?;
     let udfs = build()?;
     let mut cmd = cargo();
     cmd.args(["test", "--release", "--workspace"])
+        .env("SLUICE_BIN", sluice_bin())
         .env("SLUICE_TEST_UDF_DIR", &udfs)
         .env("SLUICE_TEST_FIXTURE_DIR", target_dir().join("test-udfs"));
     cmd.args(extra);

@@ -10,8 +10,10 @@ use tracing_subscriber::EnvFilter;
 /// Logs to stderr; the filter comes from `SLUICE_LOG` (e.g. `info`, `sluice=debug`), default `warn`.
 pub fn init_tracing() {
     let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

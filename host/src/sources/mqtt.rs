@@ -66,20 +66,6 @@ fn check_filter(filter: &str) -> Option<String> {
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::check_filter;
-
-    #[test]
-    fn topic_filters() {
-        assert!(check_filter("electric-temperature").is_none());
-        assert!(check_filter("sensors/+/temp").is_none());
-        assert!(check_filter("$share/sluice/sensors/#").is_none());
-        assert!(check_filter("a/#/b").is_some());
-        assert!(check_filter("a/b+").is_some());
-    }
-}
-
 /// The running MQTT source.
 pub struct MqttSource {
     config: MqttSourceConfig,
@@ -226,5 +212,19 @@ impl MqttSource {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_filter;
+
+    #[test]
+    fn topic_filters() {
+        assert!(check_filter("electric-temperature").is_none());
+        assert!(check_filter("sensors/+/temp").is_none());
+        assert!(check_filter("$share/sluice/sensors/#").is_none());
+        assert!(check_filter("a/#/b").is_some());
+        assert!(check_filter("a/b+").is_some());
     }
 }

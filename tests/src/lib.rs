@@ -1,0 +1,306 @@
+//! Helpers for end-to-end tests against real servers: a Mosquitto broker on a free port, a
+//! `sluice run` process whose log can be waited on, an MQTT collector, and the ECG data.
+//!
+//! Nothing here sleeps to synchronise: readiness is a port that accepts connections, a log line
+//! that appeared, or a message that arrived; timeouts only bound how long a failure takes.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long any single wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `sluice` binary (`SLUICE_BIN`, else `target/release/sluice`).
+pub fn sluice_bin() -> PathBuf {
+    let path = std::env::var_os("SLUICE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/release/sluice"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+/// The built UDFs (`SLUICE_TEST_UDF_DIR`, else `target/udfs`).
+pub fn udf_dir() -> PathBuf {
+    std::env::var_os("SLUICE_TEST_UDF_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/udfs"))
+}
+
+/// The 23 reference payloads, `EVENTID,v1#...#v210`.
+pub fn ecg_messages() -> Vec<String> {
+    read_data("ecg_discord_test.msgs")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// `EVENTID,MSE` as H2O printed it, per reference payload.
+pub fn expected_scores() -> Vec<String> {
+    read_data("ecg_test_expected_mse.tsv")
+        .lines()
+        .map(|l| l.replacen('\t', ",", 1))
+        .collect()
+}
+
+fn read_data(name: &str) -> String {
+    let path = root().join("tests/data").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The payload as the original demo's sensors write it: a space after every separator.
+pub fn spaced(payload: &str) -> String {
+    payload.replacen(',', ", ", 1).replace('#', "# ")
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits until something accepts TCP connections on `port`.
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A Mosquitto broker (the Debian package) on a free port, stopped on drop.
+pub struct Mosquitto {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts a broker and waits until it accepts connections.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .expect("write mosquitto.conf");
+        let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .unwrap_or("mosquitto");
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start mosquitto ({e}): `cargo xtask test` installs it")
+            });
+        wait_for_port(port);
+        Mosquitto {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// `mqtt://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Messages received on some topics, as `(topic, payload)`, in arrival order.
+pub struct Collector {
+    rx: mpsc::Receiver<(String, Vec<u8>)>,
+}
+
+impl Collector {
+    /// Subscribes at QoS 1 and returns once the broker confirmed the subscription.
+    pub fn subscribe(port: u16, topics: &[&str]) -> Self {
+        let mut options =
+            rumqttc::MqttOptions::new(format!("collector-{}", free_port()), "127.0.0.1", port);
+        options.set_max_packet_size(16 << 20, 16 << 20);
+        let (client, mut connection) = rumqttc::Client::new(options, 100);
+        for topic in topics {
+            client
+                .subscribe(*topic, rumqttc::QoS::AtLeastOnce)
+                .expect("subscribe");
+        }
+        let (tx, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let expected_acks = topics.len();
+        std::thread::spawn(move || {
+            let _client = client; // keep the connection's request channel open
+            let mut acks = 0;
+            for event in connection.iter() {
+                match event {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                        acks += 1;
+                        if acks == expected_acks {
+                            let _ = ready_tx.send(());
+                        }
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(WAIT)
+            .expect("the broker confirms the subscription");
+        Collector { rx }
+    }
+
+    /// The next `n` messages (fails the test if they do not arrive in time).
+    pub fn take(&self, n: usize) -> Vec<(String, Vec<u8>)> {
+        let deadline = Instant::now() + WAIT;
+        (0..n)
+            .map(|i| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                self.rx
+                    .recv_timeout(left)
+                    .unwrap_or_else(|_| panic!("only {i} of {n} messages arrived"))
+            })
+            .collect()
+    }
+}
+
+/// Publishes payloads at QoS 1 and returns when the broker acknowledged all of them.
+pub fn publish_all(port: u16, topic: &str, payloads: &[Vec<u8>]) {
+    let mut options =
+        rumqttc::MqttOptions::new(format!("publisher-{}", free_port()), "127.0.0.1", port);
+    options.set_max_packet_size(16 << 20, 16 << 20);
+    let (client, mut connection) = rumqttc::Client::new(options, payloads.len() + 10);
+    for payload in payloads {
+        client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.clone())
+            .expect("publish");
+    }
+    let mut acked = 0;
+    for event in connection.iter() {
+        match event {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                acked += 1;
+                if acked == payloads.len() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(err) => panic!("publisher: {err}"),
+        }
+    }
+    let _ = client.disconnect();
+}
+
+/// A running `sluice run`, with its stdout and log lines readable as they come.
+pub struct SluiceRun {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    log: mpsc::Receiver<String>,
+}
+
+impl SluiceRun {
+    /// Starts `sluice run FILE` with logs at info level.
+    pub fn start(pipeline: &Path) -> Self {
+        let mut child = Command::new(sluice_bin())
+            .arg("run")
+            .arg(pipeline)
+            .arg("--udf-dir")
+            .arg(udf_dir())
+            .env("SLUICE_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sluice");
+        let stdout = lines(child.stdout.take().expect("stdout"));
+        let log = lines(child.stderr.take().expect("stderr"));
+        SluiceRun { child, stdout, log }
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("sluice never logged {needle:?}"),
+            }
+        }
+    }
+
+    /// The next `n` stdout lines.
+    pub fn stdout_lines(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        (0..n)
+            .map(|i| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                self.stdout
+                    .recv_timeout(left)
+                    .unwrap_or_else(|_| panic!("only {i} of {n} stdout lines arrived"))
+            })
+            .collect()
+    }
+
+    /// Sends SIGTERM and waits for the process to drain and exit.
+    pub fn stop(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success(), "kill -TERM {pid}");
+        self.child.wait().expect("sluice exits")
+    }
+}
+
+impl Drop for SluiceRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
