@@ -4,6 +4,8 @@
 //! Nothing here sleeps to synchronise: readiness is a port that accepts connections, a log line
 //! that appeared, or a message that arrived; timeouts only bound how long a failure takes.
 
+pub mod elasticsearch;
+
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -251,12 +253,16 @@ impl SluiceRun {
     /// Waits for a log line containing `needle`; returns it.
     pub fn wait_for_log(&self, needle: &str) -> String {
         let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.log.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("sluice never logged {needle:?}"),
+                Ok(line) => seen.push(line),
+                Err(_) => panic!(
+                    "sluice never logged {needle:?}; its log was:\n{}",
+                    seen.join("\n")
+                ),
             }
         }
     }

@@ -47,3 +47,123 @@ impl KafkaSinkConfig {
         problems
     }
 }
+
+/// Deliveries in flight per Kafka sink (backpressure beyond this).
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// The running Kafka sink: an idempotent producer (`acks=all`).
+pub struct KafkaSink {
+    config: KafkaSinkConfig,
+    producer: rdkafka::producer::FutureProducer,
+}
+
+impl KafkaSink {
+    /// Creates the producer (librdkafka connects lazily).
+    pub fn build(
+        config: KafkaSinkConfig,
+        ctx: &crate::topology::ComponentContext,
+    ) -> Result<Self, String> {
+        let mut client = rdkafka::ClientConfig::new();
+        for (key, value) in &config.options {
+            client.set(key, value);
+        }
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set(
+                "client.id",
+                format!("sluice-{}-{}", ctx.pipeline, ctx.component),
+            )
+            .set("acks", "all")
+            .set("enable.idempotence", "true");
+        let producer = client
+            .create()
+            .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
+        Ok(KafkaSink { config, producer })
+    }
+
+    /// Produces records until the input closes; a record is accepted when Kafka acknowledged it.
+    pub fn run(
+        self,
+        mut input: tokio::sync::mpsc::Receiver<crate::topology::Record>,
+        ctx: crate::topology::ComponentContext,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        use rdkafka::message::{Header, OwnedHeaders};
+        use rdkafka::producer::FutureRecord;
+        use std::sync::Arc;
+
+        Box::pin(async move {
+            let KafkaSink { config, producer } = self;
+            let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+            let component = ctx.component.clone();
+            while let Some(record) = input.recv().await {
+                let payload = match config.encoding.encode(&record.msg.value) {
+                    Ok(payload) => payload,
+                    Err(reason) => {
+                        ctx.dead_letters
+                            .send(record, &component, &format!("encode: {reason}"))
+                            .await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let (producer, topic, ctx) = (producer.clone(), config.topic.clone(), ctx.clone());
+                tokio::spawn(async move {
+                    let mut backoff = crate::mqtt_common::Backoff::default();
+                    loop {
+                        let mut headers = OwnedHeaders::new();
+                        for (key, value) in &record.msg.headers {
+                            headers = headers.insert(Header {
+                                key,
+                                value: Some(value),
+                            });
+                        }
+                        let mut out = FutureRecord::to(&topic).payload(&payload).headers(headers);
+                        if let Some(key) = &record.msg.key {
+                            out = out.key(key);
+                        }
+                        if let Some(ts) = record.msg.timestamp_ms {
+                            out = out.timestamp(ts);
+                        }
+                        match producer.send(out, std::time::Duration::from_secs(5)).await {
+                            Ok(_) => {
+                                record.ack.done();
+                                break;
+                            }
+                            Err((err, _)) if is_permanent(&err) => {
+                                let reason = format!("kafka topic {topic}: {err}");
+                                ctx.dead_letters.send(record, &ctx.component, &reason).await;
+                                break;
+                            }
+                            Err((err, _)) => {
+                                let delay = backoff.next_delay();
+                                tracing::warn!(component = %ctx.component, "kafka delivery failed ({err}); retrying in {delay:?}");
+                                tokio::time::sleep(delay).await;
+                            }
+                        }
+                    }
+                    drop(slot);
+                });
+            }
+            // Input closed: wait for every delivery to finish.
+            let _ = slots.acquire_many(MAX_IN_FLIGHT as u32).await;
+        })
+    }
+}
+
+/// Errors retrying cannot fix: the record goes to the dead-letter sink.
+fn is_permanent(err: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            Code::MessageSizeTooLarge
+                | Code::InvalidMessageSize
+                | Code::InvalidMessage
+                | Code::TopicAuthorizationFailed
+                | Code::InvalidRecord
+                | Code::UnknownTopic
+        )
+    )
+}

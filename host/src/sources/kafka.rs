@@ -61,3 +61,225 @@ impl KafkaSourceConfig {
         problems
     }
 }
+
+/// Offsets handed downstream and not yet stored, per partition; an offset is stored (and so
+/// committed by librdkafka's auto-commit) only when it and every offset before it is done.
+#[derive(Default)]
+struct OffsetTracker {
+    partitions: std::collections::HashMap<(String, i32), std::collections::BTreeMap<i64, bool>>,
+}
+
+impl OffsetTracker {
+    fn start(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.partitions
+            .entry((topic.to_string(), partition))
+            .or_default()
+            .insert(offset, false);
+    }
+
+    /// Marks `offset` done; returns the highest offset now safe to store, if any moved.
+    fn finish(&mut self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
+        let pending = self.partitions.get_mut(&(topic.to_string(), partition))?;
+        if let Some(done) = pending.get_mut(&offset) {
+            *done = true;
+        }
+        let mut safe = None;
+        while let Some((&first, &done)) = pending.first_key_value() {
+            if !done {
+                break;
+            }
+            pending.remove(&first);
+            safe = Some(first);
+        }
+        safe
+    }
+
+    fn in_flight(&self) -> usize {
+        self.partitions.values().map(|p| p.len()).sum()
+    }
+}
+
+/// How long a stopping source waits for the acknowledgements of what it already emitted.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The running Kafka source: a consumer-group member that stores offsets only after downstream
+/// acceptance (`enable.auto.offset.store=false`), committed by librdkafka's auto-commit.
+pub struct KafkaSource {
+    config: KafkaSourceConfig,
+    consumer: std::sync::Arc<rdkafka::consumer::StreamConsumer>,
+}
+
+impl KafkaSource {
+    /// Creates the consumer and subscribes (librdkafka connects lazily).
+    pub fn build(
+        config: KafkaSourceConfig,
+        ctx: &crate::topology::ComponentContext,
+    ) -> Result<Self, String> {
+        use rdkafka::consumer::Consumer;
+        let mut client = rdkafka::ClientConfig::new();
+        for (key, value) in &config.options {
+            client.set(key, value);
+        }
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group_id)
+            .set(
+                "client.id",
+                format!("sluice-{}-{}", ctx.pipeline, ctx.component),
+            )
+            .set("auto.offset.reset", &config.auto_offset_reset)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false");
+        let consumer: rdkafka::consumer::StreamConsumer = client
+            .create()
+            .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
+        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
+        Ok(KafkaSource {
+            config,
+            consumer: std::sync::Arc::new(consumer),
+        })
+    }
+
+    /// Consumes until shutdown, then waits for in-flight records and commits what they allow.
+    pub fn run(
+        self,
+        outputs: crate::topology::Outputs,
+        ctx: crate::topology::ComponentContext,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        use crate::topology::{Ack, Record};
+        use rdkafka::consumer::{CommitMode, Consumer};
+        use rdkafka::message::{Headers, Message as _};
+        use std::sync::{Arc, Mutex};
+
+        Box::pin(async move {
+            let KafkaSource { config, consumer } = self;
+            let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+            let mut shutdown = ctx.shutdown.clone();
+            let component = ctx.component.clone();
+            let mut announced = false;
+            loop {
+                let received = tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    received = consumer.recv() => received,
+                };
+                let message = match received {
+                    Ok(message) => message,
+                    Err(err) => {
+                        tracing::warn!(%component, "kafka: {err}");
+                        continue;
+                    }
+                };
+                if !announced {
+                    tracing::info!(%component, topics = ?config.topics, "kafka source receiving");
+                    announced = true;
+                }
+                let (topic, partition, offset) = (
+                    message.topic().to_string(),
+                    message.partition(),
+                    message.offset(),
+                );
+                tracker
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .start(&topic, partition, offset);
+                let ack = {
+                    let (tracker, consumer) = (tracker.clone(), consumer.clone());
+                    let topic = topic.clone();
+                    Ack::new(move || {
+                        let safe = tracker
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .finish(&topic, partition, offset);
+                        if let Some(safe) = safe {
+                            // Stores safe+1: the next offset to read after a restart.
+                            if let Err(err) = consumer.store_offset(&topic, partition, safe) {
+                                tracing::warn!("kafka: cannot store offset {safe} of {topic}/{partition}: {err}");
+                            }
+                        }
+                    })
+                };
+                let mut headers = vec![("kafka-topic".to_string(), topic.into_bytes())];
+                if let Some(kafka_headers) = message.headers() {
+                    for header in kafka_headers.iter() {
+                        headers.push((
+                            header.key.to_string(),
+                            header.value.unwrap_or_default().to_vec(),
+                        ));
+                    }
+                }
+                let key = message.key().map(<[u8]>::to_vec);
+                let timestamp_ms = message.timestamp().to_millis();
+                let payload = message.payload().unwrap_or_default().to_vec();
+                drop(message);
+                match config.decoding.decode(&payload) {
+                    Ok(value) => {
+                        let msg = crate::message::Message {
+                            key,
+                            value,
+                            headers,
+                            timestamp_ms,
+                        };
+                        outputs.send(Record { msg, ack }).await;
+                    }
+                    Err(reason) => {
+                        let msg = crate::message::Message {
+                            key,
+                            value: payload,
+                            headers,
+                            timestamp_ms,
+                        };
+                        ctx.dead_letters
+                            .send(
+                                Record { msg, ack },
+                                &component,
+                                &format!("decode: {reason}"),
+                            )
+                            .await;
+                    }
+                }
+            }
+            drop(outputs);
+            let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+            while tracker
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .in_flight()
+                > 0
+            {
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(%component, "stopping with unacknowledged records; they will be consumed again");
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(%component, "final commit: {err}");
+            }
+            consumer.unsubscribe();
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OffsetTracker;
+
+    #[test]
+    fn stores_only_contiguous_finished_offsets() {
+        let mut t = OffsetTracker::default();
+        for offset in 10..14 {
+            t.start("t", 0, offset);
+        }
+        assert_eq!(t.finish("t", 0, 11), None, "10 is still in flight");
+        assert_eq!(t.finish("t", 0, 12), None);
+        assert_eq!(t.finish("t", 0, 10), Some(12), "10, 11, 12 are all done");
+        assert_eq!(t.in_flight(), 1);
+        assert_eq!(t.finish("t", 0, 13), Some(13));
+        assert_eq!(t.in_flight(), 0);
+        assert_eq!(t.finish("t", 1, 5), None, "unknown partitions are ignored");
+    }
+}

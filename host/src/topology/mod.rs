@@ -256,14 +256,13 @@ fn start_pipeline(
             SinkConfig::Mqtt(config) => crate::sinks::mqtt::MqttSink::build(config.clone(), &c)
                 .map_err(|reason| fail(&sink.name, reason))?
                 .run(input, c),
-            other => {
-                return Err(fail(
-                    &sink.name,
-                    format!(
-                        "the `{}` sink is not available in this build yet",
-                        other.kind()
-                    ),
-                ))
+            SinkConfig::Kafka(config) => crate::sinks::kafka::KafkaSink::build(config.clone(), &c)
+                .map_err(|reason| fail(&sink.name, reason))?
+                .run(input, c),
+            SinkConfig::Elasticsearch(config) => {
+                crate::sinks::elasticsearch::ElasticsearchSink::build(config.clone())
+                    .map_err(|reason| fail(&sink.name, reason))?
+                    .run(input, c)
             }
         };
         starts.push(task);

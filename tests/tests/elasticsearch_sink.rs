@@ -1,0 +1,157 @@
+//! The Elasticsearch sink over real HTTP: against the faithful `_bulk` server of this suite, or a
+//! real cluster when `SLUICE_TEST_ELASTICSEARCH_URL` is set (the fault-injection test needs the
+//! fake and is skipped then, saying so).
+
+use sluice_e2e::elasticsearch::{get_document, FakeElasticsearch, Faults};
+use sluice_e2e::{ecg_messages, expected_scores, Mosquitto, SluiceRun, WAIT};
+use std::collections::HashSet;
+use std::time::Instant;
+
+fn pipeline(
+    dir: &std::path::Path,
+    mqtt: &Mosquitto,
+    es_url: &str,
+    index: &str,
+) -> std::path::PathBuf {
+    let path = dir.join("es.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[pipeline]
+name = "es-test"
+dead_letter = "dead_letters"
+
+[sources.sensors]
+type = "mqtt"
+broker.url = "{mqtt}"
+topics = ["electric-temperature"]
+
+[transforms.score]
+type = "udf"
+inputs = ["sensors"]
+module = "anomaly"
+
+[sinks.dashboard]
+type = "elasticsearch"
+inputs = ["score"]
+url = "{es_url}"
+index = "{index}"
+id_field = "eventid"
+batch_max_records = 5
+batch_timeout_ms = 200
+
+[sinks.dead_letters]
+type = "console"
+inputs = []
+format = "json"
+"#,
+            mqtt = mqtt.url()
+        ),
+    )
+    .expect("write pipeline");
+    path
+}
+
+fn payloads() -> Vec<Vec<u8>> {
+    ecg_messages().into_iter().map(String::into_bytes).collect()
+}
+
+/// Waits until `GET /{index}/_doc/{id}` finds every id; returns the sources by id.
+fn wait_for_documents(url: &str, index: &str, ids: &[String]) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + WAIT;
+    ids.iter()
+        .map(|id| loop {
+            if let Some(doc) = get_document(url, index, id) {
+                break doc;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "document {id} never appeared in {index}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        })
+        .collect()
+}
+
+#[test]
+fn every_score_is_indexed_under_its_event_id() {
+    let mqtt = Mosquitto::start();
+    let real = std::env::var("SLUICE_TEST_ELASTICSEARCH_URL").ok();
+    let fake = real
+        .is_none()
+        .then(|| FakeElasticsearch::start(Faults::default()));
+    let url = real
+        .clone()
+        .unwrap_or_else(|| fake.as_ref().map(|f| f.url.clone()).unwrap_or_default());
+    let index = format!("sluice-test-{}", sluice_e2e::free_port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sluice = SluiceRun::start(&pipeline(dir.path(), &mqtt, &url, &index));
+    sluice.wait_for_log("mqtt source subscribed");
+    sluice_e2e::publish_all(mqtt.port, "electric-temperature", &payloads());
+
+    let expected = expected_scores();
+    let ids: Vec<String> = expected
+        .iter()
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect();
+    let docs = wait_for_documents(&url, &index, &ids);
+    for (doc, line) in docs.iter().zip(&expected) {
+        let (id, mse) = line.split_once(',').unwrap();
+        assert_eq!(doc["eventid"].to_string(), id);
+        assert_eq!(
+            doc["anomaly_val"].as_f64(),
+            mse.parse::<f64>().ok(),
+            "event {id}"
+        );
+    }
+    assert!(sluice.stop().success());
+}
+
+#[test]
+fn partial_failures_are_retried_or_dead_lettered() {
+    if std::env::var_os("SLUICE_TEST_ELASTICSEARCH_URL").is_some() {
+        eprintln!("skipped: fault injection needs the fake _bulk server");
+        return;
+    }
+    let faults = Faults {
+        busy_once: ["3", "7"].iter().map(|s| s.to_string()).collect(),
+        reject: HashSet::from(["5".to_string()]),
+    };
+    let fake = FakeElasticsearch::start(faults);
+    let mqtt = Mosquitto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sluice = SluiceRun::start(&pipeline(dir.path(), &mqtt, &fake.url, "scores"));
+    sluice.wait_for_log("mqtt source subscribed");
+    sluice_e2e::publish_all(mqtt.port, "electric-temperature", &payloads());
+
+    let ids: Vec<String> = (1..=23)
+        .filter(|i| *i != 5)
+        .map(|i| i.to_string())
+        .collect();
+    let docs = wait_for_documents(&fake.url, "scores", &ids);
+    assert_eq!(docs.len(), 22, "429s are retried until accepted");
+    assert_eq!(
+        get_document(&fake.url, "scores", "5"),
+        None,
+        "the rejected document is not indexed"
+    );
+    let dead = sluice.stdout_lines(1);
+    assert!(
+        dead[0].contains("\"value\":\"{\\\"eventid\\\":5,"),
+        "{}",
+        dead[0]
+    );
+    assert!(
+        dead[0].contains("mapper_parsing_exception: failed to parse document [5]"),
+        "{}",
+        dead[0]
+    );
+    assert!(
+        dead[0].contains("\"sluice-component\":\"dashboard\""),
+        "{}",
+        dead[0]
+    );
+    assert!(fake.bulk_requests() >= 2, "the 429 items were sent again");
+    assert!(sluice.stop().success());
+}
