@@ -5,6 +5,7 @@
 //! that appeared, or a message that arrived; timeouts only bound how long a failure takes.
 
 pub mod elasticsearch;
+pub mod kafka;
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -278,6 +279,12 @@ impl SluiceRun {
                     .unwrap_or_else(|_| panic!("only {i} of {n} stdout lines arrived"))
             })
             .collect()
+    }
+
+    /// Kills the process at once (SIGKILL): no drain, no goodbye.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for the process to drain and exit.

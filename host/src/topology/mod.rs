@@ -294,14 +294,10 @@ fn start_pipeline(
                     .map_err(|reason| fail(&source.name, reason))?
                     .run(out, c)
             }
-            other => {
-                return Err(fail(
-                    &source.name,
-                    format!(
-                        "the `{}` source is not available in this build yet",
-                        other.kind()
-                    ),
-                ))
+            SourceConfig::Kafka(config) => {
+                crate::sources::kafka::KafkaSource::build(config.clone(), &c)
+                    .map_err(|reason| fail(&source.name, reason))?
+                    .run(out, c)
             }
         };
         starts.push(task);
