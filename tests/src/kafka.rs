@@ -85,3 +85,69 @@ impl TopicReader {
         seen
     }
 }
+
+/// A tansu broker (a Kafka-protocol broker in Rust, in-memory storage) on a free port, stopped
+/// on drop. `cargo xtask test` installs it into `target/tools/bin/tansu`.
+pub struct Tansu {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub brokers: String,
+    binary: std::path::PathBuf,
+}
+
+impl Tansu {
+    /// Starts the broker and waits until it accepts connections.
+    pub fn start() -> Self {
+        let binary = std::env::var_os("SLUICE_TEST_TANSU")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| crate::root().join("target/tools/bin/tansu"));
+        assert!(
+            binary.is_file(),
+            "{} is missing: `cargo xtask test` installs it",
+            binary.display()
+        );
+        let port = crate::free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new(&binary)
+            .args(TANSU_ARGS)
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        crate::wait_for_port(port);
+        Tansu {
+            child,
+            brokers: format!("127.0.0.1:{port}"),
+            binary,
+        }
+    }
+
+    /// Creates a topic (tansu does not create topics on first use, as real clusters often don't).
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let status = std::process::Command::new(&self.binary)
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+                "--broker",
+            ])
+            .arg(format!("tcp://{}", self.brokers))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("tansu topic create");
+        assert!(status.success(), "creating topic {name}");
+    }
+}
+
+/// `tansu broker` with in-memory storage.
+const TANSU_ARGS: &[&str] = &["broker", "--storage-engine", "memory://tansu/"];
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -253,19 +253,7 @@ impl SluiceRun {
 
     /// Waits for a log line containing `needle`; returns it.
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!(
-                    "sluice never logged {needle:?}; its log was:\n{}",
-                    seen.join("\n")
-                ),
-            }
-        }
+        wait_for_line(&self.log, needle)
     }
 
     /// The next `n` stdout lines.
@@ -303,6 +291,25 @@ impl Drop for SluiceRun {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Lines of a child's output as they come.
+pub fn log_lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    lines(stream)
+}
+
+/// Waits for a line containing `needle` (panics with what was seen if it never comes).
+pub fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("never saw {needle:?}; saw:\n{}", seen.join("\n")),
+        }
     }
 }
 

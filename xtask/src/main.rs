@@ -4,7 +4,8 @@
 //!   for `wasm32-wasip2` (`target/udfs/<name>.wasm`; test fixtures in `target/test-udfs/`).
 //!   Adds the `wasm32-wasip2` target with rustup when it is missing.
 //! - `demo`: builds, then scores the ECG test set through the Wasm anomaly UDF.
-//! - `test`: builds, then runs every test of the workspace (one profile: release).
+//! - `test`: installs the test servers (Mosquitto from Debian, tansu into `target/tools`),
+//!   builds, then runs every test of the workspace (one profile: release).
 //! - `bench`: builds, then the Wasm-vs-native throughput benchmark.
 //! - `lint`: `cargo fmt --check` and `cargo clippy --all-targets -- -D warnings`.
 //!
@@ -239,6 +240,26 @@ fn install_test_servers() -> Result<()> {
     }
 }
 
+/// tansu, a Kafka-protocol broker, for the end-to-end tests: built once into `target/tools`
+/// (about ten minutes on two cores), reused afterwards.
+const TANSU_VERSION: &str = "0.6.0";
+
+fn tansu_bin() -> PathBuf {
+    target_dir().join("tools/bin/tansu")
+}
+
+fn install_tansu() -> Result<()> {
+    if tansu_bin().is_file() {
+        return Ok(());
+    }
+    eprintln!("xtask: building tansu {TANSU_VERSION} (a Kafka-protocol broker for the tests) into target/tools");
+    let root = target_dir().join("tools");
+    run(cargo()
+        .args(["install", "--locked", "--features", "dynostore", "--root"])
+        .arg(&root)
+        .arg(format!("tansu@{TANSU_VERSION}")))
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -249,10 +270,12 @@ fn is_root() -> bool {
 
 fn test(extra: &[String]) -> Result<()> {
     install_test_servers()?;
+    install_tansu()?;
     let udfs = build()?;
     let mut cmd = cargo();
     cmd.args(["test", "--release", "--workspace"])
         .env("SLUICE_BIN", sluice_bin())
+        .env("SLUICE_TEST_TANSU", tansu_bin())
         .env("SLUICE_TEST_UDF_DIR", &udfs)
         .env("SLUICE_TEST_FIXTURE_DIR", target_dir().join("test-udfs"));
     cmd.args(extra);

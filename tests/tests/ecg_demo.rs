@@ -1,0 +1,171 @@
+//! The shipped `pipelines/ecg-anomaly.toml`, unchanged, end to end on real servers: two
+//! Mosquitto brokers (sensors and receiver), a tansu Kafka broker, and the faithful `_bulk`
+//! server (or a real Elasticsearch with `SLUICE_TEST_ELASTICSEARCH_URL`), wired through the
+//! file's own environment variables.
+//!
+//! The 23 ECG rows (odd ones spaced as the original sensors send them) and two malformed
+//! messages go to MQTT `electric-temperature`; then:
+//! - the receiver broker and Kafka `electric-temperature` get every payload byte for byte;
+//! - Kafka `TEMPERATURE_ANOMALY_DETECTION` gets one `EVENTID,MSE` per event with H2O's digits;
+//! - Kafka `ANOMALYDETECTIONWITHFILTER` gets exactly events 4, 5, 15, 20, 22, 23;
+//! - Elasticsearch index `temperature-anomaly` holds every score under `_id` = EVENTID;
+//! - Kafka `sluice-dead-letters` gets both malformed messages with their reasons in headers,
+//!   while later messages still flow; SIGTERM drains and exits 0.
+
+use sluice_e2e::elasticsearch::{get_document, FakeElasticsearch, Faults};
+use sluice_e2e::kafka::{Tansu, TopicReader};
+use sluice_e2e::{expected_scores, spaced, Collector, Mosquitto};
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+
+#[test]
+fn the_original_demo_topology_end_to_end() {
+    let sensors = Mosquitto::start();
+    let receiver = Mosquitto::start();
+    let kafka = Tansu::start();
+    for topic in [
+        "electric-temperature",
+        "TEMPERATURE_ANOMALY_DETECTION",
+        "ANOMALYDETECTIONWITHFILTER",
+        "sluice-dead-letters",
+    ] {
+        kafka.create_topic(topic, 1);
+    }
+    let real_es = std::env::var("SLUICE_TEST_ELASTICSEARCH_URL").ok();
+    let fake_es = real_es
+        .is_none()
+        .then(|| FakeElasticsearch::start(Faults::default()));
+    let es_url =
+        real_es.unwrap_or_else(|| fake_es.as_ref().map(|f| f.url.clone()).unwrap_or_default());
+
+    let at_receiver = Collector::subscribe(receiver.port, &["electric-temperature"]);
+    let pipeline = sluice_e2e::root().join("pipelines/ecg-anomaly.toml");
+    let mut child = Command::new(sluice_e2e::sluice_bin())
+        .arg("run")
+        .arg(&pipeline)
+        .arg("--udf-dir")
+        .arg(sluice_e2e::udf_dir())
+        .env("SLUICE_LOG", "info")
+        .env("MQTT_URL", sensors.url())
+        .env("MQTT_RECEIVER_URL", receiver.url())
+        .env("KAFKA_BROKERS", &kafka.brokers)
+        .env("ELASTICSEARCH_URL", &es_url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sluice");
+    let log = sluice_e2e::log_lines(child.stderr.take().expect("stderr"));
+    sluice_e2e::wait_for_line(&log, "mqtt source subscribed");
+
+    let mut payloads: Vec<Vec<u8>> = Vec::new();
+    for (i, row) in sluice_e2e::ecg_messages().iter().enumerate() {
+        payloads.push(if i % 2 == 0 { spaced(row) } else { row.clone() }.into_bytes());
+        if i == 11 {
+            payloads.push(b"99, 1.0# 2.0".to_vec());
+            payloads.push(b"not an ecg event".to_vec());
+        }
+    }
+    sluice_e2e::publish_all(sensors.port, "electric-temperature", &payloads);
+
+    let raw: Vec<Vec<u8>> = at_receiver
+        .take(payloads.len())
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(
+        raw, payloads,
+        "the receiver broker gets every payload unchanged, in order"
+    );
+
+    let values = |topic: &str, n: usize| -> Vec<Vec<u8>> {
+        TopicReader::new(&kafka.brokers, topic)
+            .read_until(|seen| seen.len() >= n)
+            .into_iter()
+            .map(|(_, value, _)| value)
+            .collect()
+    };
+    let sorted = |mut v: Vec<Vec<u8>>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sorted(values("electric-temperature", payloads.len())),
+        sorted(payloads.clone()),
+        "Kafka electric-temperature gets every payload unchanged"
+    );
+    let scores: BTreeSet<String> = values("TEMPERATURE_ANOMALY_DETECTION", 23)
+        .into_iter()
+        .map(|v| String::from_utf8(v).expect("UTF-8"))
+        .collect();
+    assert_eq!(
+        scores,
+        expected_scores().into_iter().collect::<BTreeSet<_>>()
+    );
+    let alerts: BTreeSet<u32> = values("ANOMALYDETECTIONWITHFILTER", 6)
+        .into_iter()
+        .map(|v| {
+            String::from_utf8_lossy(&v)
+                .split(',')
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .expect("id")
+        })
+        .collect();
+    assert_eq!(alerts, BTreeSet::from([4, 5, 15, 20, 22, 23]));
+
+    let dead =
+        TopicReader::new(&kafka.brokers, "sluice-dead-letters").read_until(|seen| seen.len() >= 2);
+    let mut reasons = Vec::new();
+    for (_, value, headers) in &dead {
+        assert!(
+            value == b"99, 1.0# 2.0" || value == b"not an ecg event",
+            "{value:?}"
+        );
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        assert_eq!(header("sluice-component"), "score");
+        assert_eq!(header("sluice-pipeline"), "ecg-anomaly");
+        reasons.push(header("sluice-error"));
+    }
+    reasons.sort();
+    assert!(
+        reasons[0].contains("event 99: expected 210 readings"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("missing EVENTID"), "{reasons:?}");
+
+    for line in expected_scores() {
+        let (id, mse) = line.split_once(',').expect("id,mse");
+        let deadline = std::time::Instant::now() + sluice_e2e::WAIT;
+        let doc = loop {
+            if let Some(doc) = get_document(&es_url, "temperature-anomaly", id) {
+                break doc;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "document {id} never indexed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert_eq!(
+            doc["anomaly_val"].as_f64(),
+            mse.parse().ok(),
+            "document {id}"
+        );
+    }
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let status = child.wait().expect("sluice exits");
+    assert!(status.success(), "SIGTERM drains and exits 0: {status}");
+}
