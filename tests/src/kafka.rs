@@ -33,6 +33,17 @@ pub fn produce_all(brokers: &str, topic: &str, payloads: &[Vec<u8>]) {
         .expect("every message acknowledged");
 }
 
+/// One consumed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaRecord {
+    /// The key, if any.
+    pub key: Option<Vec<u8>>,
+    /// The value.
+    pub value: Vec<u8>,
+    /// The headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
 /// Reads a topic from the beginning.
 pub struct TopicReader {
     consumer: BaseConsumer,
@@ -52,11 +63,8 @@ impl TopicReader {
         TopicReader { consumer }
     }
 
-    /// Messages (key, value, headers) until `done` says enough, or the wait runs out (test fails).
-    pub fn read_until(
-        &self,
-        mut done: impl FnMut(&[(Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>)]) -> bool,
-    ) -> Vec<(Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>)> {
+    /// Records until `done` says enough, or the wait runs out (test fails).
+    pub fn read_until(&self, mut done: impl FnMut(&[KafkaRecord]) -> bool) -> Vec<KafkaRecord> {
         use rdkafka::message::Headers;
         let deadline = Instant::now() + crate::WAIT;
         let mut seen = Vec::new();
@@ -75,11 +83,11 @@ impl TopicReader {
                             .collect()
                     })
                     .unwrap_or_default();
-                seen.push((
-                    message.key().map(<[u8]>::to_vec),
-                    message.payload().unwrap_or_default().to_vec(),
+                seen.push(KafkaRecord {
+                    key: message.key().map(<[u8]>::to_vec),
+                    value: message.payload().unwrap_or_default().to_vec(),
                     headers,
-                ));
+                });
             }
         }
         seen

@@ -81,7 +81,7 @@ fn the_original_demo_topology_end_to_end() {
         TopicReader::new(&kafka.brokers, topic)
             .read_until(|seen| seen.len() >= n)
             .into_iter()
-            .map(|(_, value, _)| value)
+            .map(|r| r.value)
             .collect()
     };
     let sorted = |mut v: Vec<Vec<u8>>| {
@@ -117,7 +117,8 @@ fn the_original_demo_topology_end_to_end() {
     let dead =
         TopicReader::new(&kafka.brokers, "sluice-dead-letters").read_until(|seen| seen.len() >= 2);
     let mut reasons = Vec::new();
-    for (_, value, headers) in &dead {
+    for record in &dead {
+        let (value, headers) = (&record.value, &record.headers);
         assert!(
             value == b"99, 1.0# 2.0" || value == b"not an ecg event",
             "{value:?}"

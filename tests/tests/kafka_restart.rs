@@ -65,9 +65,9 @@ topic = "out"
     );
 
     let second = SluiceRun::start(&pipeline);
-    let mut distinct: HashSet<Vec<u8>> = before.iter().map(|(_, v, _)| v.clone()).collect();
+    let mut distinct: HashSet<Vec<u8>> = before.iter().map(|r| r.value.clone()).collect();
     reader.read_until(|seen| {
-        distinct.extend(seen.iter().map(|(_, v, _)| v.clone()));
+        distinct.extend(seen.iter().map(|r| r.value.clone()));
         distinct.len() == RECORDS
     });
     let expected: HashSet<Vec<u8>> = payloads.into_iter().collect();
