@@ -202,29 +202,6 @@ pub fn qos(level: u8) -> rumqttc::QoS {
     }
 }
 
-/// Reconnect backoff: 100 ms doubling to 10 s.
-pub struct Backoff(std::time::Duration);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff(std::time::Duration::from_millis(100))
-    }
-}
-
-impl Backoff {
-    /// The next wait, doubling up to the cap.
-    pub fn next_delay(&mut self) -> std::time::Duration {
-        let delay = self.0;
-        self.0 = (self.0 * 2).min(std::time::Duration::from_secs(10));
-        delay
-    }
-
-    /// Back to the first delay (after a successful connection).
-    pub fn reset(&mut self) {
-        *self = Backoff::default();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

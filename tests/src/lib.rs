@@ -96,8 +96,12 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// Starts a broker and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// Starts a broker on `port` (e.g. one reserved earlier with [`free_port`]).
+    pub fn start_on(port: u16) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,

@@ -5,9 +5,7 @@
 use crate::codec::EncodingConfig;
 use crate::topology::{ComponentContext, Record};
 use serde::Deserialize;
-use std::future::Future;
 use std::io::Write;
-use std::pin::Pin;
 use tokio::sync::mpsc;
 
 /// What the console sink prints per record.
@@ -60,7 +58,7 @@ impl ConsoleSink {
         self,
         mut input: mpsc::Receiver<Record>,
         ctx: ComponentContext,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    ) -> crate::topology::ComponentTask {
         Box::pin(async move {
             while let Some(record) = input.recv().await {
                 match self.line(&record) {

@@ -160,7 +160,7 @@ impl ElasticsearchSink {
         self,
         mut input: tokio::sync::mpsc::Receiver<crate::topology::Record>,
         ctx: crate::topology::ComponentContext,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    ) -> crate::topology::ComponentTask {
         Box::pin(async move {
             let timeout = std::time::Duration::from_millis(self.config.batch_timeout_ms);
             let mut open = true;
@@ -252,7 +252,7 @@ impl ElasticsearchSink {
 
     /// Sends a batch until every item is accepted or rejected.
     async fn deliver(&self, mut batch: Vec<Pending>, ctx: &crate::topology::ComponentContext) {
-        let mut backoff = crate::mqtt_common::Backoff::default();
+        let mut backoff = crate::topology::Backoff::default();
         while !batch.is_empty() {
             let mut body = Vec::new();
             for doc in &batch {

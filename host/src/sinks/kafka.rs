@@ -86,7 +86,7 @@ impl KafkaSink {
         self,
         mut input: tokio::sync::mpsc::Receiver<crate::topology::Record>,
         ctx: crate::topology::ComponentContext,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    ) -> crate::topology::ComponentTask {
         use rdkafka::message::{Header, OwnedHeaders};
         use rdkafka::producer::FutureRecord;
         use std::sync::Arc;
@@ -110,7 +110,7 @@ impl KafkaSink {
                 };
                 let (producer, topic, ctx) = (producer.clone(), config.topic.clone(), ctx.clone());
                 tokio::spawn(async move {
-                    let mut backoff = crate::mqtt_common::Backoff::default();
+                    let mut backoff = crate::topology::Backoff::default();
                     loop {
                         let mut headers = OwnedHeaders::new();
                         for (key, value) in &record.msg.headers {

@@ -89,8 +89,9 @@ impl MqttSink {
         self,
         mut input: tokio::sync::mpsc::Receiver<crate::topology::Record>,
         ctx: crate::topology::ComponentContext,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        use crate::mqtt_common::{qos, Backoff};
+    ) -> crate::topology::ComponentTask {
+        use crate::mqtt_common::qos;
+        use crate::topology::Backoff;
         use rumqttc::{Event, Outgoing, Packet};
         use std::sync::{Arc, Mutex};
 

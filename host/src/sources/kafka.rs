@@ -148,7 +148,7 @@ impl KafkaSource {
         self,
         outputs: crate::topology::Outputs,
         ctx: crate::topology::ComponentContext,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    ) -> crate::topology::ComponentTask {
         use crate::topology::{Ack, Record};
         use rdkafka::consumer::{CommitMode, Consumer};
         use rdkafka::message::{Headers, Message as _};

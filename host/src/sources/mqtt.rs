@@ -94,8 +94,9 @@ impl MqttSource {
         self,
         outputs: crate::topology::Outputs,
         ctx: crate::topology::ComponentContext,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        use crate::mqtt_common::{qos, Backoff};
+    ) -> crate::topology::ComponentTask {
+        use crate::mqtt_common::qos;
+        use crate::topology::Backoff;
         use crate::topology::{Ack, Record};
         use rumqttc::{Event, Packet};
         use std::sync::atomic::{AtomicUsize, Ordering};

@@ -19,8 +19,34 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+/// A running component: a future that ends when its input closes (or, for sources, at shutdown).
+pub type ComponentTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Records waiting between two components.
 pub const CHANNEL_CAPACITY: usize = 256;
+
+/// Retry backoff for reconnects and redeliveries: 100 ms doubling to 10 s.
+pub struct Backoff(std::time::Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(std::time::Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    /// The next wait, doubling up to the cap.
+    pub fn next_delay(&mut self) -> std::time::Duration {
+        let delay = self.0;
+        self.0 = (self.0 * 2).min(std::time::Duration::from_secs(10));
+        delay
+    }
+
+    /// Back to the first delay (after a success).
+    pub fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+}
 
 /// Header naming why a record was dead-lettered.
 pub const HEADER_ERROR: &str = "sluice-error";
@@ -243,7 +269,7 @@ fn start_pipeline(
     };
 
     // Build everything first, so a pipeline either starts whole or not at all.
-    let mut starts: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
+    let mut starts: Vec<ComponentTask> = Vec::new();
     for sink in &spec.sinks {
         let input = receivers
             .remove(&sink.name)

@@ -63,7 +63,7 @@ impl Filter {
         mut input: tokio::sync::mpsc::Receiver<crate::topology::Record>,
         outputs: crate::topology::Outputs,
         ctx: crate::topology::ComponentContext,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    ) -> crate::topology::ComponentTask {
         Box::pin(async move {
             while let Some(record) = input.recv().await {
                 match self.keep(&record.msg.value) {

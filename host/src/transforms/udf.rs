@@ -106,7 +106,7 @@ impl UdfTransform {
         mut input: tokio::sync::mpsc::Receiver<crate::topology::Record>,
         outputs: crate::topology::Outputs,
         ctx: crate::topology::ComponentContext,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    ) -> crate::topology::ComponentTask {
         use crate::topology::Record;
         Box::pin(async move {
             let UdfTransform {
