@@ -68,6 +68,20 @@ pub fn spaced(payload: &str) -> String {
     payload.replacen(',', ", ", 1).replace('#', "# ")
 }
 
+/// What the end-to-end tests publish: the 23 reference rows, the odd ones spaced as the
+/// original sensors send them, and two malformed messages after row 12.
+pub fn demo_payloads() -> Vec<Vec<u8>> {
+    let mut payloads = Vec::new();
+    for (i, row) in ecg_messages().iter().enumerate() {
+        payloads.push(if i % 2 == 0 { spaced(row) } else { row.clone() }.into_bytes());
+        if i == 11 {
+            payloads.push(b"99, 1.0# 2.0".to_vec());
+            payloads.push(b"not an ecg event".to_vec());
+        }
+    }
+    payloads
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

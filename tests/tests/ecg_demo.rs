@@ -14,7 +14,7 @@
 
 use sluice_e2e::elasticsearch::{get_document, FakeElasticsearch, Faults};
 use sluice_e2e::kafka::{Tansu, TopicReader};
-use sluice_e2e::{expected_scores, spaced, Collector, Mosquitto};
+use sluice_e2e::{expected_scores, Collector, Mosquitto};
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 
@@ -57,14 +57,7 @@ fn the_original_demo_topology_end_to_end() {
     let log = sluice_e2e::log_lines(child.stderr.take().expect("stderr"));
     sluice_e2e::wait_for_line(&log, "mqtt source subscribed");
 
-    let mut payloads: Vec<Vec<u8>> = Vec::new();
-    for (i, row) in sluice_e2e::ecg_messages().iter().enumerate() {
-        payloads.push(if i % 2 == 0 { spaced(row) } else { row.clone() }.into_bytes());
-        if i == 11 {
-            payloads.push(b"99, 1.0# 2.0".to_vec());
-            payloads.push(b"not an ecg event".to_vec());
-        }
-    }
+    let payloads = sluice_e2e::demo_payloads();
     sluice_e2e::publish_all(sensors.port, "electric-temperature", &payloads);
 
     let raw: Vec<Vec<u8>> = at_receiver

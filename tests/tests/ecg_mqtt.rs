@@ -8,7 +8,7 @@
 //! (The Kafka and Elasticsearch legs of the shipped pipeline are tested when those connectors
 //! land; here the score topics live on the source broker.)
 
-use sluice_e2e::{expected_scores, spaced, Collector, Mosquitto, SluiceRun};
+use sluice_e2e::{expected_scores, Collector, Mosquitto, SluiceRun};
 
 #[test]
 fn ecg_demo_over_mqtt() {
@@ -78,15 +78,7 @@ format = "json"
 
     // Odd rows as the original sensors send them ("106, 9.88# 9.13# ..."), even rows plain;
     // two malformed messages in the middle.
-    let mut payloads: Vec<Vec<u8>> = Vec::new();
-    for (i, row) in sluice_e2e::ecg_messages().iter().enumerate() {
-        let row = if i % 2 == 0 { spaced(row) } else { row.clone() };
-        payloads.push(row.into_bytes());
-        if i == 11 {
-            payloads.push(b"99, 1.0# 2.0".to_vec());
-            payloads.push(b"not an ecg event".to_vec());
-        }
-    }
+    let payloads = sluice_e2e::demo_payloads();
     sluice_e2e::publish_all(source.port, "electric-temperature", &payloads);
 
     let raw: Vec<Vec<u8>> = at_receiver

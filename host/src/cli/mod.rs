@@ -49,6 +49,25 @@ pub fn resolve_module(module: &str, udf_dir: &Path) -> PathBuf {
     }
 }
 
+/// Reads and parses one pipeline file with the process environment for `${VAR}`.
+/// `Err` is the message to print: the file could not be read, or every config error in it.
+pub fn load_pipeline(file: &Path) -> Result<sluice::pipeline::PipelineSpec, LoadFailure> {
+    let text = std::fs::read_to_string(file).map_err(|err| {
+        LoadFailure::Unreadable(format!("{}: cannot read: {err}", file.display()))
+    })?;
+    let env = |name: &str| std::env::var(name).ok();
+    sluice::pipeline::parse_pipeline(file, &text, &env)
+        .map_err(|errors| LoadFailure::Invalid(errors.to_string()))
+}
+
+/// Why a pipeline file could not be loaded.
+pub enum LoadFailure {
+    /// The file could not be read.
+    Unreadable(String),
+    /// The file has config errors (all of them, one per line).
+    Invalid(String),
+}
+
 /// Parses `KEY=VALUE` for `--config`.
 pub fn parse_key_value(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {

@@ -1,8 +1,7 @@
 //! `sluice run FILE...`: run pipelines until Ctrl-C or SIGTERM, then drain in-flight records.
 //! Exit status: 0 after a clean stop, 1 when a pipeline file is invalid or cannot start.
 
-use super::{default_cache_dir, default_udf_dir};
-use sluice::pipeline::parse_pipeline;
+use super::{default_cache_dir, default_udf_dir, load_pipeline, LoadFailure};
 use sluice::topology::{self, RunContext};
 use sluice::udf_runtime::{RuntimeOptions, UdfRuntime};
 use std::path::PathBuf;
@@ -22,22 +21,14 @@ pub struct RunArgs {
 
 /// Runs the command.
 pub fn run(args: RunArgs) -> ExitCode {
-    let env = |name: &str| std::env::var(name).ok();
     let mut specs = Vec::new();
     let mut invalid = false;
     for file in &args.files {
-        let text = match std::fs::read_to_string(file) {
-            Ok(text) => text,
-            Err(err) => {
-                eprintln!("{}: cannot read: {err}", file.display());
-                return ExitCode::from(1);
-            }
-        };
-        match parse_pipeline(file, &text, &env) {
+        match load_pipeline(file) {
             Ok(spec) => specs.push(spec),
-            Err(errors) => {
+            Err(LoadFailure::Unreadable(message)) | Err(LoadFailure::Invalid(message)) => {
                 invalid = true;
-                eprintln!("{errors}");
+                eprintln!("{message}");
             }
         }
     }

@@ -2,7 +2,7 @@
 //! Prints every error as `file:line:column: field.path: message`; exit 0 when all are valid,
 //! 1 when any is not, 2 when a file cannot be read.
 
-use sluice::pipeline::parse_pipeline;
+use super::{load_pipeline, LoadFailure};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,17 +16,9 @@ pub struct ValidateArgs {
 
 /// Runs the command.
 pub fn run(args: ValidateArgs) -> ExitCode {
-    let env = |name: &str| std::env::var(name).ok();
     let mut invalid = false;
     for file in &args.files {
-        let text = match std::fs::read_to_string(file) {
-            Ok(text) => text,
-            Err(err) => {
-                eprintln!("{}: cannot read: {err}", file.display());
-                return ExitCode::from(2);
-            }
-        };
-        match parse_pipeline(file, &text, &env) {
+        match load_pipeline(file) {
             Ok(spec) => println!(
                 "{}: ok: pipeline `{}` ({} sources, {} transforms, {} sinks)",
                 file.display(),
@@ -35,7 +27,11 @@ pub fn run(args: ValidateArgs) -> ExitCode {
                 spec.transforms.len(),
                 spec.sinks.len()
             ),
-            Err(errors) => {
+            Err(LoadFailure::Unreadable(message)) => {
+                eprintln!("{message}");
+                return ExitCode::from(2);
+            }
+            Err(LoadFailure::Invalid(errors)) => {
                 invalid = true;
                 eprintln!("{errors}");
             }

@@ -63,18 +63,9 @@ impl KafkaSink {
         config: KafkaSinkConfig,
         ctx: &crate::topology::ComponentContext,
     ) -> Result<Self, String> {
-        let mut client = rdkafka::ClientConfig::new();
-        for (key, value) in &config.options {
-            client.set(key, value);
-        }
-        client
-            .set("bootstrap.servers", &config.brokers)
-            .set(
-                "client.id",
-                format!("sluice-{}-{}", ctx.pipeline, ctx.component),
-            )
-            .set("acks", "all")
-            .set("enable.idempotence", "true");
+        let mut client =
+            crate::sources::kafka::client_config(&config.brokers, &config.options, ctx);
+        client.set("acks", "all").set("enable.idempotence", "true");
         let producer = client
             .create()
             .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;

@@ -62,6 +62,24 @@ impl KafkaSourceConfig {
     }
 }
 
+/// librdkafka settings shared by the Kafka source and sink: the pass-through `options` first,
+/// then what Sluice sets itself (so options cannot override the bootstrap servers or client id).
+pub(crate) fn client_config(
+    brokers: &str,
+    options: &BTreeMap<String, String>,
+    ctx: &crate::topology::ComponentContext,
+) -> rdkafka::ClientConfig {
+    let mut client = rdkafka::ClientConfig::new();
+    for (key, value) in options {
+        client.set(key, value);
+    }
+    client.set("bootstrap.servers", brokers).set(
+        "client.id",
+        format!("sluice-{}-{}", ctx.pipeline, ctx.component),
+    );
+    client
+}
+
 /// Offsets handed downstream and not yet stored, per partition; an offset is stored (and so
 /// committed by librdkafka's auto-commit) only when it and every offset before it is done.
 #[derive(Default)]
