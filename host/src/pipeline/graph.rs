@@ -52,9 +52,11 @@ impl Node {
     }
 }
 
-/// Checks the graph; returns transform names in dependency order.
+/// Checks the graph; returns transform names in dependency order. `broken` names components
+/// whose own errors were already reported (references to them are not "unknown").
 pub(super) fn check_graph(
     nodes: &[Node],
+    broken: &[String],
     dead_letter: Option<&(String, Span)>,
     errors: &mut ErrorSink,
 ) -> Vec<String> {
@@ -132,6 +134,7 @@ pub(super) fn check_graph(
                 Some(_) => {
                     consumed.insert(input);
                 }
+                None if broken.contains(input) => {}
                 None => errors.push(
                     span.clone(),
                     path.as_str(),

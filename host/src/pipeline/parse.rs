@@ -42,6 +42,8 @@ pub fn parse_pipeline(
     let mut dead_letter: Option<(String, Span)> = None;
     let mut nodes: Vec<Node> = Vec::new();
     let mut tables: Vec<Spanned<DeValue<'_>>> = Vec::new();
+    // Components whose header is already reported: references to them are not "unknown".
+    let mut broken: Vec<String> = Vec::new();
 
     for (key, value) in root.into_inner() {
         let key_name = key.get_ref().to_string();
@@ -77,9 +79,12 @@ pub fn parse_pipeline(
                     continue;
                 };
                 for (cname, cvalue) in components {
-                    if let Some(node) = component_header(section, &cname, &cvalue, &mut errors) {
-                        nodes.push(node);
-                        tables.push(cvalue);
+                    match component_header(section, &cname, &cvalue, &mut errors) {
+                        Some(node) => {
+                            nodes.push(node);
+                            tables.push(cvalue);
+                        }
+                        None => broken.push(cname.get_ref().to_string()),
                     }
                 }
             }
@@ -91,7 +96,7 @@ pub fn parse_pipeline(
         }
     }
 
-    let order = check_graph(&nodes, dead_letter.as_ref(), &mut errors);
+    let order = check_graph(&nodes, &broken, dead_letter.as_ref(), &mut errors);
 
     let mut sources = Vec::new();
     let mut transforms = Vec::new();
