@@ -3,17 +3,22 @@
 
 mod common;
 
-use sluice::udf_runtime::{RuntimeOptions, UdfLimits, UdfRuntime};
+use sluice::udf_runtime::{RuntimeOptions, UdfLimits, UdfRuntime, UdfWorker};
 use sluice::Message;
 
-fn score_all(batch_size: usize, payloads: &[String]) -> Vec<Message> {
+/// The Wasm anomaly UDF, loaded and initialised with default limits.
+fn anomaly_worker() -> UdfWorker {
     let runtime = UdfRuntime::new(RuntimeOptions::default()).expect("runtime");
     let module = runtime
         .load_file(&common::udf("anomaly"), None)
         .expect("anomaly module");
-    let mut worker = module
+    module
         .instantiate(Vec::new(), UdfLimits::default())
-        .expect("init");
+        .expect("init")
+}
+
+fn score_all(batch_size: usize, payloads: &[String]) -> Vec<Message> {
+    let mut worker = anomaly_worker();
     let records: Vec<Message> = payloads
         .iter()
         .map(|p| Message::from_value(p.as_bytes()))
@@ -65,13 +70,7 @@ fn spaces_after_separators_change_nothing() {
 
 #[test]
 fn headers_and_timestamps_pass_through_the_guest() {
-    let runtime = UdfRuntime::new(RuntimeOptions::default()).expect("runtime");
-    let module = runtime
-        .load_file(&common::udf("anomaly"), None)
-        .expect("anomaly module");
-    let mut worker = module
-        .instantiate(Vec::new(), UdfLimits::default())
-        .expect("init");
+    let mut worker = anomaly_worker();
     let mut input = Message::from_value(common::ecg_messages()[0].as_bytes());
     input.headers.push(("origin".into(), b"sensor-7".to_vec()));
     input.timestamp_ms = Some(1_700_000_000_000);

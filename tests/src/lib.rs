@@ -82,6 +82,23 @@ pub fn demo_payloads() -> Vec<Vec<u8>> {
     payloads
 }
 
+/// A pipeline TOML written to a temporary directory (removed on drop).
+pub struct PipelineFile {
+    _dir: tempfile::TempDir,
+    /// The file; its stem is the pipeline's default name.
+    pub path: PathBuf,
+}
+
+impl PipelineFile {
+    /// Writes `toml` as `<dir>/<file_name>`.
+    pub fn new(file_name: &str, toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(file_name);
+        std::fs::write(&path, toml).expect("write pipeline");
+        PipelineFile { _dir: dir, path }
+    }
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -14,11 +14,9 @@ use sluice_e2e::{expected_scores, Collector, Mosquitto, SluiceRun};
 fn ecg_demo_over_mqtt() {
     let source = Mosquitto::start();
     let receiver = Mosquitto::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pipeline = dir.path().join("ecg-mqtt.toml");
-    std::fs::write(
-        &pipeline,
-        format!(
+    let pipeline = sluice_e2e::PipelineFile::new(
+        "ecg-mqtt.toml",
+        &format!(
             r#"
 [pipeline]
 name = "ecg-mqtt"
@@ -67,13 +65,12 @@ format = "json"
             source = source.url(),
             receiver = receiver.url()
         ),
-    )
-    .expect("write pipeline");
+    );
 
     let at_receiver = Collector::subscribe(receiver.port, &["electric-temperature"]);
     let scores = Collector::subscribe(source.port, &["TEMPERATURE_ANOMALY_DETECTION"]);
     let alerts = Collector::subscribe(source.port, &["ANOMALYDETECTIONWITHFILTER"]);
-    let sluice = SluiceRun::start(&pipeline);
+    let sluice = SluiceRun::start(&pipeline.path);
     sluice.wait_for_log("mqtt source subscribed");
 
     // Odd rows as the original sensors send them ("106, 9.88# 9.13# ..."), even rows plain;

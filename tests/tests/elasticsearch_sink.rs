@@ -7,16 +7,10 @@ use sluice_e2e::{ecg_messages, expected_scores, Mosquitto, SluiceRun, WAIT};
 use std::collections::HashSet;
 use std::time::Instant;
 
-fn pipeline(
-    dir: &std::path::Path,
-    mqtt: &Mosquitto,
-    es_url: &str,
-    index: &str,
-) -> std::path::PathBuf {
-    let path = dir.join("es.toml");
-    std::fs::write(
-        &path,
-        format!(
+fn pipeline(mqtt: &Mosquitto, es_url: &str, index: &str) -> sluice_e2e::PipelineFile {
+    sluice_e2e::PipelineFile::new(
+        "es.toml",
+        &format!(
             r#"
 [pipeline]
 name = "es-test"
@@ -49,8 +43,6 @@ format = "json"
             mqtt = mqtt.url()
         ),
     )
-    .expect("write pipeline");
-    path
 }
 
 fn payloads() -> Vec<Vec<u8>> {
@@ -85,8 +77,8 @@ fn every_score_is_indexed_under_its_event_id() {
         .clone()
         .unwrap_or_else(|| fake.as_ref().map(|f| f.url.clone()).unwrap_or_default());
     let index = format!("sluice-test-{}", sluice_e2e::free_port());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sluice = SluiceRun::start(&pipeline(dir.path(), &mqtt, &url, &index));
+    let file = pipeline(&mqtt, &url, &index);
+    let sluice = SluiceRun::start(&file.path);
     sluice.wait_for_log("mqtt source subscribed");
     sluice_e2e::publish_all(mqtt.port, "electric-temperature", &payloads());
 
@@ -120,8 +112,8 @@ fn partial_failures_are_retried_or_dead_lettered() {
     };
     let fake = FakeElasticsearch::start(faults);
     let mqtt = Mosquitto::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sluice = SluiceRun::start(&pipeline(dir.path(), &mqtt, &fake.url, "scores"));
+    let file = pipeline(&mqtt, &fake.url, "scores");
+    let sluice = SluiceRun::start(&file.path);
     sluice.wait_for_log("mqtt source subscribed");
     sluice_e2e::publish_all(mqtt.port, "electric-temperature", &payloads());
 

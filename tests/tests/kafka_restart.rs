@@ -22,11 +22,9 @@ fn nothing_is_missing_after_a_crash_and_restart() {
         .collect();
     produce_all(&brokers, "in", &payloads);
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pipeline = dir.path().join("relay.toml");
-    std::fs::write(
-        &pipeline,
-        format!(
+    let pipeline = sluice_e2e::PipelineFile::new(
+        "relay.toml",
+        &format!(
             r#"
 [sources.input]
 type = "kafka"
@@ -42,11 +40,10 @@ brokers = "{brokers}"
 topic = "out"
 "#
         ),
-    )
-    .expect("write pipeline");
+    );
 
     let reader = TopicReader::new(&brokers, "out");
-    let first = SluiceRun::start(&pipeline);
+    let first = SluiceRun::start(&pipeline.path);
     first.wait_for_log("kafka source receiving");
     // Let some records through, then crash mid-stream.
     let before = reader.read_until(|seen| seen.len() >= RECORDS / 10);
@@ -64,7 +61,7 @@ topic = "out"
         "committed offsets ({committed}) ran ahead of delivered records ({delivered})"
     );
 
-    let second = SluiceRun::start(&pipeline);
+    let second = SluiceRun::start(&pipeline.path);
     let mut distinct: HashSet<Vec<u8>> = before.iter().map(|r| r.value.clone()).collect();
     reader.read_until(|seen| {
         distinct.extend(seen.iter().map(|r| r.value.clone()));

@@ -16,11 +16,9 @@ const MESSAGES: usize = 10;
 fn unaccepted_publishes_are_redelivered_after_a_crash() {
     let sensors = Mosquitto::start();
     let receiver_port = free_port(); // reserved; nothing listens yet
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pipeline = dir.path().join("relay.toml");
-    std::fs::write(
-        &pipeline,
-        format!(
+    let pipeline = sluice_e2e::PipelineFile::new(
+        "relay.toml",
+        &format!(
             r#"
 [sources.sensors]
 type = "mqtt"
@@ -40,10 +38,9 @@ topic = "out"
 "#,
             sensors = sensors.url()
         ),
-    )
-    .expect("write pipeline");
+    );
 
-    let first = SluiceRun::start(&pipeline);
+    let first = SluiceRun::start(&pipeline.path);
     first.wait_for_log("mqtt source subscribed");
     let payloads: Vec<Vec<u8>> = (0..MESSAGES)
         .map(|i| format!("m-{i}").into_bytes())
@@ -58,7 +55,7 @@ topic = "out"
 
     let receiver = Mosquitto::start_on(receiver_port);
     let out = Collector::subscribe(receiver.port, &["out"]);
-    let second = SluiceRun::start(&pipeline);
+    let second = SluiceRun::start(&pipeline.path);
     let got: HashSet<Vec<u8>> = out.take(MESSAGES).into_iter().map(|(_, p)| p).collect();
     assert_eq!(
         got,

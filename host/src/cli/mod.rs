@@ -37,18 +37,6 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/sluice"))
 }
 
-/// A module argument is a path when it names a `.wasm` file or contains a path separator;
-/// otherwise it is a name looked up as `<udf_dir>/<name>.wasm`.
-pub fn resolve_module(module: &str, udf_dir: &Path) -> PathBuf {
-    let as_path = Path::new(module);
-    if module.ends_with(".wasm") || module.contains(std::path::MAIN_SEPARATOR) || as_path.is_file()
-    {
-        as_path.to_path_buf()
-    } else {
-        udf_dir.join(format!("{module}.wasm"))
-    }
-}
-
 /// Reads and parses one pipeline file with the process environment for `${VAR}`.
 /// `Err` is the message to print: the file could not be read, or every config error in it.
 pub fn load_pipeline(file: &Path) -> Result<sluice::pipeline::PipelineSpec, LoadFailure> {
@@ -81,17 +69,6 @@ pub fn parse_key_value(raw: &str) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn module_names_and_paths() {
-        let dir = Path::new("udfs");
-        assert_eq!(
-            resolve_module("anomaly", dir),
-            Path::new("udfs/anomaly.wasm")
-        );
-        assert_eq!(resolve_module("x/y.wasm", dir), Path::new("x/y.wasm"));
-        assert_eq!(resolve_module("y.wasm", dir), Path::new("y.wasm"));
-    }
 
     #[test]
     fn key_values() {

@@ -5,7 +5,8 @@
 //! Exit status: 0 all records succeeded, 1 some failed, 2 the module could not be loaded or
 //! initialised (the message names the module and why).
 
-use super::{default_cache_dir, default_udf_dir, parse_key_value, resolve_module};
+use super::{default_cache_dir, default_udf_dir, parse_key_value};
+use sluice::transforms::udf::resolve_module;
 use sluice::udf_runtime::{RuntimeOptions, UdfLimits, UdfRuntime, UdfWorker};
 use sluice::Message;
 use std::fs::File;
