@@ -4,7 +4,6 @@
 //! Nothing here sleeps to synchronise: readiness is a port that accepts connections, a log line
 //! that appeared, or a message that arrived; timeouts only bound how long a failure takes.
 
-pub mod elasticsearch;
 pub mod kafka;
 
 use std::io::{BufRead, BufReader};

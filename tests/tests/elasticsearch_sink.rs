@@ -2,7 +2,7 @@
 //! real cluster when `SLUICE_TEST_ELASTICSEARCH_URL` is set (the fault-injection test needs the
 //! fake and is skipped then, saying so).
 
-use sluice_e2e::elasticsearch::{get_document, FakeElasticsearch, Faults};
+use sluice_demo::elasticsearch::{get_document, FakeElasticsearch, Faults};
 use sluice_e2e::{ecg_messages, expected_scores, Mosquitto, SluiceRun, WAIT};
 use std::collections::HashSet;
 use std::time::Instant;
@@ -72,7 +72,7 @@ fn every_score_is_indexed_under_its_event_id() {
     let real = std::env::var("SLUICE_TEST_ELASTICSEARCH_URL").ok();
     let fake = real
         .is_none()
-        .then(|| FakeElasticsearch::start(Faults::default()));
+        .then(|| FakeElasticsearch::start(Faults::default()).expect("fake elasticsearch"));
     let url = real
         .clone()
         .unwrap_or_else(|| fake.as_ref().map(|f| f.url.clone()).unwrap_or_default());
@@ -110,7 +110,7 @@ fn partial_failures_are_retried_or_dead_lettered() {
         busy_once: ["3", "7"].iter().map(|s| s.to_string()).collect(),
         reject: HashSet::from(["5".to_string()]),
     };
-    let fake = FakeElasticsearch::start(faults);
+    let fake = FakeElasticsearch::start(faults).expect("fake elasticsearch");
     let mqtt = Mosquitto::start();
     let file = pipeline(&mqtt, &fake.url, "scores");
     let sluice = SluiceRun::start(&file.path);

@@ -1,9 +1,9 @@
 //! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`):
 //!
-//! - `build`: the host in release (`target/release/sluice`) and every UDF under `guest-udfs/`
+//! - `build`: the host in release (`target/release/sluice`, `target/release/sluice-demo`) and every UDF under `guest-udfs/`
 //!   for `wasm32-wasip2` (`target/udfs/<name>.wasm`; test fixtures in `target/test-udfs/`).
 //!   Adds the `wasm32-wasip2` target with rustup when it is missing.
-//! - `demo`: builds, then scores the ECG test set through the Wasm anomaly UDF.
+//! - `demo`: builds, then runs the ECG demo on the embedded default (`sluice-demo`).
 //! - `test`: installs the test servers (Mosquitto from Debian, tansu into `target/tools`),
 //!   builds, then runs every test of the workspace (one profile: release).
 //! - `bench`: builds, then the Wasm-vs-native throughput benchmark.
@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
-/// The alert rule of the original KSQL demo.
-const ALERT_THRESHOLD: f64 = 1.5;
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -131,7 +129,14 @@ fn guests() -> Result<Vec<Guest>> {
 /// Builds the host and every guest; returns the UDF directory.
 fn build() -> Result<PathBuf> {
     ensure_wasm_target()?;
-    run(cargo().args(["build", "--release", "--package", "sluice"]))?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "sluice",
+        "--package",
+        "sluice-demo",
+    ]))?;
     let guests = guests()?;
     let mut cmd = cargo();
     cmd.args(["build", "--release", "--target", WASM_TARGET]);
@@ -158,51 +163,21 @@ fn sluice_bin() -> PathBuf {
     target_dir().join("release").join("sluice")
 }
 
+/// The ECG demo on the embedded default: `sluice-demo` starts in-process MQTT brokers, Kafka and
+/// an Elasticsearch stand-in, runs `pipelines/ecg-anomaly.toml` with `sluice run` against them and
+/// prints the results live (see `demo/src/main.rs`).
 fn demo() -> Result<()> {
     let udfs = build()?;
-    let input = root().join("tests/data/ecg_discord_test.msgs");
-    eprintln!(
-        "\nScoring {} through the Wasm anomaly UDF ({}):\n",
-        input.display(),
-        udfs.join("anomaly.wasm").display()
-    );
-    let out = Command::new(sluice_bin())
-        .args(["udf", "test", "anomaly", "--input"])
-        .arg(&input)
-        .arg("--udf-dir")
-        .arg(&udfs)
-        .output()
-        .map_err(|e| format!("cannot run sluice: {e}"))?;
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() {
-        return Err(format!("sluice udf test exited with {}", out.status));
-    }
-    println!(
-        "{:>7}  {:<22}  ALERT (mse > {ALERT_THRESHOLD})",
-        "EVENTID", "MSE"
-    );
-    let mut alerts = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let (id, mse) =
-            parse_score(line).ok_or_else(|| format!("unexpected UDF output: {line}"))?;
-        let alert = mse
-            .parse::<f64>()
-            .map(|v| v > ALERT_THRESHOLD)
-            .unwrap_or(false);
-        if alert {
-            alerts.push(id.to_string());
-        }
-        println!("{id:>7}  {mse:<22}  {}", if alert { "ALERT" } else { "" });
-    }
-    println!("\n{} alerts: events {}", alerts.len(), alerts.join(", "));
-    Ok(())
-}
-
-/// `{"eventid":N,"anomaly_val":X}` → (N, X) as printed.
-fn parse_score(line: &str) -> Option<(&str, &str)> {
-    let rest = line.strip_prefix("{\"eventid\":")?;
-    let (id, rest) = rest.split_once(",\"anomaly_val\":")?;
-    Some((id, rest.strip_suffix('}')?))
+    run(
+        Command::new(target_dir().join("release").join("sluice-demo"))
+            .current_dir(root())
+            .arg("--sluice")
+            .arg(sluice_bin())
+            .arg("--udf-dir")
+            .arg(&udfs)
+            .arg("--log")
+            .arg(target_dir().join("demo").join("sluice.log")),
+    )
 }
 
 /// Installs what the end-to-end tests need and this machine lacks: Mosquitto (Debian package).

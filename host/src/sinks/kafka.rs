@@ -78,8 +78,6 @@ impl KafkaSink {
         mut input: tokio::sync::mpsc::Receiver<crate::topology::Record>,
         ctx: crate::topology::ComponentContext,
     ) -> crate::topology::ComponentTask {
-        use rdkafka::message::{Header, OwnedHeaders};
-        use rdkafka::producer::FutureRecord;
         use std::sync::Arc;
 
         Box::pin(async move {
@@ -99,38 +97,44 @@ impl KafkaSink {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     break;
                 };
+                // Enqueue here, in input order: librdkafka keeps a partition's records in
+                // enqueue order, and idempotence keeps its own retries in order too. Only the
+                // wait for the broker's acknowledgement runs concurrently.
+                let first = enqueue(&producer, &config.topic, &record.msg, &payload).await;
                 let (producer, topic, ctx) = (producer.clone(), config.topic.clone(), ctx.clone());
                 tokio::spawn(async move {
+                    let mut outcome = match first {
+                        Ok(delivery) => match delivery.await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err((err, _))) => Err(err),
+                            Err(_canceled) => Err(rdkafka::error::KafkaError::Canceled),
+                        },
+                        Err(err) => Err(err),
+                    };
                     let mut backoff = crate::topology::Backoff::default();
                     loop {
-                        let mut headers = OwnedHeaders::new();
-                        for (key, value) in &record.msg.headers {
-                            headers = headers.insert(Header {
-                                key,
-                                value: Some(value),
-                            });
-                        }
-                        let mut out = FutureRecord::to(&topic).payload(&payload).headers(headers);
-                        if let Some(key) = &record.msg.key {
-                            out = out.key(key);
-                        }
-                        if let Some(ts) = record.msg.timestamp_ms {
-                            out = out.timestamp(ts);
-                        }
-                        match producer.send(out, std::time::Duration::from_secs(5)).await {
-                            Ok(_) => {
+                        match outcome {
+                            Ok(()) => {
                                 record.ack.done();
                                 break;
                             }
-                            Err((err, _)) if is_permanent(&err) => {
+                            Err(err) if is_permanent(&err) => {
                                 let reason = format!("kafka topic {topic}: {err}");
                                 ctx.dead_letters.send(record, &ctx.component, &reason).await;
                                 break;
                             }
-                            Err((err, _)) => {
+                            Err(err) => {
+                                // librdkafka gave up (message.timeout.ms): send again. Only
+                                // this rare path can reorder.
                                 let delay = backoff.next_delay();
                                 tracing::warn!(component = %ctx.component, "kafka delivery failed ({err}); retrying in {delay:?}");
                                 tokio::time::sleep(delay).await;
+                                let again = future_record(&topic, &record.msg, &payload);
+                                outcome = producer
+                                    .send(again, std::time::Duration::from_secs(5))
+                                    .await
+                                    .map(|_| ())
+                                    .map_err(|(err, _)| err);
                             }
                         }
                     }
@@ -140,6 +144,53 @@ impl KafkaSink {
             // Input closed: wait for every delivery to finish.
             let _ = slots.acquire_many(MAX_IN_FLIGHT as u32).await;
         })
+    }
+}
+
+/// The Kafka record for `msg`: its key, headers and timestamp carried over.
+fn future_record<'a>(
+    topic: &'a str,
+    msg: &'a crate::message::Message,
+    payload: &'a [u8],
+) -> rdkafka::producer::FutureRecord<'a, [u8], [u8]> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let mut headers = OwnedHeaders::new_with_capacity(msg.headers.len());
+    for (key, value) in &msg.headers {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    let mut out = rdkafka::producer::FutureRecord::to(topic)
+        .payload(payload)
+        .headers(headers);
+    if let Some(key) = &msg.key {
+        out = out.key(key.as_slice());
+    }
+    if let Some(ts) = msg.timestamp_ms {
+        out = out.timestamp(ts);
+    }
+    out
+}
+
+/// Puts the record in librdkafka's queue, waiting while the queue is full.
+async fn enqueue(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    msg: &crate::message::Message,
+    payload: &[u8],
+) -> Result<rdkafka::producer::DeliveryFuture, rdkafka::error::KafkaError> {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode;
+    loop {
+        match producer.send_result(future_record(topic, msg, payload)) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                // librdkafka's background thread is draining the queue; back off briefly.
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err((err, _)) => return Err(err),
+        }
     }
 }
 

@@ -1,11 +1,11 @@
-//! A faithful stand-in for Elasticsearch's document API, for machines where no cluster can be
-//! installed: `POST /_bulk` (NDJSON `index` actions, per-item results with `status` and `error`
-//! exactly as Elasticsearch writes them) and `GET /{index}/_doc/{id}` (`found` / `_source`).
-//! Faults can be injected per document id: a 429 on the first attempt, or a 400
-//! `mapper_parsing_exception` every time.
+//! A faithful stand-in for Elasticsearch's document API, for the embedded demo and for machines
+//! where no cluster can be installed: `POST /_bulk` (NDJSON `index` actions, per-item results with
+//! `status` and `error` exactly as Elasticsearch writes them) and `GET /{index}/_doc/{id}`
+//! (`found` / `_source`). Faults can be injected per document id: a 429 on the first attempt, or a
+//! 400 `mapper_parsing_exception` every time.
 //!
-//! Tests talk to it over real HTTP; with `SLUICE_TEST_ELASTICSEARCH_URL` set they talk to a
-//! real cluster instead (and skip the fault injection, which only this server can do).
+//! The end-to-end tests talk to it over real HTTP; with `SLUICE_TEST_ELASTICSEARCH_URL` set they
+//! talk to a real cluster instead (and skip the fault injection, which only this server can do).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -36,10 +36,10 @@ pub struct FakeElasticsearch {
 }
 
 impl FakeElasticsearch {
-    /// Starts listening on a free port.
-    pub fn start(faults: Faults) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
+    /// Starts listening on a free port of 127.0.0.1.
+    pub fn start(faults: Faults) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
         std::thread::spawn(move || {
@@ -48,17 +48,36 @@ impl FakeElasticsearch {
                 std::thread::spawn(move || serve(stream, &state, &faults));
             }
         });
-        FakeElasticsearch { url, state }
+        Ok(FakeElasticsearch { url, state })
+    }
+
+    /// The documents of `index`, as `(_id, _source)` sorted by id.
+    pub fn documents(&self, index: &str) -> Vec<(String, serde_json::Value)> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut docs: Vec<_> = state
+            .docs
+            .iter()
+            .filter(|((i, _), _)| i == index)
+            .map(|((_, id), source)| (id.clone(), source.clone()))
+            .collect();
+        docs.sort_by(|a, b| a.0.cmp(&b.0));
+        docs
     }
 
     /// How many `_bulk` requests arrived.
     pub fn bulk_requests(&self) -> usize {
-        self.state.lock().unwrap().bulk_requests
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .bulk_requests
     }
 }
 
 fn serve(stream: TcpStream, state: &Mutex<State>, faults: &Faults) {
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
     let mut writer = stream;
     loop {
         let mut request_line = String::new();
@@ -113,7 +132,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>, faults: &Faults) {
 }
 
 fn bulk(body: &[u8], state: &Mutex<State>, faults: &Faults) -> (u16, serde_json::Value) {
-    let mut state = state.lock().unwrap();
+    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
     state.bulk_requests += 1;
     let text = String::from_utf8_lossy(body);
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
@@ -163,7 +182,7 @@ fn bulk(body: &[u8], state: &Mutex<State>, faults: &Faults) -> (u16, serde_json:
 fn get(path: &str, state: &Mutex<State>) -> (u16, serde_json::Value) {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if let [index, "_doc", id] = parts.as_slice() {
-        let state = state.lock().unwrap();
+        let state = state.lock().unwrap_or_else(|p| p.into_inner());
         return match state.docs.get(&(index.to_string(), id.to_string())) {
             Some(source) => (
                 200,
