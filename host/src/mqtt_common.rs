@@ -142,63 +142,346 @@ pub fn validate_qos(qos: u8) -> Option<String> {
 }
 
 impl MqttConnection {
-    /// rumqttc options for this connection. Reads TLS files; never connects.
-    pub fn client_options(&self, default_client_id: &str) -> Result<rumqttc::MqttOptions, String> {
-        if self.protocol == MqttProtocol::V5 {
-            return Err("MQTT 5 is accepted by the config but not yet by the runtime; use protocol = \"3.1.1\"".into());
-        }
+    /// A client and its event loop for this connection, in the configured protocol version.
+    /// Reads TLS files; never connects (the event loop does, when polled).
+    pub fn client(
+        &self,
+        default_client_id: &str,
+        manual_acks: bool,
+    ) -> Result<(MqttClient, MqttEventLoop), String> {
         let address = self.address()?;
         let client_id = self
             .client_id
             .clone()
             .unwrap_or_else(|| default_client_id.to_string());
-        let mut options = rumqttc::MqttOptions::new(client_id, address.host, address.port);
-        options.set_keep_alive(std::time::Duration::from_secs(self.keep_alive_secs));
-        options.set_clean_session(self.clean_session);
-        options.set_max_packet_size(16 << 20, 16 << 20);
-        if let Some(user) = &self.username {
-            options.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
+        let transport = if address.tls {
+            Some(self.tls_transport()?)
+        } else {
+            None
+        };
+        let keep_alive = std::time::Duration::from_secs(self.keep_alive_secs);
+        Ok(match self.protocol {
+            MqttProtocol::V311 => {
+                let mut options = rumqttc::MqttOptions::new(client_id, address.host, address.port);
+                options
+                    .set_keep_alive(keep_alive)
+                    .set_clean_session(self.clean_session)
+                    .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+                    .set_manual_acks(manual_acks);
+                if let Some(user) = &self.username {
+                    options
+                        .set_credentials(user.clone(), self.password.clone().unwrap_or_default());
+                }
+                if let Some(transport) = transport {
+                    options.set_transport(transport);
+                }
+                let (client, events) = rumqttc::AsyncClient::new(options, 1024);
+                (
+                    MqttClient::V311(client),
+                    MqttEventLoop::V311(Box::new(events)),
+                )
+            }
+            MqttProtocol::V5 => {
+                let mut options =
+                    rumqttc::v5::MqttOptions::new(client_id, address.host, address.port);
+                options
+                    .set_keep_alive(keep_alive)
+                    .set_clean_start(self.clean_session)
+                    .set_max_packet_size(Some(MAX_PACKET as u32))
+                    .set_manual_acks(manual_acks);
+                if !self.clean_session {
+                    // MQTT 5 ends a session at disconnect unless it is given an expiry.
+                    options.set_session_expiry_interval(Some(u32::MAX));
+                }
+                if let Some(user) = &self.username {
+                    options
+                        .set_credentials(user.clone(), self.password.clone().unwrap_or_default());
+                }
+                if let Some(transport) = transport {
+                    options.set_transport(transport);
+                }
+                let (client, events) = rumqttc::v5::AsyncClient::new(options, 1024);
+                (MqttClient::V5(client), MqttEventLoop::V5(Box::new(events)))
+            }
+        })
+    }
+
+    fn tls_transport(&self) -> Result<rumqttc::Transport, String> {
+        let tls = self.tls.clone().unwrap_or_default();
+        let read = |what: &str, path: &Option<String>| -> Result<Option<Vec<u8>>, String> {
+            path.as_ref()
+                .map(|p| {
+                    std::fs::read(p).map_err(|e| format!("broker.tls.{what}: cannot read {p}: {e}"))
+                })
+                .transpose()
+        };
+        let ca = read("ca_file", &tls.ca_file)?.ok_or(
+            "TLS needs broker.tls.ca_file (the system roots are not loaded by this build)",
+        )?;
+        let client_auth = match (
+            read("client_cert", &tls.client_cert)?,
+            read("client_key", &tls.client_key)?,
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            _ => None,
+        };
+        // rustls needs a process-wide crypto provider; installing twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Simple {
+                ca,
+                alpn: None,
+                client_auth,
+            },
+        ))
+    }
+}
+
+/// Largest packet sent or accepted: 16 MiB.
+const MAX_PACKET: usize = 16 << 20;
+
+/// A client handle (cheap to clone) for MQTT 3.1.1 or 5.
+#[derive(Clone)]
+pub enum MqttClient {
+    /// MQTT 3.1.1.
+    V311(rumqttc::AsyncClient),
+    /// MQTT 5.
+    V5(rumqttc::v5::AsyncClient),
+}
+
+/// The event loop that owns the connection; poll it to make progress.
+pub enum MqttEventLoop {
+    /// MQTT 3.1.1 (boxed, like the other: event loops are large).
+    V311(Box<rumqttc::EventLoop>),
+    /// MQTT 5.
+    V5(Box<rumqttc::v5::EventLoop>),
+}
+
+/// A publish received from the broker.
+#[derive(Clone)]
+pub enum IncomingPublish {
+    /// MQTT 3.1.1.
+    V311(rumqttc::Publish),
+    /// MQTT 5.
+    V5(rumqttc::v5::mqttbytes::v5::Publish),
+}
+
+/// What happened on the connection, the same for both protocol versions.
+pub enum MqttEvent {
+    /// The broker accepted the connection.
+    Connected,
+    /// The broker confirmed a subscription.
+    Subscribed,
+    /// A message arrived.
+    Publish(IncomingPublish),
+    /// A publish of ours was written with this packet id (0 at QoS 0).
+    PublishSent(u16),
+    /// The broker finished a publish of ours (PUBACK at QoS 1, PUBCOMP at QoS 2); with MQTT 5 it
+    /// may refuse it, with a reason.
+    PublishDone {
+        /// The packet id.
+        pkid: u16,
+        /// Why the broker refused the message (MQTT 5 reason codes 0x80 and up).
+        refused: Option<String>,
+    },
+    /// Our DISCONNECT was written.
+    DisconnectSent,
+    /// Anything else (pings, acknowledgements we do not track).
+    Other,
+}
+
+impl MqttEventLoop {
+    /// The next event; an error means the connection dropped (polling again reconnects).
+    pub async fn poll(&mut self) -> Result<MqttEvent, String> {
+        use rumqttc::Outgoing;
+        Ok(match self {
+            MqttEventLoop::V311(events) => {
+                use rumqttc::{Event, Packet};
+                match events.poll().await.map_err(|e| e.to_string())? {
+                    Event::Incoming(Packet::ConnAck(_)) => MqttEvent::Connected,
+                    Event::Incoming(Packet::SubAck(_)) => MqttEvent::Subscribed,
+                    Event::Incoming(Packet::Publish(p)) => {
+                        MqttEvent::Publish(IncomingPublish::V311(p))
+                    }
+                    Event::Incoming(Packet::PubAck(rumqttc::PubAck { pkid, .. }))
+                    | Event::Incoming(Packet::PubComp(rumqttc::PubComp { pkid, .. })) => {
+                        MqttEvent::PublishDone {
+                            pkid,
+                            refused: None,
+                        }
+                    }
+                    Event::Outgoing(Outgoing::Publish(pkid)) => MqttEvent::PublishSent(pkid),
+                    Event::Outgoing(Outgoing::Disconnect) => MqttEvent::DisconnectSent,
+                    _ => MqttEvent::Other,
+                }
+            }
+            MqttEventLoop::V5(events) => {
+                use rumqttc::v5::mqttbytes::v5::{Packet, PubAck, PubAckReason, PubComp};
+                use rumqttc::v5::Event;
+                match events.poll().await.map_err(|e| e.to_string())? {
+                    Event::Incoming(Packet::ConnAck(_)) => MqttEvent::Connected,
+                    Event::Incoming(Packet::SubAck(_)) => MqttEvent::Subscribed,
+                    Event::Incoming(Packet::Publish(p)) => {
+                        MqttEvent::Publish(IncomingPublish::V5(p))
+                    }
+                    Event::Incoming(Packet::PubAck(PubAck { pkid, reason, .. })) => {
+                        MqttEvent::PublishDone {
+                            pkid,
+                            refused: (!matches!(
+                                reason,
+                                PubAckReason::Success | PubAckReason::NoMatchingSubscribers
+                            ))
+                            .then(|| format!("the broker refused the message: {reason:?}")),
+                        }
+                    }
+                    // PUBCOMP's only other reason (packet id not found) means the broker already
+                    // completed this exchange.
+                    Event::Incoming(Packet::PubComp(PubComp { pkid, .. })) => {
+                        MqttEvent::PublishDone {
+                            pkid,
+                            refused: None,
+                        }
+                    }
+                    Event::Outgoing(Outgoing::Publish(pkid)) => MqttEvent::PublishSent(pkid),
+                    Event::Outgoing(Outgoing::Disconnect) => MqttEvent::DisconnectSent,
+                    _ => MqttEvent::Other,
+                }
+            }
+        })
+    }
+}
+
+impl MqttClient {
+    /// Subscribes to every filter at `qos`.
+    pub async fn subscribe(&self, filters: &[String], qos_level: u8) -> Result<(), String> {
+        match self {
+            MqttClient::V311(client) => client
+                .subscribe_many(
+                    filters
+                        .iter()
+                        .map(|f| rumqttc::SubscribeFilter::new(f.clone(), qos(qos_level))),
+                )
+                .await
+                .map_err(|e| e.to_string()),
+            MqttClient::V5(client) => {
+                client
+                    .subscribe_many(filters.iter().map(|f| {
+                        rumqttc::v5::mqttbytes::v5::Filter::new(f.clone(), qos_v5(qos_level))
+                    }))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         }
-        if address.tls {
-            let tls = self.tls.clone().unwrap_or_default();
-            let read = |what: &str, path: &Option<String>| -> Result<Option<Vec<u8>>, String> {
-                path.as_ref()
-                    .map(|p| {
-                        std::fs::read(p)
-                            .map_err(|e| format!("broker.tls.{what}: cannot read {p}: {e}"))
-                    })
-                    .transpose()
-            };
-            let ca = read("ca_file", &tls.ca_file)?.ok_or(
-                "TLS needs broker.tls.ca_file (the system roots are not loaded by this build)",
-            )?;
-            let client_auth = match (
-                read("client_cert", &tls.client_cert)?,
-                read("client_key", &tls.client_key)?,
-            ) {
-                (Some(cert), Some(key)) => Some((cert, key)),
-                _ => None,
-            };
-            // rustls needs a process-wide crypto provider; installing twice is harmless.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            options.set_transport(rumqttc::Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Simple {
-                    ca,
-                    alpn: None,
-                    client_auth,
-                },
-            ));
+    }
+
+    /// Queues a publish. With MQTT 5, headers whose values are UTF-8 go as user properties
+    /// (MQTT 3.1.1 has nowhere to put them).
+    pub async fn publish(
+        &self,
+        topic: &str,
+        qos_level: u8,
+        retain: bool,
+        payload: Vec<u8>,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<(), String> {
+        match self {
+            MqttClient::V311(client) => client
+                .publish(topic, qos(qos_level), retain, payload)
+                .await
+                .map_err(|e| e.to_string()),
+            MqttClient::V5(client) => {
+                let user_properties: Vec<(String, String)> = headers
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), String::from_utf8(v.clone()).ok()?)))
+                    .collect();
+                let properties = rumqttc::v5::mqttbytes::v5::PublishProperties {
+                    user_properties,
+                    ..Default::default()
+                };
+                client
+                    .publish_with_properties(topic, qos_v5(qos_level), retain, payload, properties)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         }
-        Ok(options)
+    }
+
+    /// Acknowledges a received publish (manual acknowledgements).
+    pub fn try_ack(&self, publish: &IncomingPublish) -> Result<(), String> {
+        match (self, publish) {
+            (MqttClient::V311(client), IncomingPublish::V311(p)) => {
+                client.try_ack(p).map_err(|e| e.to_string())
+            }
+            (MqttClient::V5(client), IncomingPublish::V5(p)) => {
+                client.try_ack(p).map_err(|e| e.to_string())
+            }
+            _ => Err("a publish acknowledged on a client of another protocol version".into()),
+        }
+    }
+
+    /// Queues a DISCONNECT.
+    pub async fn disconnect(&self) -> Result<(), String> {
+        match self {
+            MqttClient::V311(client) => client.disconnect().await.map_err(|e| e.to_string()),
+            MqttClient::V5(client) => client.disconnect().await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+impl IncomingPublish {
+    /// The topic it was published to.
+    pub fn topic(&self) -> String {
+        match self {
+            IncomingPublish::V311(p) => p.topic.clone(),
+            IncomingPublish::V5(p) => String::from_utf8_lossy(&p.topic).into_owned(),
+        }
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &[u8] {
+        match self {
+            IncomingPublish::V311(p) => &p.payload,
+            IncomingPublish::V5(p) => &p.payload,
+        }
+    }
+
+    /// Whether it needs an acknowledgement (QoS 1 or 2).
+    pub fn needs_ack(&self) -> bool {
+        match self {
+            IncomingPublish::V311(p) => p.qos != rumqttc::QoS::AtMostOnce,
+            IncomingPublish::V5(p) => p.qos != rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+        }
+    }
+
+    /// MQTT 5 user properties (none with 3.1.1).
+    pub fn user_properties(&self) -> Vec<(String, Vec<u8>)> {
+        match self {
+            IncomingPublish::V311(_) => Vec::new(),
+            IncomingPublish::V5(p) => p
+                .properties
+                .iter()
+                .flat_map(|props| props.user_properties.iter())
+                .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+                .collect(),
+        }
     }
 }
 
 /// Converts a QoS number (validated 0..=2) for rumqttc.
-pub fn qos(level: u8) -> rumqttc::QoS {
+fn qos(level: u8) -> rumqttc::QoS {
     match level {
         0 => rumqttc::QoS::AtMostOnce,
         1 => rumqttc::QoS::AtLeastOnce,
         _ => rumqttc::QoS::ExactlyOnce,
+    }
+}
+
+fn qos_v5(level: u8) -> rumqttc::v5::mqttbytes::QoS {
+    use rumqttc::v5::mqttbytes::QoS;
+    match level {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
     }
 }
 

@@ -131,11 +131,19 @@ impl Mosquitto {
 
     /// Starts a broker on `port` (e.g. one reserved earlier with [`free_port`]).
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, "", &[])
+    }
+
+    /// Starts a broker with a plain listener on `port` plus `extra` configuration lines (e.g. a
+    /// TLS listener), and waits until `port` and every port in `extra_ports` accept connections.
+    pub fn start_with(port: u16, extra: &str, extra_ports: &[u16]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("mosquitto.conf");
+        // `user root`: as root, Mosquitto would otherwise drop to a user that cannot read the
+        // test's temporary files (TLS keys); as anyone else the line is ignored.
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            format!("user root\nallow_anonymous true\npersistence false\nlistener {port} 127.0.0.1\n{extra}"),
         )
         .expect("write mosquitto.conf");
         let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
@@ -152,6 +160,9 @@ impl Mosquitto {
                 panic!("cannot start mosquitto ({e}): `cargo xtask test` installs it")
             });
         wait_for_port(port);
+        for extra_port in extra_ports {
+            wait_for_port(*extra_port);
+        }
         Mosquitto {
             child,
             port,

@@ -129,6 +129,7 @@ fn guests() -> Result<Vec<Guest>> {
 /// Builds the host and every guest; returns the UDF directory.
 fn build() -> Result<PathBuf> {
     ensure_wasm_target()?;
+    install_build_dependencies()?;
     run(cargo().args([
         "build",
         "--release",
@@ -182,15 +183,29 @@ fn demo() -> Result<()> {
 
 /// Installs what the end-to-end tests need and this machine lacks: Mosquitto (Debian package).
 fn install_test_servers() -> Result<()> {
-    let have = |bin: &str| {
-        ["/usr/sbin", "/usr/bin", "/usr/local/bin"]
-            .iter()
-            .any(|d| Path::new(d).join(bin).is_file())
-    };
-    if have("mosquitto") {
+    ensure_debian_packages(&[("/usr/sbin/mosquitto", "mosquitto")])
+}
+
+/// What building the host needs beyond Rust: OpenSSL headers and pkg-config, for librdkafka's
+/// TLS and SASL support.
+fn install_build_dependencies() -> Result<()> {
+    ensure_debian_packages(&[
+        ("/usr/include/openssl/ssl.h", "libssl-dev"),
+        ("/usr/bin/pkg-config", "pkg-config"),
+    ])
+}
+
+/// Installs each `(file it provides, Debian package)` whose file is missing, with apt-get.
+fn ensure_debian_packages(wanted: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(file, _)| !Path::new(file).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("xtask: installing mosquitto (Debian package) for the end-to-end tests");
+    eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
     let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
     let apt = |args: &[&str]| {
         let mut cmd = Command::new(sudo.first().copied().unwrap_or("apt-get"));
@@ -201,17 +216,14 @@ fn install_test_servers() -> Result<()> {
         run(&mut cmd)
     };
     apt(&["update", "-qq"])?;
-    apt(&[
-        "install",
-        "-y",
-        "-qq",
-        "--no-install-recommends",
-        "mosquitto",
-    ])?;
-    if have("mosquitto") {
-        Ok(())
-    } else {
-        Err("mosquitto is still missing after apt-get install".into())
+    let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    install.extend(&missing);
+    apt(&install)?;
+    match wanted.iter().find(|(file, _)| !Path::new(file).exists()) {
+        None => Ok(()),
+        Some((file, package)) => Err(format!(
+            "{file} is still missing after apt-get install {package}"
+        )),
     }
 }
 

@@ -51,18 +51,20 @@ impl MqttSinkConfig {
 /// The running MQTT sink.
 pub struct MqttSink {
     config: MqttSinkConfig,
-    options: rumqttc::MqttOptions,
+    client: crate::mqtt_common::MqttClient,
+    events: crate::mqtt_common::MqttEventLoop,
 }
 
 /// How long a stopping sink waits for the broker to acknowledge what it published.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Acknowledgements of records handed to the client, in publish order, until the event loop
-/// assigns them a packet id; then by packet id until the broker acknowledges.
+/// Records handed to the client, in publish order, until the event loop assigns them a packet
+/// id; then by packet id until the broker acknowledges. The record itself is kept so that a
+/// message the broker refuses (MQTT 5 reason codes) can be dead-lettered.
 #[derive(Default)]
 struct Pending {
-    unassigned: std::collections::VecDeque<crate::topology::Ack>,
-    by_packet: std::collections::HashMap<u16, crate::topology::Ack>,
+    unassigned: std::collections::VecDeque<crate::topology::Record>,
+    by_packet: std::collections::HashMap<u16, crate::topology::Record>,
 }
 
 impl Pending {
@@ -77,10 +79,14 @@ impl MqttSink {
         config: MqttSinkConfig,
         ctx: &crate::topology::ComponentContext,
     ) -> Result<Self, String> {
-        let options = config
+        let (client, events) = config
             .broker
-            .client_options(&format!("sluice-{}-{}", ctx.pipeline, ctx.component))?;
-        Ok(MqttSink { config, options })
+            .client(&format!("sluice-{}-{}", ctx.pipeline, ctx.component), false)?;
+        Ok(MqttSink {
+            config,
+            client,
+            events,
+        })
     }
 
     /// Publishes records until the input closes; a record is accepted (its ack done) when the
@@ -90,61 +96,66 @@ impl MqttSink {
         mut input: tokio::sync::mpsc::Receiver<crate::topology::Record>,
         ctx: crate::topology::ComponentContext,
     ) -> crate::topology::ComponentTask {
-        use crate::mqtt_common::qos;
+        use crate::mqtt_common::MqttEvent;
         use crate::topology::Backoff;
-        use rumqttc::{Event, Outgoing, Packet};
         use std::sync::{Arc, Mutex};
 
         Box::pin(async move {
-            let MqttSink { config, options } = self;
-            let (client, mut events) = rumqttc::AsyncClient::new(options, 1024);
+            let MqttSink {
+                config,
+                client,
+                mut events,
+            } = self;
             let pending = Arc::new(Mutex::new(Pending::default()));
             let drained = Arc::new(tokio::sync::Notify::new());
             let component = ctx.component.clone();
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
             let event_loop = {
-                let (pending, drained, stop, component) = (
+                let (pending, drained, stop, ctx, topic) = (
                     pending.clone(),
                     drained.clone(),
                     stop.clone(),
-                    component.clone(),
+                    ctx.clone(),
+                    config.topic.clone(),
                 );
                 tokio::spawn(async move {
+                    let component = ctx.component.clone();
                     let mut backoff = Backoff::default();
                     loop {
                         let event = events.poll().await;
                         let lock = || pending.lock().unwrap_or_else(|p| p.into_inner());
                         match event {
-                            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            Ok(MqttEvent::Connected) => {
                                 backoff.reset();
                                 tracing::info!(%component, "mqtt sink connected");
                             }
-                            Ok(Event::Outgoing(Outgoing::Publish(packet))) => {
+                            Ok(MqttEvent::PublishSent(packet)) => {
                                 let mut p = lock();
                                 // A retransmission after a reconnect reuses a known packet id.
                                 if packet != 0 && p.by_packet.contains_key(&packet) {
                                     continue;
                                 }
-                                if let Some(ack) = p.unassigned.pop_front() {
+                                if let Some(record) = p.unassigned.pop_front() {
                                     if packet == 0 {
-                                        ack.done(); // QoS 0: written is all there is
+                                        record.ack.done(); // QoS 0: written is all there is
                                     } else {
-                                        p.by_packet.insert(packet, ack);
+                                        p.by_packet.insert(packet, record);
                                     }
                                 }
                             }
-                            Ok(Event::Incoming(Packet::PubAck(rumqttc::PubAck {
-                                pkid, ..
-                            })))
-                            | Ok(Event::Incoming(Packet::PubComp(rumqttc::PubComp {
-                                pkid, ..
-                            }))) => {
-                                if let Some(ack) = lock().by_packet.remove(&pkid) {
-                                    ack.done();
+                            Ok(MqttEvent::PublishDone { pkid, refused }) => {
+                                let done = lock().by_packet.remove(&pkid);
+                                match (done, refused) {
+                                    (Some(record), None) => record.ack.done(),
+                                    (Some(record), Some(reason)) => {
+                                        let reason = format!("mqtt topic {topic}: {reason}");
+                                        ctx.dead_letters.send(record, &component, &reason).await;
+                                    }
+                                    (None, _) => {}
                                 }
                             }
-                            Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+                            Ok(MqttEvent::DisconnectSent) => break,
                             Ok(_) => {}
                             Err(err) => {
                                 if stop.load(std::sync::atomic::Ordering::Acquire)
@@ -174,13 +185,14 @@ impl MqttSink {
                         continue;
                     }
                 };
+                let headers = record.msg.headers.clone();
                 pending
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .unassigned
-                    .push_back(record.ack);
+                    .push_back(record);
                 if let Err(err) = client
-                    .publish(&config.topic, qos(config.qos), config.retain, payload)
+                    .publish(&config.topic, config.qos, config.retain, payload, &headers)
                     .await
                 {
                     tracing::error!(%component, "mqtt client stopped: {err}");

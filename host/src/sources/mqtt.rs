@@ -69,24 +69,28 @@ fn check_filter(filter: &str) -> Option<String> {
 /// The running MQTT source.
 pub struct MqttSource {
     config: MqttSourceConfig,
-    options: rumqttc::MqttOptions,
+    client: crate::mqtt_common::MqttClient,
+    events: crate::mqtt_common::MqttEventLoop,
 }
 
 /// How long a stopping source waits for the acknowledgements of what it already emitted.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl MqttSource {
-    /// Prepares the client options (no connection yet).
+    /// Prepares the client (no connection yet). A publish is acknowledged manually, only after
+    /// everything derived from it was accepted.
     pub fn build(
         config: MqttSourceConfig,
         ctx: &crate::topology::ComponentContext,
     ) -> Result<Self, String> {
-        let mut options = config
+        let (client, events) = config
             .broker
-            .client_options(&format!("sluice-{}-{}", ctx.pipeline, ctx.component))?;
-        // A publish is acknowledged only after everything derived from it was accepted.
-        options.set_manual_acks(true);
-        Ok(MqttSource { config, options })
+            .client(&format!("sluice-{}-{}", ctx.pipeline, ctx.component), true)?;
+        Ok(MqttSource {
+            config,
+            client,
+            events,
+        })
     }
 
     /// Receives publishes until shutdown, then waits for in-flight acknowledgements.
@@ -95,21 +99,18 @@ impl MqttSource {
         outputs: crate::topology::Outputs,
         ctx: crate::topology::ComponentContext,
     ) -> crate::topology::ComponentTask {
-        use crate::mqtt_common::qos;
+        use crate::mqtt_common::MqttEvent;
         use crate::topology::Backoff;
         use crate::topology::{Ack, Record};
-        use rumqttc::{Event, Packet};
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Arc;
 
         Box::pin(async move {
-            let MqttSource { config, options } = self;
-            let (client, mut events) = rumqttc::AsyncClient::new(options, 1024);
-            let filters: Vec<rumqttc::SubscribeFilter> = config
-                .topics
-                .iter()
-                .map(|t| rumqttc::SubscribeFilter::new(t.clone(), qos(config.qos)))
-                .collect();
+            let MqttSource {
+                config,
+                client,
+                mut events,
+            } = self;
             let in_flight = Arc::new(AtomicUsize::new(0));
             let mut shutdown = ctx.shutdown.clone();
             let mut backoff = Backoff::default();
@@ -121,20 +122,18 @@ impl MqttSource {
                     event = events.poll() => event,
                 };
                 match event {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    Ok(MqttEvent::Connected) => {
                         backoff.reset();
                         // A clean session forgets subscriptions: subscribe on every connection.
-                        if let Err(err) = client.subscribe_many(filters.clone()).await {
+                        if let Err(err) = client.subscribe(&config.topics, config.qos).await {
                             tracing::error!(%component, "cannot subscribe: {err}");
                         }
                     }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    Ok(MqttEvent::Subscribed) => {
                         tracing::info!(%component, topics = ?config.topics, "mqtt source subscribed");
                     }
-                    Ok(Event::Incoming(Packet::Publish(publish))) => {
-                        let ack = if publish.qos == rumqttc::QoS::AtMostOnce {
-                            Ack::none()
-                        } else {
+                    Ok(MqttEvent::Publish(publish)) => {
+                        let ack = if publish.needs_ack() {
                             in_flight.fetch_add(1, Ordering::AcqRel);
                             let (client, publish, in_flight) =
                                 (client.clone(), publish.clone(), in_flight.clone());
@@ -144,34 +143,34 @@ impl MqttSource {
                                 }
                                 in_flight.fetch_sub(1, Ordering::AcqRel);
                             })
+                        } else {
+                            Ack::none()
                         };
-                        let topic = publish.topic.clone();
                         let timestamp_ms = std::time::SystemTime::now()
                             .duration_since(std::time::UNIX_EPOCH)
                             .ok()
                             .and_then(|d| i64::try_from(d.as_millis()).ok());
-                        let headers = vec![("mqtt-topic".to_string(), topic.into_bytes())];
-                        match config.decoding.decode(&publish.payload) {
-                            Ok(value) => {
-                                let msg = crate::message::Message {
-                                    key: None,
-                                    value,
-                                    headers,
-                                    timestamp_ms,
-                                };
-                                outputs.send(Record { msg, ack }).await;
-                            }
-                            Err(reason) => {
-                                let msg = crate::message::Message {
-                                    key: None,
-                                    value: publish.payload.to_vec(),
-                                    headers,
-                                    timestamp_ms,
-                                };
+                        let mut headers =
+                            vec![("mqtt-topic".to_string(), publish.topic().into_bytes())];
+                        headers.extend(publish.user_properties());
+                        let (value, failure) = match config.decoding.decode(publish.payload()) {
+                            Ok(value) => (value, None),
+                            Err(reason) => (publish.payload().to_vec(), Some(reason)),
+                        };
+                        let record = Record {
+                            msg: crate::message::Message {
+                                key: None,
+                                value,
+                                headers,
+                                timestamp_ms,
+                            },
+                            ack,
+                        };
+                        match failure {
+                            None => outputs.send(record).await,
+                            Some(reason) => {
                                 let reason = format!("decode: {reason}");
-                                ctx.dead_letters
-                                    .send(Record { msg, ack }, &component, &reason)
-                                    .await;
+                                ctx.dead_letters.send(record, &component, &reason).await;
                             }
                         }
                     }
@@ -208,7 +207,7 @@ impl MqttSource {
             // Flush the queued acknowledgements and the DISCONNECT.
             let flush_deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
             while let Ok(Ok(event)) = tokio::time::timeout_at(flush_deadline, events.poll()).await {
-                if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                if matches!(event, MqttEvent::DisconnectSent) {
                     break;
                 }
             }
