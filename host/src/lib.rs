@@ -6,6 +6,7 @@
 //! - [`codec`]: encodings at the edges (raw, json, delimited).
 //! - [`topology`]: running pipelines (tasks, bounded channels, acks, dead letters, drain).
 //! - [`udf_runtime`]: the Wasm UDF runtime (the only module that touches wasmtime).
+//! - [`udf_registry`]: UDF modules by name and version, hot reload, pinning, rollback.
 //!
 //! The `sluice` binary (`main.rs`, `cli/`) is the only place that uses `anyhow`.
 
@@ -17,6 +18,7 @@ pub mod sinks;
 pub mod sources;
 pub mod topology;
 pub mod transforms;
+pub mod udf_registry;
 pub mod udf_runtime;
 
 pub use message::Message;

@@ -41,6 +41,21 @@ pub fn udf_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target/udfs"))
 }
 
+/// The test fixture UDFs (`SLUICE_TEST_FIXTURE_DIR`, else `target/test-udfs`).
+pub fn fixture_dir() -> PathBuf {
+    std::env::var_os("SLUICE_TEST_FIXTURE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/test-udfs"))
+}
+
+/// Replaces `dir/name` with `bytes` atomically (write a temporary file, then rename), as a
+/// deployment tool would.
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).expect("write temporary file");
+    std::fs::rename(&tmp, dir.join(name)).expect("rename into place");
+}
+
 /// The 23 reference payloads, `EVENTID,v1#...#v210`.
 pub fn ecg_messages() -> Vec<String> {
     read_data("ecg_discord_test.msgs")
@@ -281,11 +296,16 @@ pub struct SluiceRun {
 impl SluiceRun {
     /// Starts `sluice run FILE` with logs at info level.
     pub fn start(pipeline: &Path) -> Self {
+        Self::start_with_udf_dir(pipeline, &udf_dir())
+    }
+
+    /// Starts `sluice run FILE --udf-dir DIR` with logs at info level.
+    pub fn start_with_udf_dir(pipeline: &Path, udf_dir: &Path) -> Self {
         let mut child = Command::new(sluice_bin())
             .arg("run")
             .arg(pipeline)
             .arg("--udf-dir")
-            .arg(udf_dir())
+            .arg(udf_dir)
             .env("SLUICE_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -157,6 +157,21 @@ fn build() -> Result<PathBuf> {
             .map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()))?;
         eprintln!("xtask: {}", to.display());
     }
+    // The hot-reload tests need a second version of a module: the tagger with another tag.
+    run(cargo().args([
+        "build",
+        "--release",
+        "--target",
+        WASM_TARGET,
+        "--package",
+        "tagger",
+        "--features",
+        "variant-b",
+    ]))?;
+    let to = target.join("test-udfs").join("tagger-b.wasm");
+    std::fs::copy(built.join("tagger.wasm"), &to)
+        .map_err(|e| format!("copying tagger (variant b) to {}: {e}", to.display()))?;
+    eprintln!("xtask: {}", to.display());
     Ok(target.join("udfs"))
 }
 

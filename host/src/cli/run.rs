@@ -3,6 +3,7 @@
 
 use super::{default_cache_dir, default_udf_dir, load_pipeline, LoadFailure};
 use sluice::topology::{self, RunContext};
+use sluice::udf_registry::UdfRegistry;
 use sluice::udf_runtime::{RuntimeOptions, UdfRuntime};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,9 @@ pub struct RunArgs {
     /// Where UDF module names are looked up [default: $SLUICE_UDF_DIR or target/udfs].
     #[arg(long, value_name = "DIR")]
     udf_dir: Option<PathBuf>,
+    /// Do not watch the UDF directory for new module versions (no hot reload).
+    #[arg(long)]
+    no_watch: bool,
 }
 
 /// Runs the command.
@@ -45,10 +49,8 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let context = RunContext {
-        udf_runtime,
-        udf_dir: args.udf_dir.unwrap_or_else(default_udf_dir),
-    };
+    let udfs = UdfRegistry::new(udf_runtime, args.udf_dir.unwrap_or_else(default_udf_dir));
+    let context = RunContext { udfs: udfs.clone() };
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,6 +59,18 @@ pub fn run(args: RunArgs) -> ExitCode {
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
             return ExitCode::from(1);
+        }
+    };
+    // Hot reload: a changed module file in the UDF directory goes live between batches.
+    let _watch = if args.no_watch {
+        None
+    } else {
+        match udfs.watch() {
+            Ok(watch) => Some(watch),
+            Err(err) => {
+                eprintln!("warning: UDF hot reload is off: {err}");
+                None
+            }
         }
     };
     match tokio.block_on(topology::run(specs, context, stop_signal())) {

@@ -11,10 +11,9 @@ pub use ack::Ack;
 
 use crate::message::Message;
 use crate::pipeline::{PipelineSpec, SinkConfig, SourceConfig, TransformConfig};
-use crate::udf_runtime::UdfRuntime;
+use crate::udf_registry::UdfRegistry;
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -139,10 +138,8 @@ impl DeadLetters {
 /// What running components need from the host.
 #[derive(Clone)]
 pub struct RunContext {
-    /// The Wasm runtime shared by every UDF transform.
-    pub udf_runtime: Arc<UdfRuntime>,
-    /// Where module names are resolved.
-    pub udf_dir: PathBuf,
+    /// The UDF modules by name (and the Wasm runtime behind them), with hot reload.
+    pub udfs: Arc<UdfRegistry>,
 }
 
 /// What a component task needs to know about where it runs.

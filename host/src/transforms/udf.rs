@@ -64,10 +64,16 @@ impl UdfTransformConfig {
 /// The header every UDF output carries: `NAME@SHA8` of the module version that produced it.
 pub const HEADER_UDF: &str = "sluice-udf";
 
-/// The running `udf` transform: one instance, fed batches on a blocking thread.
+/// The running `udf` transform: one instance, fed batches on a blocking thread. When the module
+/// is referenced by name, new versions from the registry are instantiated in the background and
+/// swapped in between batches.
 pub struct UdfTransform {
     worker: crate::udf_runtime::UdfWorker,
     batch_size: usize,
+    /// New versions of the module (`None` when pinned or loaded from a path).
+    updates: Option<tokio::sync::watch::Receiver<crate::udf_runtime::UdfModule>>,
+    init: Vec<(String, String)>,
+    limits: crate::udf_runtime::UdfLimits,
 }
 
 impl UdfTransform {
@@ -76,26 +82,45 @@ impl UdfTransform {
         config: &UdfTransformConfig,
         context: &crate::topology::RunContext,
     ) -> Result<Self, String> {
-        let path = resolve_module(&config.module, &context.udf_dir);
-        let module = context.udf_runtime.load_file(&path, None).map_err(|e| {
-            format!(
-                "{e} (module {:?} resolved to {})",
-                config.module,
-                path.display()
-            )
-        })?;
+        use crate::udf_registry::ModuleRef;
         let limits = crate::udf_runtime::UdfLimits {
             memory_bytes: config.memory_mib.saturating_mul(1 << 20),
             deadline: std::time::Duration::from_millis(config.deadline_ms),
             fuel: None,
         };
         let init: Vec<(String, String)> = config.config.clone().into_iter().collect();
+        let registry = &context.udfs;
+        let (module, updates) = match ModuleRef::parse(&config.module) {
+            ModuleRef::Name(name) => {
+                let mut updates = registry
+                    .subscribe(&name, init.clone(), limits.clone())
+                    .map_err(|e| {
+                        format!("{e} (module {name:?} in {})", registry.dir().display())
+                    })?;
+                let module = updates.borrow_and_update().clone();
+                (module, Some(updates))
+            }
+            ModuleRef::Pinned { name, sha } => (
+                registry.pinned(&name, &sha).map_err(|e| e.to_string())?,
+                None,
+            ),
+            ModuleRef::Path(path) => (
+                registry
+                    .runtime()
+                    .load_file(&path, None)
+                    .map_err(|e| e.to_string())?,
+                None,
+            ),
+        };
         let worker = module
-            .instantiate(init, limits)
+            .instantiate(init.clone(), limits.clone())
             .map_err(|e| e.to_string())?;
         Ok(UdfTransform {
             worker,
             batch_size: config.batch_size,
+            updates,
+            init,
+            limits,
         })
     }
 
@@ -112,9 +137,42 @@ impl UdfTransform {
             let UdfTransform {
                 mut worker,
                 batch_size,
+                mut updates,
+                init,
+                limits,
             } = self;
-            let version = worker.module().version();
-            while let Some(first) = input.recv().await {
+            let mut version = worker.module().version();
+            let mut upgrade: Option<tokio::task::JoinHandle<_>> = None;
+            loop {
+                // Version changes first: under full load the input is always ready, and a swap
+                // must not wait for a lull.
+                let first = tokio::select! {
+                    biased;
+                    Some(module) = next_version(&mut updates) => {
+                        // Instantiate and init the new version off the async threads while the
+                        // old one keeps serving.
+                        let (init, limits) = (init.clone(), limits.clone());
+                        upgrade = Some(tokio::task::spawn_blocking(move || module.instantiate(init, limits)));
+                        continue;
+                    }
+                    started = wait_for(&mut upgrade) => {
+                        // Between batches: the new version takes over from the next record on.
+                        match started {
+                            Ok(Ok(next)) => {
+                                tracing::info!(component = %ctx.component, from = %version, to = %next.module().version(), "udf swapped between batches");
+                                worker = next;
+                                version = worker.module().version();
+                            }
+                            Ok(Err(err)) => tracing::error!(component = %ctx.component, "new UDF version refused here, {version} keeps running: {err}"),
+                            Err(err) => tracing::error!(component = %ctx.component, "new UDF version failed to start: {err}"),
+                        }
+                        continue;
+                    }
+                    record = input.recv() => match record {
+                        Some(record) => record,
+                        None => break,
+                    },
+                };
                 let mut records = vec![first];
                 while records.len() < batch_size {
                     match input.try_recv() {
@@ -165,6 +223,33 @@ impl UdfTransform {
             }
         })
     }
+}
+
+/// The outcome of the background start of a new version; pending forever when there is none.
+/// Takes the task once it finished.
+async fn wait_for<T>(
+    task: &mut Option<tokio::task::JoinHandle<T>>,
+) -> Result<T, tokio::task::JoinError> {
+    let Some(handle) = task.as_mut() else {
+        return std::future::pending().await;
+    };
+    let outcome = handle.await;
+    *task = None;
+    outcome
+}
+
+/// The next version published for the module; pending forever when there are none to come.
+async fn next_version(
+    updates: &mut Option<tokio::sync::watch::Receiver<crate::udf_runtime::UdfModule>>,
+) -> Option<crate::udf_runtime::UdfModule> {
+    let Some(receiver) = updates else {
+        return std::future::pending().await;
+    };
+    if receiver.changed().await.is_err() {
+        *updates = None;
+        return std::future::pending().await;
+    }
+    Some(receiver.borrow_and_update().clone())
 }
 
 /// A module argument is a path when it names a `.wasm` file, contains a path separator, or is

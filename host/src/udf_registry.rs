@@ -1,0 +1,417 @@
+//! `UdfRegistry`: the UDF modules a host runs, by name, and their hot reload.
+//!
+//! A module's identity is its name plus the sha256 of its bytes (`NAME@SHA8` for short). The
+//! registry holds the live version of every name a pipeline uses and publishes new versions to
+//! the `udf` transforms through a `watch` channel; each transform swaps between batches.
+//!
+//! A new version (from a changed file in the UDF directory, or [`UdfRegistry::deploy`]) is
+//! compiled and checked against the world, then instantiated and `init`ed with the config of
+//! every transform that uses the name, all before anyone sees it. Anything failing refuses the
+//! version: the old one keeps running, and the refusal is logged and kept for status. Every
+//! accepted version is archived as `<udf_dir>/.versions/NAME@SHA8.wasm`, which is what
+//! `module = "NAME@SHA8"` pins to and what [`UdfRegistry::rollback`] goes back to.
+
+use crate::udf_runtime::{LoadError, UdfLimits, UdfModule, UdfRuntime};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// How a pipeline names a module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleRef {
+    /// `anomaly`: the live version of `<udf_dir>/anomaly.wasm`, hot-reloaded.
+    Name(String),
+    /// `anomaly@1a2b3c4d`: exactly that version, never reloaded.
+    Pinned {
+        /// The module name.
+        name: String,
+        /// The first 8 hex digits of its sha256 (or more).
+        sha: String,
+    },
+    /// A path to a `.wasm` file: loaded once, never reloaded.
+    Path(PathBuf),
+}
+
+impl ModuleRef {
+    /// A module argument is a path when it names a `.wasm` file or contains a path separator;
+    /// `NAME@HEX` pins a version; anything else is a name.
+    pub fn parse(module: &str) -> ModuleRef {
+        if module.ends_with(".wasm") || module.contains(std::path::MAIN_SEPARATOR) {
+            return ModuleRef::Path(PathBuf::from(module));
+        }
+        if let Some((name, sha)) = module.split_once('@') {
+            if !name.is_empty() && sha.len() >= 8 && sha.chars().all(|c| c.is_ascii_hexdigit()) {
+                return ModuleRef::Pinned {
+                    name: name.to_string(),
+                    sha: sha.to_ascii_lowercase(),
+                };
+            }
+        }
+        ModuleRef::Name(module.to_string())
+    }
+}
+
+/// What status shows about one module name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdfStatus {
+    /// The module name.
+    pub name: String,
+    /// `NAME@SHA8` of the live version.
+    pub version: String,
+    /// Earlier versions, newest first (what rollback goes back to).
+    pub previous: Vec<String>,
+    /// The last refused version and why, if any.
+    pub last_refusal: Option<String>,
+}
+
+/// A transform's `init` arguments, kept to try new versions before they go live.
+#[derive(Clone)]
+struct Subscriber {
+    config: Vec<(String, String)>,
+    limits: UdfLimits,
+}
+
+struct Entry {
+    live: watch::Sender<UdfModule>,
+    previous: Vec<UdfModule>,
+    subscribers: Vec<Subscriber>,
+    last_refusal: Option<String>,
+}
+
+/// The modules of one host, by name.
+pub struct UdfRegistry {
+    runtime: Arc<UdfRuntime>,
+    dir: PathBuf,
+    entries: Mutex<HashMap<String, Entry>>,
+    /// Serialises deployments so two versions of one name never race.
+    deploying: Mutex<()>,
+}
+
+/// Why a version was refused or a lookup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The module could not be loaded, does not fit the world, or failed `init`.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A pinned version is neither the current file nor archived.
+    #[error(
+        "UDF version {name}@{sha} not found (looked at {dir}/{name}.wasm and {dir}/.versions/)"
+    )]
+    NoSuchVersion {
+        /// The module name.
+        name: String,
+        /// The requested hash prefix.
+        sha: String,
+        /// The UDF directory.
+        dir: String,
+    },
+    /// Nothing to roll back to, or the name is unknown.
+    #[error("{0}")]
+    Rollback(String),
+}
+
+impl UdfRegistry {
+    /// A registry resolving names in `dir`.
+    pub fn new(runtime: Arc<UdfRuntime>, dir: PathBuf) -> Arc<Self> {
+        Arc::new(UdfRegistry {
+            runtime,
+            dir,
+            entries: Mutex::new(HashMap::new()),
+            deploying: Mutex::new(()),
+        })
+    }
+
+    /// The UDF directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The Wasm runtime.
+    pub fn runtime(&self) -> &Arc<UdfRuntime> {
+        &self.runtime
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live version of `name` (loaded from `<dir>/<name>.wasm` on first use) and its future
+    /// versions. `config` and `limits` are how the caller will `init` it: new versions are tried
+    /// with them before they go live.
+    pub fn subscribe(
+        &self,
+        name: &str,
+        config: Vec<(String, String)>,
+        limits: UdfLimits,
+    ) -> Result<watch::Receiver<UdfModule>, RegistryError> {
+        let _deploying = self.deploying.lock().unwrap_or_else(|p| p.into_inner());
+        let subscriber = Subscriber { config, limits };
+        if let Some(entry) = self.lock().get_mut(name) {
+            entry.subscribers.push(subscriber);
+            return Ok(entry.live.subscribe());
+        }
+        let path = self.dir.join(format!("{name}.wasm"));
+        let bytes = std::fs::read(&path).map_err(|source| LoadError::Read { path, source })?;
+        let module = self.runtime.load(name, &bytes)?;
+        self.archive(&module, &bytes);
+        let (live, receiver) = watch::channel(module);
+        self.lock().insert(
+            name.to_string(),
+            Entry {
+                live,
+                previous: Vec::new(),
+                subscribers: vec![subscriber],
+                last_refusal: None,
+            },
+        );
+        Ok(receiver)
+    }
+
+    /// Exactly version `name@sha` (a prefix of the sha256): the current file if it matches,
+    /// else the archived copy.
+    pub fn pinned(&self, name: &str, sha: &str) -> Result<UdfModule, RegistryError> {
+        let current = self.dir.join(format!("{name}.wasm"));
+        if let Ok(bytes) = std::fs::read(&current) {
+            let module = self.runtime.load(name, &bytes)?;
+            if module.sha256().starts_with(sha) {
+                return Ok(module);
+            }
+        }
+        let archived = self
+            .versions_dir()
+            .join(format!("{name}@{}.wasm", &sha[..8]));
+        if let Ok(bytes) = std::fs::read(&archived) {
+            let module = self.runtime.load(name, &bytes)?;
+            if module.sha256().starts_with(sha) {
+                return Ok(module);
+            }
+        }
+        Err(RegistryError::NoSuchVersion {
+            name: name.to_string(),
+            sha: sha.to_string(),
+            dir: self.dir.display().to_string(),
+        })
+    }
+
+    /// Reads `<dir>/<name>.wasm` again; deploys it if its bytes changed. Returns the new version.
+    pub fn reload(&self, name: &str) -> Result<Option<String>, RegistryError> {
+        let path = self.dir.join(format!("{name}.wasm"));
+        let bytes = std::fs::read(&path).map_err(|source| LoadError::Read { path, source })?;
+        self.deploy(name, &bytes)
+    }
+
+    /// Makes `wasm` the live version of `name` if it compiles, fits the world and `init`s with
+    /// every user's config; otherwise refuses it and keeps the old one. `Ok(None)`: these bytes
+    /// are already live, or nobody uses the name (it is archived for later either way).
+    pub fn deploy(&self, name: &str, wasm: &[u8]) -> Result<Option<String>, RegistryError> {
+        let _deploying = self.deploying.lock().unwrap_or_else(|p| p.into_inner());
+        let candidate = match self.try_candidate(name, wasm) {
+            Ok(candidate) => candidate,
+            Err(err) => {
+                let reason = format!("{err}");
+                tracing::error!(
+                    udf = name,
+                    "new version refused, the old one keeps running: {reason}"
+                );
+                if let Some(entry) = self.lock().get_mut(name) {
+                    entry.last_refusal = Some(reason);
+                }
+                return Err(err);
+            }
+        };
+        let Some(module) = candidate else {
+            return Ok(None);
+        };
+        self.archive(&module, wasm);
+        let version = module.version();
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(name) else {
+            return Ok(None);
+        };
+        let old = entry.live.send_replace(module);
+        tracing::info!(udf = name, from = %old.version(), to = %version, "udf version live");
+        entry.previous.insert(0, old);
+        entry.previous.truncate(MAX_PREVIOUS);
+        Ok(Some(version))
+    }
+
+    /// Loads and tries `wasm`; `None` when it is already live.
+    fn try_candidate(&self, name: &str, wasm: &[u8]) -> Result<Option<UdfModule>, RegistryError> {
+        let module = self.runtime.load(name, wasm)?;
+        let subscribers = match self.lock().get(name) {
+            Some(entry) if entry.live.borrow().sha256() == module.sha256() => return Ok(None),
+            Some(entry) => entry.subscribers.clone(),
+            None => Vec::new(),
+        };
+        for subscriber in subscribers {
+            // Instantiate and init exactly as the transform will; dropped right after.
+            module.instantiate(subscriber.config, subscriber.limits)?;
+        }
+        Ok(Some(module))
+    }
+
+    /// Puts the previous version of `name` live again.
+    pub fn rollback(&self, name: &str) -> Result<String, RegistryError> {
+        let _deploying = self.deploying.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.lock();
+        let entry = entries
+            .get_mut(name)
+            .ok_or_else(|| RegistryError::Rollback(format!("no UDF named `{name}` is in use")))?;
+        if entry.previous.is_empty() {
+            return Err(RegistryError::Rollback(format!(
+                "UDF `{name}` has no previous version"
+            )));
+        }
+        let back = entry.previous.remove(0);
+        let version = back.version();
+        let replaced = entry.live.send_replace(back);
+        tracing::info!(udf = name, from = %replaced.version(), to = %version, "udf rolled back");
+        Ok(version)
+    }
+
+    /// Every module in use, sorted by name.
+    pub fn status(&self) -> Vec<UdfStatus> {
+        let entries = self.lock();
+        let mut status: Vec<UdfStatus> = entries
+            .iter()
+            .map(|(name, entry)| UdfStatus {
+                name: name.clone(),
+                version: entry.live.borrow().version(),
+                previous: entry.previous.iter().map(UdfModule::version).collect(),
+                last_refusal: entry.last_refusal.clone(),
+            })
+            .collect();
+        status.sort_by(|a, b| a.name.cmp(&b.name));
+        status
+    }
+
+    /// The names in use.
+    pub fn names(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    fn versions_dir(&self) -> PathBuf {
+        self.dir.join(".versions")
+    }
+
+    /// Keeps a copy of an accepted version for pinning and rollback across restarts.
+    fn archive(&self, module: &UdfModule, wasm: &[u8]) {
+        let dir = self.versions_dir();
+        let path = dir.join(format!("{}.wasm", module.version()));
+        if path.exists() {
+            return;
+        }
+        let tmp = dir.join(format!(".{}.tmp", module.version()));
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&tmp, wasm))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(err) = written {
+            tracing::warn!(
+                udf = module.name(),
+                "cannot archive {}: {err}",
+                path.display()
+            );
+        }
+    }
+
+    /// Watches the UDF directory: a changed `<name>.wasm` of a name in use is reloaded (after
+    /// writes settle). Stops when the returned watcher is dropped.
+    pub fn watch(self: &Arc<Self>) -> Result<DirectoryWatch, String> {
+        use notify::Watcher;
+        let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event {
+                    if matches!(
+                        event.kind,
+                        notify::EventKind::Create(_)
+                            | notify::EventKind::Modify(_)
+                            | notify::EventKind::Remove(_)
+                    ) {
+                        for path in event.paths {
+                            let _ = tx.send(path);
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot watch {}: {e}", self.dir.display()))?;
+        watcher
+            .watch(&self.dir, notify::RecursiveMode::NonRecursive)
+            .map_err(|e| format!("cannot watch {}: {e}", self.dir.display()))?;
+        let registry = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("udf-watch".into())
+            .spawn(move || reload_changed(registry, rx))
+            .map_err(|e| format!("cannot start the UDF watcher: {e}"))?;
+        tracing::info!(dir = %self.dir.display(), "watching UDF modules for changes");
+        Ok(DirectoryWatch { _watcher: watcher })
+    }
+}
+
+/// Versions kept for rollback, per name.
+const MAX_PREVIOUS: usize = 5;
+
+/// How long a file must be quiet before it is read: copies arrive in several writes.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Keeps the directory watch alive.
+pub struct DirectoryWatch {
+    _watcher: notify::RecommendedWatcher,
+}
+
+fn reload_changed(
+    registry: std::sync::Weak<UdfRegistry>,
+    changes: std::sync::mpsc::Receiver<PathBuf>,
+) {
+    while let Ok(first) = changes.recv() {
+        let mut changed = vec![first];
+        // Collect until the directory is quiet, so a file is read once it is complete.
+        while let Ok(path) = changes.recv_timeout(SETTLE) {
+            changed.push(path);
+        }
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        let mut names: Vec<String> = changed
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+            .filter_map(|p| p.file_stem()?.to_str().map(str::to_string))
+            .collect();
+        names.sort();
+        names.dedup();
+        let in_use = registry.names();
+        for name in names.into_iter().filter(|n| in_use.contains(n)) {
+            // A refusal is logged and kept for status inside `reload`.
+            if let Ok(Some(version)) = registry.reload(&name) {
+                tracing::info!(udf = %name, %version, "reloaded from file");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ModuleRef;
+    use std::path::PathBuf;
+
+    #[test]
+    fn module_references() {
+        assert_eq!(
+            ModuleRef::parse("anomaly"),
+            ModuleRef::Name("anomaly".into())
+        );
+        assert_eq!(
+            ModuleRef::parse("anomaly@1A2b3c4d"),
+            ModuleRef::Pinned {
+                name: "anomaly".into(),
+                sha: "1a2b3c4d".into()
+            }
+        );
+        assert_eq!(
+            ModuleRef::parse("x/y.wasm"),
+            ModuleRef::Path(PathBuf::from("x/y.wasm"))
+        );
+        assert_eq!(ModuleRef::parse("a@b"), ModuleRef::Name("a@b".into()));
+    }
+}
