@@ -1,9 +1,12 @@
-//! `sluice udf test MODULE [--config KEY=VALUE]... [--input FILE]`: run a UDF over input lines.
+//! `sluice udf test MODULE [--config KEY=VALUE]... [--input FILE] [--expect FILE]`: run a UDF
+//! over input lines.
 //!
 //! Each input line is one message value. Every output message value is printed on its own line
 //! (stdout, input order); each failed record prints `line N: <kind>: <reason>` on stderr.
-//! Exit status: 0 all records succeeded, 1 some failed, 2 the module could not be loaded or
-//! initialised (the message names the module and why).
+//! With `--expect`, the outputs are compared line by line with the file instead (a golden test):
+//! every difference is shown on stderr.
+//! Exit status: 0 all records succeeded (and matched), 1 some failed (or did not match), 2 the
+//! module could not be loaded or initialised (the message names the module and why).
 
 use super::{default_cache_dir, default_udf_dir, parse_key_value};
 use sluice::transforms::udf::resolve_module;
@@ -41,6 +44,9 @@ pub struct UdfTestArgs {
     /// Fuel per batch (turns on fuel metering).
     #[arg(long)]
     fuel: Option<u64>,
+    /// Compare the output lines with this file instead of printing them; show the differences.
+    #[arg(long, value_name = "FILE")]
+    expect: Option<PathBuf>,
 }
 
 /// Runs the command; the exit status follows the contract in the module docs.
@@ -68,7 +74,28 @@ pub fn run(args: UdfTestArgs) -> ExitCode {
         },
         None => Box::new(io::stdin().lock()),
     };
-    match feed(worker, input, args.batch_size as usize) {
+    let expected = match &args.expect {
+        Some(file) => match std::fs::read(file) {
+            Ok(bytes) => Some((file, bytes)),
+            Err(err) => {
+                eprintln!(
+                    "error: cannot read expected output {}: {err}",
+                    file.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let fed = match &expected {
+        None => feed(worker, input, args.batch_size as usize, io::stdout().lock()),
+        Some((file, want)) => {
+            let mut got = Vec::new();
+            feed(worker, input, args.batch_size as usize, &mut got)
+                .map(|failed| failed + usize::from(!matches_expected(&got, want, file)))
+        }
+    };
+    match fed {
         Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(err) => {
@@ -76,6 +103,49 @@ pub fn run(args: UdfTestArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Compares output lines with the expected file's, printing each difference on stderr.
+fn matches_expected(got: &[u8], want: &[u8], file: &std::path::Path) -> bool {
+    let lines = |bytes: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(bytes)
+            .lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .collect()
+    };
+    let (got, want) = (lines(got), lines(want));
+    let mut differences = 0;
+    for i in 0..got.len().max(want.len()) {
+        match (want.get(i), got.get(i)) {
+            (Some(w), Some(g)) if w == g => {}
+            (Some(w), Some(g)) => {
+                eprintln!(
+                    "output line {}:\n  - expected: {w}\n  + got:      {g}",
+                    i + 1
+                );
+                differences += 1;
+            }
+            (Some(w), None) => {
+                eprintln!("output line {}: missing\n  - expected: {w}", i + 1);
+                differences += 1;
+            }
+            (None, Some(g)) => {
+                eprintln!("output line {}: unexpected\n  + got:      {g}", i + 1);
+                differences += 1;
+            }
+            (None, None) => {}
+        }
+    }
+    if differences == 0 {
+        eprintln!("ok: {} output lines match {}", got.len(), file.display());
+    } else {
+        eprintln!(
+            "FAILED: {differences} of {} output lines differ from {}",
+            got.len().max(want.len()),
+            file.display()
+        );
+    }
+    differences == 0
 }
 
 fn start(args: &UdfTestArgs, path: &std::path::Path) -> Result<UdfWorker, String> {
@@ -107,9 +177,9 @@ fn feed(
     mut worker: UdfWorker,
     mut input: Box<dyn BufRead>,
     batch_size: usize,
+    output: impl Write,
 ) -> io::Result<usize> {
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
+    let mut out = BufWriter::new(output);
     let mut failed = 0;
     let mut batch: Vec<Message> = Vec::with_capacity(batch_size);
     let mut first_line = 1usize;
