@@ -28,12 +28,18 @@ enum Command {
 enum UdfCommand {
     /// Run a UDF over input lines (one message value per line) and print its outputs.
     Test(cli::udf_test::UdfTestArgs),
+    /// Scaffold a new UDF crate on the SDK (example body, unit test, samples, README).
+    New(cli::udf_kit::UdfNewArgs),
+    /// Build a UDF crate for wasm32-wasip2, check it, and copy it into the UDF directory.
+    Build(cli::udf_kit::UdfBuildArgs),
 }
 
 fn main() -> ExitCode {
     cli::init_tracing();
     match Cli::parse().command {
         Command::Udf(UdfCommand::Test(args)) => cli::udf_test::run(args),
+        Command::Udf(UdfCommand::New(args)) => cli::udf_kit::new(args),
+        Command::Udf(UdfCommand::Build(args)) => cli::udf_kit::build(args),
         Command::Validate(args) => cli::validate::run(args),
         Command::Run(args) => cli::run::run(args),
     }
