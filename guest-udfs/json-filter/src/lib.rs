@@ -21,7 +21,9 @@ impl Udf for JsonFilter {
         let doc: Map<String, Value> = msg.json()?;
         let keep = match doc.get(&self.field) {
             Some(Value::String(text)) => *text == self.equals,
-            Some(other) => other.to_string() == self.equals,
+            Some(number_or_bool) => {
+                self.equals.parse::<Value>().ok().as_ref() == Some(number_or_bool)
+            }
             None => false,
         };
         Ok(if keep { vec![msg] } else { vec![] })
