@@ -158,7 +158,7 @@ impl Mosquitto {
         // test's temporary files (TLS keys); as anyone else the line is ignored.
         std::fs::write(
             &conf,
-            format!("user root\nallow_anonymous true\npersistence false\nlistener {port} 127.0.0.1\n{extra}"),
+            format!("user root\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nlistener {port} 127.0.0.1\n{extra}"),
         )
         .expect("write mosquitto.conf");
         let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
