@@ -172,19 +172,16 @@ impl UdfRegistry {
     /// else the archived copy.
     pub fn pinned(&self, name: &str, sha: &str) -> Result<UdfModule, RegistryError> {
         let current = self.dir.join(format!("{name}.wasm"));
-        if let Ok(bytes) = std::fs::read(&current) {
-            let module = self.runtime.load(name, &bytes)?;
-            if module.sha256().starts_with(sha) {
-                return Ok(module);
-            }
-        }
         let archived = self
             .versions_dir()
             .join(format!("{name}@{}.wasm", &sha[..8]));
-        if let Ok(bytes) = std::fs::read(&archived) {
-            let module = self.runtime.load(name, &bytes)?;
-            if module.sha256().starts_with(sha) {
-                return Ok(module);
+        for candidate in [current, archived] {
+            // Hash first: only the matching version is compiled (a broken current file does
+            // not hide an archived one).
+            if let Ok(bytes) = std::fs::read(&candidate) {
+                if crate::udf_runtime::sha256_hex(&bytes).starts_with(sha) {
+                    return Ok(self.runtime.load(name, &bytes)?);
+                }
             }
         }
         Err(RegistryError::NoSuchVersion {

@@ -7,7 +7,6 @@
 pub mod kafka;
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -115,18 +114,13 @@ impl PipelineFile {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    sluice_demo::free_port().expect("a free port")
 }
 
 /// Waits until something accepts TCP connections on `port`.
 pub fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(20));
+    if let Err(err) = sluice_demo::wait_for_port(port, WAIT) {
+        panic!("nothing listens on port {port}: {err}");
     }
 }
 

@@ -225,7 +225,7 @@ impl UdfRuntime {
 
     /// Compiles (or fetches from the cache) and type-checks a component against the world.
     pub fn load(&self, name: &str, wasm: &[u8]) -> Result<UdfModule, LoadError> {
-        let sha256 = hex::encode(Sha256::digest(wasm));
+        let sha256 = sha256_hex(wasm);
         let component = self.component(name, &sha256, wasm)?;
         let pre = self
             .shared
@@ -260,6 +260,11 @@ impl UdfRuntime {
         compiled.insert(sha256.to_string(), component.clone());
         Ok(component)
     }
+}
+
+/// The sha256 of a module's bytes, in hex: half of a module's identity (with its name).
+pub fn sha256_hex(wasm: &[u8]) -> String {
+    hex::encode(Sha256::digest(wasm))
 }
 
 /// A compiled UDF module, ready to instantiate. Clones share the compiled code.
