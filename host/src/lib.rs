@@ -7,15 +7,23 @@
 //! - [`topology`]: running pipelines (tasks, bounded channels, acks, dead letters, drain).
 //! - [`udf_runtime`]: the Wasm UDF runtime (the only module that touches wasmtime).
 //! - [`udf_registry`]: UDF modules by name and version, hot reload, pinning, rollback.
+//! - [`metrics`]: per-component counters, Prometheus text.
+//! - [`control_plane`]: deploy/undeploy pipelines and push/roll back UDFs on a running host.
+//! - [`state_dir`]: what `sluice serve` keeps across restarts.
+//! - [`admin`]: the admin HTTP API and the dashboard (the only module that uses axum).
 //!
 //! The `sluice` binary (`main.rs`, `cli/`) is the only place that uses `anyhow`.
 
+pub mod admin;
 pub mod codec;
+pub mod control_plane;
 pub mod message;
+pub mod metrics;
 pub mod mqtt_common;
 pub mod pipeline;
 pub mod sinks;
 pub mod sources;
+pub mod state_dir;
 pub mod topology;
 pub mod transforms;
 pub mod udf_registry;

@@ -32,6 +32,8 @@ enum UdfCommand {
     New(cli::udf_kit::UdfNewArgs),
     /// Build a UDF crate for wasm32-wasip2, check it, and copy it into the UDF directory.
     Build(cli::udf_kit::UdfBuildArgs),
+    /// Measure a UDF's throughput (records/s) and latency percentiles on sample input.
+    Bench(cli::udf_bench::UdfBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Udf(UdfCommand::Test(args)) => cli::udf_test::run(args),
         Command::Udf(UdfCommand::New(args)) => cli::udf_kit::new(args),
         Command::Udf(UdfCommand::Build(args)) => cli::udf_kit::build(args),
+        Command::Udf(UdfCommand::Bench(args)) => cli::udf_bench::run(args),
         Command::Validate(args) => cli::validate::run(args),
         Command::Run(args) => cli::run::run(args),
     }

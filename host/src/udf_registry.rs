@@ -14,6 +14,7 @@
 use crate::udf_runtime::{LoadError, UdfLimits, UdfModule, UdfRuntime};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -66,7 +67,7 @@ pub struct UdfStatus {
 }
 
 /// A transform's `init` arguments, kept to try new versions before they go live.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 struct Subscriber {
     config: Vec<(String, String)>,
     limits: UdfLimits,
@@ -79,6 +80,15 @@ struct Entry {
     last_refusal: Option<String>,
 }
 
+/// Counters of version changes, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UdfSwapCounts {
+    /// Versions that went live after the first (hot reloads, uploads, rollbacks).
+    pub swaps: u64,
+    /// Versions refused (did not compile, wrong world, `init` failed).
+    pub refusals: u64,
+}
+
 /// The modules of one host, by name.
 pub struct UdfRegistry {
     runtime: Arc<UdfRuntime>,
@@ -86,6 +96,10 @@ pub struct UdfRegistry {
     entries: Mutex<HashMap<String, Entry>>,
     /// Serialises deployments so two versions of one name never race.
     deploying: Mutex<()>,
+    /// Versions that went live after the first (reloads, uploads, rollbacks).
+    swaps: AtomicU64,
+    /// Versions refused.
+    refusals: AtomicU64,
 }
 
 /// Why a version was refused or a lookup failed.
@@ -119,6 +133,8 @@ impl UdfRegistry {
             dir,
             entries: Mutex::new(HashMap::new()),
             deploying: Mutex::new(()),
+            swaps: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
         })
     }
 
@@ -148,7 +164,10 @@ impl UdfRegistry {
         let _deploying = self.deploying.lock().unwrap_or_else(|p| p.into_inner());
         let subscriber = Subscriber { config, limits };
         if let Some(entry) = self.lock().get_mut(name) {
-            entry.subscribers.push(subscriber);
+            // A redeployed or restarted pipeline subscribes again with the same arguments.
+            if !entry.subscribers.contains(&subscriber) {
+                entry.subscribers.push(subscriber);
+            }
             return Ok(entry.live.subscribe());
         }
         let path = self.dir.join(format!("{name}.wasm"));
@@ -214,6 +233,7 @@ impl UdfRegistry {
                 if let Some(entry) = self.lock().get_mut(name) {
                     entry.last_refusal = Some(reason);
                 }
+                self.refusals.fetch_add(1, Ordering::Relaxed);
                 return Err(err);
             }
         };
@@ -228,6 +248,7 @@ impl UdfRegistry {
         };
         let old = entry.live.send_replace(module);
         tracing::info!(udf = name, from = %old.version(), to = %version, "udf version live");
+        self.swaps.fetch_add(1, Ordering::Relaxed);
         entry.previous.insert(0, old);
         entry.previous.truncate(MAX_PREVIOUS);
         Ok(Some(version))
@@ -264,6 +285,7 @@ impl UdfRegistry {
         let version = back.version();
         let replaced = entry.live.send_replace(back);
         tracing::info!(udf = name, from = %replaced.version(), to = %version, "udf rolled back");
+        self.swaps.fetch_add(1, Ordering::Relaxed);
         Ok(version)
     }
 
@@ -281,6 +303,14 @@ impl UdfRegistry {
             .collect();
         status.sort_by(|a, b| a.name.cmp(&b.name));
         status
+    }
+
+    /// How many versions went live after the first, and how many were refused.
+    pub fn swap_counts(&self) -> UdfSwapCounts {
+        UdfSwapCounts {
+            swaps: self.swaps.load(Ordering::Relaxed),
+            refusals: self.refusals.load(Ordering::Relaxed),
+        }
     }
 
     /// The names in use.

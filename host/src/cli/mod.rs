@@ -1,6 +1,7 @@
 //! The `sluice` subcommands, one file each, plus what they share (logging, UDF lookup).
 
 pub mod run;
+pub mod udf_bench;
 pub mod udf_kit;
 pub mod udf_test;
 pub mod validate;

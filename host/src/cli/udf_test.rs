@@ -18,32 +18,78 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// Which UDF to load and the sandbox it runs in: shared by `udf test` and `udf bench`.
+#[derive(clap::Args)]
+pub struct UdfModuleArgs {
+    /// A `.wasm` path, or a module name looked up in the UDF directory.
+    pub module: String,
+    /// A config entry passed to the UDF's `init` (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub config: Vec<(String, String)>,
+    /// Messages per `process` call.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// Where module names are looked up [default: $SLUICE_UDF_DIR or target/udfs].
+    #[arg(long, value_name = "DIR")]
+    pub udf_dir: Option<PathBuf>,
+    /// Memory cap per instance, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub memory_mib: u64,
+    /// Wall-clock deadline per batch, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub deadline_ms: u64,
+    /// Fuel per batch (turns on fuel metering).
+    #[arg(long)]
+    pub fuel: Option<u64>,
+}
+
+impl UdfModuleArgs {
+    /// Loads, compiles and `init`s the module; `Err` is the line to print (exit status 2).
+    pub fn load(&self) -> Result<UdfWorker, String> {
+        let udf_dir = self.udf_dir.clone().unwrap_or_else(default_udf_dir);
+        let path = resolve_module(&self.module, &udf_dir);
+        self.start(&path).map_err(|reason| {
+            format!(
+                "error: cannot load UDF module `{}` ({}): {reason}",
+                self.module,
+                path.display()
+            )
+        })
+    }
+
+    fn start(&self, path: &std::path::Path) -> Result<UdfWorker, String> {
+        if !path.is_file() {
+            return Err(
+                "no such file (module names are looked up as <udf-dir>/<name>.wasm; \
+                 build them with `cargo xtask build`, or pass a path)"
+                    .to_string(),
+            );
+        }
+        let runtime = UdfRuntime::new(RuntimeOptions {
+            cache_dir: default_cache_dir(),
+            fuel_metering: self.fuel.is_some(),
+        })
+        .map_err(|e| e.to_string())?;
+        let module = runtime.load_file(path, None).map_err(|e| e.to_string())?;
+        let limits = UdfLimits {
+            memory_bytes: self.memory_mib.saturating_mul(1 << 20),
+            deadline: Duration::from_millis(self.deadline_ms),
+            fuel: self.fuel,
+        };
+        module
+            .instantiate(self.config.clone(), limits)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Arguments of `sluice udf test`.
 #[derive(clap::Args)]
 pub struct UdfTestArgs {
-    /// A `.wasm` path, or a module name looked up in the UDF directory.
-    module: String,
-    /// A config entry passed to the UDF's `init` (repeatable).
-    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    config: Vec<(String, String)>,
+    #[command(flatten)]
+    udf: UdfModuleArgs,
     /// Read message values from this file (one per line) instead of stdin.
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
-    /// Messages per `process` call.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
-    batch_size: u32,
-    /// Where module names are looked up [default: $SLUICE_UDF_DIR or target/udfs].
-    #[arg(long, value_name = "DIR")]
-    udf_dir: Option<PathBuf>,
-    /// Memory cap per instance, in MiB.
-    #[arg(long, default_value_t = 64)]
-    memory_mib: u64,
-    /// Wall-clock deadline per batch, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    deadline_ms: u64,
-    /// Fuel per batch (turns on fuel metering).
-    #[arg(long)]
-    fuel: Option<u64>,
     /// Compare the output lines with this file instead of printing them; show the differences.
     #[arg(long, value_name = "FILE")]
     expect: Option<PathBuf>,
@@ -51,16 +97,10 @@ pub struct UdfTestArgs {
 
 /// Runs the command; the exit status follows the contract in the module docs.
 pub fn run(args: UdfTestArgs) -> ExitCode {
-    let udf_dir = args.udf_dir.clone().unwrap_or_else(default_udf_dir);
-    let path = resolve_module(&args.module, &udf_dir);
-    let worker = match start(&args, &path) {
+    let worker = match args.udf.load() {
         Ok(worker) => worker,
-        Err(reason) => {
-            eprintln!(
-                "error: cannot load UDF module `{}` ({}): {reason}",
-                args.module,
-                path.display()
-            );
+        Err(message) => {
+            eprintln!("{message}");
             return ExitCode::from(2);
         }
     };
@@ -88,10 +128,10 @@ pub fn run(args: UdfTestArgs) -> ExitCode {
         None => None,
     };
     let fed = match &expected {
-        None => feed(worker, input, args.batch_size as usize, io::stdout().lock()),
+        None => feed(worker, input, args.udf.batch_size as usize, io::stdout().lock()),
         Some((file, want)) => {
             let mut got = Vec::new();
-            feed(worker, input, args.batch_size as usize, &mut got)
+            feed(worker, input, args.udf.batch_size as usize, &mut got)
                 .map(|failed| failed + usize::from(!matches_expected(&got, want, file)))
         }
     };
@@ -146,30 +186,6 @@ fn matches_expected(got: &[u8], want: &[u8], file: &std::path::Path) -> bool {
         );
     }
     differences == 0
-}
-
-fn start(args: &UdfTestArgs, path: &std::path::Path) -> Result<UdfWorker, String> {
-    if !path.is_file() {
-        return Err(
-            "no such file (module names are looked up as <udf-dir>/<name>.wasm; \
-             build them with `cargo xtask build`, or pass a path)"
-                .to_string(),
-        );
-    }
-    let runtime = UdfRuntime::new(RuntimeOptions {
-        cache_dir: default_cache_dir(),
-        fuel_metering: args.fuel.is_some(),
-    })
-    .map_err(|e| e.to_string())?;
-    let module = runtime.load_file(path, None).map_err(|e| e.to_string())?;
-    let limits = UdfLimits {
-        memory_bytes: args.memory_mib.saturating_mul(1 << 20),
-        deadline: Duration::from_millis(args.deadline_ms),
-        fuel: args.fuel,
-    };
-    module
-        .instantiate(args.config.clone(), limits)
-        .map_err(|e| e.to_string())
 }
 
 /// Streams input lines through the worker in batches; returns how many records failed.

@@ -69,13 +69,17 @@ impl ConsoleSink {
                             .and_then(|_| out.write_all(b"\n"))
                             .and_then(|_| out.flush());
                         match written {
-                            Ok(()) => record.ack.done(),
+                            Ok(()) => {
+                                ctx.metrics.record_out();
+                                record.ack.done()
+                            }
                             Err(err) => {
-                                tracing::error!(component = %ctx.component, "cannot write to stdout: {err}")
+                                tracing::error!(component = %ctx.component, "cannot write to stdout: {err}");
+                                ctx.metrics.report_error(&format!("cannot write to stdout: {err}"));
                             }
                         }
                     }
-                    Err(reason) => ctx.dead_letters.send(record, &ctx.component, &reason).await,
+                    Err(reason) => ctx.dead_letters.send(record, &ctx.metrics, &reason).await,
                 }
             }
         })

@@ -189,7 +189,7 @@ impl ElasticsearchSink {
                             batch.push(doc);
                         }
                         Err((record, reason)) => {
-                            ctx.dead_letters.send(record, &ctx.component, &reason).await
+                            ctx.dead_letters.send(record, &ctx.metrics, &reason).await
                         }
                     }
                 }
@@ -272,13 +272,15 @@ impl ElasticsearchSink {
                     );
                     let delay = backoff.next_delay();
                     tracing::warn!(component = %ctx.component, "elasticsearch: {reason}; retrying in {delay:?}");
+                    ctx.metrics.set_connection(crate::metrics::Connection::Down);
+                    ctx.metrics.report_error(&format!("elasticsearch: {reason}"));
                     tokio::time::sleep(delay).await;
                     continue;
                 }
                 Err(RequestFailure::Reject(reason)) => {
                     for doc in batch {
                         ctx.dead_letters
-                            .send(doc.record, &ctx.component, &reason)
+                            .send(doc.record, &ctx.metrics, &reason)
                             .await;
                     }
                     return;
@@ -286,22 +288,28 @@ impl ElasticsearchSink {
                 Err(RequestFailure::Retry(reason)) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(component = %ctx.component, "elasticsearch: {reason}; retrying in {delay:?}");
+                    ctx.metrics.set_connection(crate::metrics::Connection::Down);
+                    ctx.metrics.report_error(&format!("elasticsearch: {reason}"));
                     tokio::time::sleep(delay).await;
                     continue;
                 }
             };
+            ctx.metrics.set_connection(crate::metrics::Connection::Up);
             let mut retry = Vec::new();
             let mut retry_reason = String::new();
             for (doc, outcome) in batch.into_iter().zip(outcomes) {
                 match outcome {
-                    ItemOutcome::Accepted => doc.record.ack.done(),
+                    ItemOutcome::Accepted => {
+                        ctx.metrics.record_out();
+                        doc.record.ack.done()
+                    }
                     ItemOutcome::Retry(reason) => {
                         retry_reason = reason;
                         retry.push(doc);
                     }
                     ItemOutcome::Reject(reason) => {
                         ctx.dead_letters
-                            .send(doc.record, &ctx.component, &reason)
+                            .send(doc.record, &ctx.metrics, &reason)
                             .await
                     }
                 }

@@ -83,13 +83,12 @@ impl KafkaSink {
         Box::pin(async move {
             let KafkaSink { config, producer } = self;
             let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
-            let component = ctx.component.clone();
             while let Some(record) = input.recv().await {
                 let payload = match config.encoding.encode(&record.msg.value) {
                     Ok(payload) => payload,
                     Err(reason) => {
                         ctx.dead_letters
-                            .send(record, &component, &format!("encode: {reason}"))
+                            .send(record, &ctx.metrics, &format!("encode: {reason}"))
                             .await;
                         continue;
                     }
@@ -115,12 +114,14 @@ impl KafkaSink {
                     loop {
                         match outcome {
                             Ok(()) => {
+                                ctx.metrics.record_out();
+                                ctx.metrics.set_connection(crate::metrics::Connection::Up);
                                 record.ack.done();
                                 break;
                             }
                             Err(err) if is_permanent(&err) => {
                                 let reason = format!("kafka topic {topic}: {err}");
-                                ctx.dead_letters.send(record, &ctx.component, &reason).await;
+                                ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
                                 break;
                             }
                             Err(err) => {
@@ -128,6 +129,8 @@ impl KafkaSink {
                                 // this rare path can reorder.
                                 let delay = backoff.next_delay();
                                 tracing::warn!(component = %ctx.component, "kafka delivery failed ({err}); retrying in {delay:?}");
+                                ctx.metrics.set_connection(crate::metrics::Connection::Down);
+                                ctx.metrics.report_error(&format!("kafka delivery failed: {err}"));
                                 tokio::time::sleep(delay).await;
                                 let again = future_record(&topic, &record.msg, &payload);
                                 outcome = producer

@@ -1,5 +1,6 @@
 //! The MQTT sink: publishes each record's encoded value to a topic.
 
+use crate::metrics::Connection;
 use crate::codec::EncodingConfig;
 use crate::mqtt_common::{validate_qos, MqttConnection};
 use serde::Deserialize;
@@ -129,6 +130,7 @@ impl MqttSink {
                             Ok(MqttEvent::Connected) => {
                                 backoff.reset();
                                 tracing::info!(%component, "mqtt sink connected");
+                                ctx.metrics.set_connection(Connection::Up);
                             }
                             Ok(MqttEvent::PublishSent(packet)) => {
                                 let mut p = lock();
@@ -138,6 +140,7 @@ impl MqttSink {
                                 }
                                 if let Some(record) = p.unassigned.pop_front() {
                                     if packet == 0 {
+                                        ctx.metrics.record_out();
                                         record.ack.done(); // QoS 0: written is all there is
                                     } else {
                                         p.by_packet.insert(packet, record);
@@ -147,10 +150,13 @@ impl MqttSink {
                             Ok(MqttEvent::PublishDone { pkid, refused }) => {
                                 let done = lock().by_packet.remove(&pkid);
                                 match (done, refused) {
-                                    (Some(record), None) => record.ack.done(),
+                                    (Some(record), None) => {
+                                        ctx.metrics.record_out();
+                                        record.ack.done()
+                                    }
                                     (Some(record), Some(reason)) => {
                                         let reason = format!("mqtt topic {topic}: {reason}");
-                                        ctx.dead_letters.send(record, &component, &reason).await;
+                                        ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
                                     }
                                     (None, _) => {}
                                 }
@@ -165,6 +171,8 @@ impl MqttSink {
                                 }
                                 let delay = backoff.next_delay();
                                 tracing::warn!(%component, "mqtt connection: {err}; retrying in {delay:?}");
+                                ctx.metrics.set_connection(Connection::Down);
+                                ctx.metrics.report_error(&format!("mqtt connection: {err}"));
                                 tokio::time::sleep(delay).await;
                             }
                         }
@@ -180,7 +188,7 @@ impl MqttSink {
                     Ok(payload) => payload,
                     Err(reason) => {
                         ctx.dead_letters
-                            .send(record, &component, &format!("encode: {reason}"))
+                            .send(record, &ctx.metrics, &format!("encode: {reason}"))
                             .await;
                         continue;
                     }

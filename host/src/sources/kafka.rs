@@ -178,6 +178,7 @@ impl KafkaSource {
             let mut shutdown = ctx.shutdown.clone();
             let component = ctx.component.clone();
             let mut announced = false;
+            let lag_watch = tokio::spawn(watch_lag(consumer.clone(), ctx.metrics.clone()));
             loop {
                 let received = tokio::select! {
                     biased;
@@ -188,9 +189,12 @@ impl KafkaSource {
                     Ok(message) => message,
                     Err(err) => {
                         tracing::warn!(%component, "kafka: {err}");
+                        ctx.metrics.set_connection(crate::metrics::Connection::Down);
+                        ctx.metrics.report_error(&format!("kafka: {err}"));
                         continue;
                     }
                 };
+                ctx.metrics.set_connection(crate::metrics::Connection::Up);
                 if !announced {
                     tracing::info!(%component, topics = ?config.topics, "kafka source receiving");
                     announced = true;
@@ -244,6 +248,7 @@ impl KafkaSource {
                         outputs.send(Record { msg, ack }).await;
                     }
                     Err(reason) => {
+                        ctx.metrics.record_in();
                         let msg = crate::message::Message {
                             key,
                             value: payload,
@@ -253,7 +258,7 @@ impl KafkaSource {
                         ctx.dead_letters
                             .send(
                                 Record { msg, ack },
-                                &component,
+                                &ctx.metrics,
                                 &format!("decode: {reason}"),
                             )
                             .await;
@@ -277,8 +282,42 @@ impl KafkaSource {
             if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
                 tracing::debug!(%component, "final commit: {err}");
             }
+            lag_watch.abort();
             consumer.unsubscribe();
         })
+    }
+}
+
+/// Every 5 s, sets the source's consumer lag: for each assigned partition, the high watermark
+/// minus the consumer's position (partitions without a position yet are left out).
+async fn watch_lag(
+    consumer: std::sync::Arc<rdkafka::consumer::StreamConsumer>,
+    metrics: std::sync::Arc<crate::metrics::ComponentMetrics>,
+) {
+    use rdkafka::consumer::Consumer;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let consumer = consumer.clone();
+        // librdkafka's watermark query blocks: keep it off the async threads.
+        let lag = tokio::task::spawn_blocking(move || {
+            let positions = consumer.position().ok()?;
+            let mut lag = 0i64;
+            for tp in positions.elements() {
+                let rdkafka::Offset::Offset(position) = tp.offset() else {
+                    continue;
+                };
+                let (_, high) = consumer
+                    .fetch_watermarks(tp.topic(), tp.partition(), std::time::Duration::from_secs(2))
+                    .ok()?;
+                lag += (high - position).max(0);
+            }
+            Some(lag)
+        })
+        .await;
+        if let Ok(Some(lag)) = lag {
+            metrics.set_lag(lag);
+        }
     }
 }
 

@@ -124,6 +124,7 @@ impl MqttSource {
                 match event {
                     Ok(MqttEvent::Connected) => {
                         backoff.reset();
+                        ctx.metrics.set_connection(crate::metrics::Connection::Up);
                         // A clean session forgets subscriptions: subscribe on every connection.
                         if let Err(err) = client.subscribe(&config.topics, config.qos).await {
                             tracing::error!(%component, "cannot subscribe: {err}");
@@ -170,7 +171,8 @@ impl MqttSource {
                             None => outputs.send(record).await,
                             Some(reason) => {
                                 let reason = format!("decode: {reason}");
-                                ctx.dead_letters.send(record, &component, &reason).await;
+                                ctx.metrics.record_in();
+                                ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
                             }
                         }
                     }
@@ -178,6 +180,8 @@ impl MqttSource {
                     Err(err) => {
                         let delay = backoff.next_delay();
                         tracing::warn!(%component, "mqtt connection: {err}; retrying in {delay:?}");
+                        ctx.metrics.set_connection(crate::metrics::Connection::Down);
+                        ctx.metrics.report_error(&format!("mqtt connection: {err}"));
                         tokio::select! {
                             _ = shutdown.wait_for(|stop| *stop) => break,
                             _ = tokio::time::sleep(delay) => {}

@@ -6,17 +6,19 @@
 //! sources wait for the acknowledgements of what they emitted before disconnecting.
 
 mod ack;
+pub mod supervisor;
+mod wiring;
 
 pub use ack::Ack;
+pub use supervisor::Topology;
 
 use crate::message::Message;
-use crate::pipeline::{PipelineSpec, SinkConfig, SourceConfig, TransformConfig};
+use crate::metrics::{ComponentMetrics, HostMetrics};
+use crate::pipeline::PipelineSpec;
 use crate::udf_registry::UdfRegistry;
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// A running component: a future that ends when its input closes (or, for sources, at shutdown).
 pub type ComponentTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -63,28 +65,81 @@ pub struct Record {
     pub ack: Ack,
 }
 
-/// The downstream inputs of one component (fan-out).
-#[derive(Clone, Default)]
+/// Messages a tap subscriber may fall behind by before it misses some.
+pub const TAP_CAPACITY: usize = 1024;
+
+/// What can be observed of one running component: its counters and a live tap of the messages
+/// leaving it (for sinks: entering it). Lives as long as the deployment, across restarts.
+#[derive(Debug)]
+pub struct Probe {
+    /// Counters.
+    pub metrics: Arc<ComponentMetrics>,
+    /// Copies of the messages passing, for `sluice tap` and the dashboard. Costs nothing while
+    /// nobody subscribes.
+    pub tap: broadcast::Sender<Message>,
+}
+
+impl Probe {
+    /// A probe around `metrics`.
+    pub fn new(metrics: ComponentMetrics) -> Self {
+        Probe {
+            metrics: Arc::new(metrics),
+            tap: broadcast::channel(TAP_CAPACITY).0,
+        }
+    }
+
+    fn observe(&self, message: &Message) {
+        if self.tap.receiver_count() > 0 {
+            let _ = self.tap.send(message.clone());
+        }
+    }
+}
+
+/// The downstream inputs of one component (fan-out), counting what passes.
+#[derive(Clone)]
 pub struct Outputs {
-    targets: Vec<mpsc::Sender<Record>>,
+    owner: Arc<Probe>,
+    targets: Vec<(mpsc::Sender<Record>, Arc<Probe>)>,
 }
 
 impl Outputs {
+    /// Outputs of the component `owner` probes, with no targets yet.
+    pub fn new(owner: Arc<Probe>) -> Self {
+        Outputs {
+            owner,
+            targets: Vec::new(),
+        }
+    }
+
     /// Sends the record to every downstream component; waits when they are full (backpressure).
     /// A closed downstream (shutdown) drops its share without acknowledging it.
     pub async fn send(&self, record: Record) {
-        let Some((last, rest)) = self.targets.split_last() else {
+        let metrics = &self.owner.metrics;
+        if metrics.role == "source" {
+            metrics.record_in();
+        }
+        metrics.record_out();
+        self.owner.observe(&record.msg);
+        let Some(((last, last_probe), rest)) = self.targets.split_last() else {
             record.ack.done(); // no consumers: validation forbids this, but never hang an ack
             return;
         };
-        for target in rest {
+        for (target, probe) in rest {
             let fork = Record {
                 msg: record.msg.clone(),
                 ack: record.ack.fork(),
             };
-            let _ = target.send(fork).await;
+            Self::deliver(target, probe, fork).await;
         }
-        let _ = last.send(record).await;
+        Self::deliver(last, last_probe, record).await;
+    }
+
+    async fn deliver(target: &mpsc::Sender<Record>, probe: &Probe, record: Record) {
+        probe.metrics.record_in();
+        if probe.metrics.role == "sink" {
+            probe.observe(&record.msg);
+        }
+        let _ = target.send(record).await;
     }
 }
 
@@ -92,12 +147,16 @@ impl Outputs {
 #[derive(Clone)]
 pub struct DeadLetters {
     pipeline: Arc<str>,
-    target: Option<mpsc::Sender<Record>>,
+    /// The dead-letter sink's input and probe.
+    target: Option<(mpsc::Sender<Record>, Arc<Probe>)>,
 }
 
 impl DeadLetters {
     /// Sends `record` to the dead-letter sink with the reason and origin; without one, logs it.
-    pub async fn send(&self, mut record: Record, component: &str, reason: &str) {
+    /// `from` is the component that gives up on the record (its error count goes up).
+    pub async fn send(&self, mut record: Record, from: &ComponentMetrics, reason: &str) {
+        let component: &str = &from.component;
+        from.record_error(reason);
         tracing::warn!(pipeline = %self.pipeline, component, "dead-lettering a record: {reason}");
         record
             .msg
@@ -112,7 +171,9 @@ impl DeadLetters {
             .headers
             .push((HEADER_PIPELINE.into(), self.pipeline.as_bytes().to_vec()));
         match &self.target {
-            Some(target) => {
+            Some((target, probe)) => {
+                probe.metrics.record_in();
+                probe.observe(&record.msg);
                 if let Err(returned) = target.send(record).await {
                     tracing::error!(pipeline = %self.pipeline, component, "dead-letter sink is gone; record dropped: {reason}");
                     drop(returned);
@@ -153,6 +214,8 @@ pub struct ComponentContext {
     pub dead_letters: DeadLetters,
     /// Resolves (becomes true) when the host shuts down. Only sources watch it.
     pub shutdown: watch::Receiver<bool>,
+    /// The component's counters.
+    pub metrics: Arc<ComponentMetrics>,
 }
 
 /// Why a pipeline could not start.
@@ -167,167 +230,24 @@ pub struct BuildError {
     pub reason: String,
 }
 
-/// Runs `pipelines` until `shutdown` resolves, then drains and returns.
+/// Runs `pipelines` until `shutdown` resolves, then drains and returns. Every pipeline is
+/// built before any starts; a pipeline that fails at run time restarts with backoff.
 pub async fn run(
     pipelines: Vec<PipelineSpec>,
     context: RunContext,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BuildError> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    for spec in &pipelines {
-        start_pipeline(spec, &context, &stop_rx, &mut tasks)?;
-    }
-    tracing::info!(pipelines = pipelines.len(), "running");
-    tokio::select! {
-        _ = shutdown => tracing::info!("shutting down: draining in-flight records"),
-        Some(done) = tasks.join_next() => report(done),
-    }
-    let _ = stop_tx.send(true);
-    while let Some(done) = tasks.join_next().await {
-        report(done);
-    }
-    tracing::info!("stopped");
-    Ok(())
-}
-
-fn report(done: Result<(), tokio::task::JoinError>) {
-    if let Err(err) = done {
-        tracing::error!("a component task failed: {err}");
-    }
-}
-
-/// Wires one pipeline: a channel per transform and sink, tasks for every component.
-fn start_pipeline(
-    spec: &PipelineSpec,
-    context: &RunContext,
-    shutdown: &watch::Receiver<bool>,
-    tasks: &mut JoinSet<()>,
-) -> Result<(), BuildError> {
-    let pipeline: Arc<str> = spec.name.as_str().into();
-    let fail = |component: &str, reason: String| BuildError {
-        pipeline: spec.name.clone(),
-        component: component.to_string(),
-        reason,
-    };
-
-    // One input channel per transform and sink.
-    let mut senders: HashMap<String, mpsc::Sender<Record>> = HashMap::new();
-    let mut receivers: HashMap<String, mpsc::Receiver<Record>> = HashMap::new();
-    let consumers = spec
-        .transforms
-        .iter()
-        .map(|t| t.name.clone())
-        .chain(spec.sinks.iter().map(|s| s.name.clone()));
-    for name in consumers {
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        senders.insert(name.clone(), tx);
-        receivers.insert(name, rx);
-    }
-    let dead_letters = DeadLetters {
-        pipeline: pipeline.clone(),
-        target: spec
-            .dead_letter
-            .as_ref()
-            .and_then(|name| senders.get(name).cloned()),
-    };
-    // Outputs of each source/transform: the channels of everything naming it as an input.
-    let mut outputs: HashMap<&str, Outputs> = HashMap::new();
-    for (consumer, inputs) in spec
-        .transforms
-        .iter()
-        .map(|t| (&t.name, &t.inputs))
-        .chain(spec.sinks.iter().map(|s| (&s.name, &s.inputs)))
-    {
-        for input in inputs {
-            if let Some(tx) = senders.get(consumer) {
-                outputs
-                    .entry(input.as_str())
-                    .or_default()
-                    .targets
-                    .push(tx.clone());
-            }
+    let topology = Topology::new(context, Arc::new(HostMetrics::default()));
+    for spec in pipelines {
+        if let Err(err) = topology.deploy(spec, None).await {
+            topology.shutdown().await;
+            return Err(err);
         }
     }
-    drop(senders); // channels close when their producers finish
-    let ctx = |component: &str| ComponentContext {
-        pipeline: pipeline.clone(),
-        component: component.into(),
-        dead_letters: if spec.dead_letter.as_deref() == Some(component) {
-            // The dead-letter sink must not feed itself, or its channel would never close.
-            DeadLetters {
-                pipeline: pipeline.clone(),
-                target: None,
-            }
-        } else {
-            dead_letters.clone()
-        },
-        shutdown: shutdown.clone(),
-    };
-
-    // Build everything first, so a pipeline either starts whole or not at all.
-    let mut starts: Vec<ComponentTask> = Vec::new();
-    for sink in &spec.sinks {
-        let input = receivers
-            .remove(&sink.name)
-            .ok_or_else(|| fail(&sink.name, "no input channel".into()))?;
-        let c = ctx(&sink.name);
-        let task = match &sink.config {
-            SinkConfig::Console(config) => {
-                crate::sinks::console::ConsoleSink::new(config.clone()).run(input, c)
-            }
-            SinkConfig::Mqtt(config) => crate::sinks::mqtt::MqttSink::build(config.clone(), &c)
-                .map_err(|reason| fail(&sink.name, reason))?
-                .run(input, c),
-            SinkConfig::Kafka(config) => crate::sinks::kafka::KafkaSink::build(config.clone(), &c)
-                .map_err(|reason| fail(&sink.name, reason))?
-                .run(input, c),
-            SinkConfig::Elasticsearch(config) => {
-                crate::sinks::elasticsearch::ElasticsearchSink::build(config.clone())
-                    .map_err(|reason| fail(&sink.name, reason))?
-                    .run(input, c)
-            }
-        };
-        starts.push(task);
-    }
-    for transform in &spec.transforms {
-        let input = receivers
-            .remove(&transform.name)
-            .ok_or_else(|| fail(&transform.name, "no input channel".into()))?;
-        let out = outputs.remove(transform.name.as_str()).unwrap_or_default();
-        let c = ctx(&transform.name);
-        let task = match &transform.config {
-            TransformConfig::Udf(config) => {
-                crate::transforms::udf::UdfTransform::build(config, context)
-                    .map_err(|reason| fail(&transform.name, reason))?
-                    .run(input, out, c)
-            }
-            TransformConfig::Filter(config) => crate::transforms::filter::Filter::build(config)
-                .map_err(|reason| fail(&transform.name, reason))?
-                .run(input, out, c),
-        };
-        starts.push(task);
-    }
-    for source in &spec.sources {
-        let out = outputs.remove(source.name.as_str()).unwrap_or_default();
-        let c = ctx(&source.name);
-        let task = match &source.config {
-            SourceConfig::Mqtt(config) => {
-                crate::sources::mqtt::MqttSource::build(config.clone(), &c)
-                    .map_err(|reason| fail(&source.name, reason))?
-                    .run(out, c)
-            }
-            SourceConfig::Kafka(config) => {
-                crate::sources::kafka::KafkaSource::build(config.clone(), &c)
-                    .map_err(|reason| fail(&source.name, reason))?
-                    .run(out, c)
-            }
-        };
-        starts.push(task);
-    }
-    drop(dead_letters);
-    for task in starts {
-        tasks.spawn(task);
-    }
+    tracing::info!(pipelines = topology.pipelines().len(), "running");
+    shutdown.await;
+    tracing::info!("shutting down: draining in-flight records");
+    topology.shutdown().await;
+    tracing::info!("stopped");
     Ok(())
 }

@@ -69,7 +69,7 @@ impl Filter {
                 match self.keep(&record.msg.value) {
                     Ok(true) => outputs.send(record).await,
                     Ok(false) => record.ack.done(),
-                    Err(reason) => ctx.dead_letters.send(record, &ctx.component, &reason).await,
+                    Err(reason) => ctx.dead_letters.send(record, &ctx.metrics, &reason).await,
                 }
             }
         })

@@ -163,7 +163,10 @@ impl UdfTransform {
                                 worker = next;
                                 version = worker.module().version();
                             }
-                            Ok(Err(err)) => tracing::error!(component = %ctx.component, "new UDF version refused here, {version} keeps running: {err}"),
+                            Ok(Err(err)) => {
+                                tracing::error!(component = %ctx.component, "new UDF version refused here, {version} keeps running: {err}");
+                                ctx.metrics.report_error(&format!("new UDF version refused here, {version} keeps running: {err}"));
+                            }
                             Err(err) => tracing::error!(component = %ctx.component, "new UDF version failed to start: {err}"),
                         }
                         continue;
@@ -182,8 +185,11 @@ impl UdfTransform {
                 }
                 let (messages, acks): (Vec<_>, Vec<_>) =
                     records.into_iter().map(|r| (r.msg, r.ack)).unzip();
+                let metrics = ctx.metrics.clone();
                 let joined = tokio::task::spawn_blocking(move || {
+                    let started = std::time::Instant::now();
                     let results = worker.process(&messages);
+                    metrics.batch_latency.observe(started.elapsed());
                     (worker, messages, results)
                 })
                 .await;
@@ -192,6 +198,7 @@ impl UdfTransform {
                     Err(err) => {
                         // The worker itself never panics on guest faults; this is a host bug.
                         tracing::error!(component = %ctx.component, "UDF thread failed: {err}; stopping this transform");
+                        ctx.metrics.report_error(&format!("UDF thread failed: {err}"));
                         return;
                     }
                 };
@@ -213,9 +220,10 @@ impl UdfTransform {
                             ack.done();
                         }
                         Err(err) => {
+                            ctx.metrics.udf_failure(err.kind());
                             let record = Record { msg: message, ack };
                             ctx.dead_letters
-                                .send(record, &ctx.component, &format!("udf {version}: {err}"))
+                                .send(record, &ctx.metrics, &format!("udf {version}: {err}"))
                                 .await;
                         }
                     }

@@ -1,0 +1,191 @@
+//! The admin HTTP API of `sluice serve` (axum): pipelines and UDFs (`api.rs`), metrics, health,
+//! tap and live events (`observe.rs`), the dashboard's anomaly scores (`scores.rs`), and the
+//! embedded dashboard page and OpenAPI document (`assets/`).
+//!
+//! Bearer-token auth is always on, except for `/health`, `/ready` and the dashboard page itself
+//! (static, no data: it asks for the token and sends it with every request). Browsers' SSE
+//! cannot set headers, so `?access_token=` is accepted too (RFC 6750 §2.3).
+
+mod api;
+mod observe;
+pub mod scores;
+
+use crate::control_plane::{ChangeError, ControlPlane};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// What the handlers share.
+pub struct AdminState {
+    /// Pipelines and UDFs.
+    pub control: Arc<ControlPlane>,
+    /// The bearer token every protected request must carry.
+    pub token: String,
+    /// Anomaly scores for the dashboard.
+    pub scores: Arc<scores::Scoreboard>,
+    /// True once the saved state is restored and the watches are running.
+    pub started: AtomicBool,
+}
+
+/// The largest UDF module accepted by `PUT /udfs/{name}`.
+pub const MAX_MODULE_BYTES: usize = 64 << 20;
+
+/// Every route.
+pub fn router(state: Arc<AdminState>) -> Router {
+    let protected = Router::new()
+        .route("/pipelines", get(api::list_pipelines))
+        .route(
+            "/pipelines/{name}",
+            get(api::get_pipeline)
+                .put(api::put_pipeline)
+                .delete(api::delete_pipeline),
+        )
+        .route("/pipelines/{name}/tap/{component}", get(observe::tap))
+        .route("/udfs", get(api::list_udfs))
+        .route(
+            "/udfs/{name}",
+            put(api::put_udf).layer(axum::extract::DefaultBodyLimit::max(MAX_MODULE_BYTES)),
+        )
+        .route("/udfs/{name}/rollback", post(api::rollback_udf))
+        .route("/metrics", get(observe::metrics))
+        .route("/events", get(observe::events))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/health", get(observe::health))
+        .route("/ready", get(observe::ready))
+        .route("/", get(dashboard))
+        .route("/openapi.json", get(openapi))
+        .merge(protected)
+        .with_state(state)
+}
+
+/// Serves the admin API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AdminState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// 401 unless the request carries the token (header, or `access_token` query parameter).
+async fn require_token(State(state): State<Arc<AdminState>>, request: Request, next: Next) -> Response {
+    let from_header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let from_query = request.uri().query().and_then(|q| {
+        q.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == "access_token")
+            .map(|(_, v)| v.to_string())
+    });
+    let presented = from_header.or(from_query);
+    match presented {
+        Some(token) if constant_time_eq(token.trim().as_bytes(), state.token.as_bytes()) => {
+            next.run(request).await
+        }
+        Some(_) => unauthorized("wrong token"),
+        None => unauthorized("missing bearer token (Authorization: Bearer TOKEN)"),
+    }
+}
+
+fn unauthorized(why: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer realm=\"sluice\"")],
+        Json(serde_json::json!({ "error": why })),
+    )
+        .into_response()
+}
+
+/// Compares without stopping at the first difference (no timing oracle for the token).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A change that was not made, as an HTTP error with a JSON body.
+pub struct ApiError(StatusCode, serde_json::Value);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(err: ChangeError) -> Self {
+        let message = err.to_string();
+        match err {
+            ChangeError::Invalid(errors) => ApiError(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({
+                    "error": "invalid pipeline",
+                    "errors": errors.iter().map(|e| serde_json::json!({
+                        "line": e.line,
+                        "column": e.column,
+                        "field": e.path,
+                        "message": e.message,
+                        "text": e.to_string(),
+                    })).collect::<Vec<_>>(),
+                }),
+            ),
+            ChangeError::BadName(_) | ChangeError::NameMismatch { .. } => {
+                ApiError(StatusCode::BAD_REQUEST, serde_json::json!({ "error": message }))
+            }
+            ChangeError::NotFound(_) => {
+                ApiError(StatusCode::NOT_FOUND, serde_json::json!({ "error": message }))
+            }
+            ChangeError::Build(_) | ChangeError::Udf(_) => ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                serde_json::json!({ "error": message }),
+            ),
+            ChangeError::State(_) => ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({ "error": message }),
+            ),
+        }
+    }
+}
+
+async fn dashboard() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("assets/dashboard.html"),
+    )
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("assets/openapi.json"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

@@ -1,0 +1,168 @@
+//! What operators watch: `/metrics` (Prometheus), `/health`, `/ready`, the live tap of one
+//! component (NDJSON), and `/events` (SSE snapshots for the dashboard).
+
+use super::AdminState;
+use crate::topology::supervisor::PipelineState;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::Json;
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_stream::wrappers::ReceiverStream;
+
+type Shared = State<Arc<AdminState>>;
+
+/// How often `/events` sends a snapshot.
+const EVENTS_EVERY: Duration = Duration::from_millis(500);
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): Shared) -> impl IntoResponse {
+    let topology = &state.control.topology;
+    let udfs = state.control.udfs.swap_counts();
+    let text = crate::metrics::render_prometheus(
+        topology.host_metrics(),
+        udfs.swaps,
+        udfs.refusals,
+        &topology.component_metrics(),
+    );
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+}
+
+/// `GET /health`: the process is up and serving.
+pub async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /ready`: 200 when the saved state is restored and every pipeline is running;
+/// 503 with the ones that are not.
+pub async fn ready(State(state): Shared) -> impl IntoResponse {
+    if !state.started.load(Ordering::Acquire) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "ready": false, "reason": "starting" })),
+        );
+    }
+    let not_running: Vec<serde_json::Value> = state
+        .control
+        .pipelines()
+        .into_iter()
+        .filter(|p| p.status != PipelineState::Running)
+        .map(|p| serde_json::json!({ "name": p.name, "status": p.status }))
+        .collect();
+    if not_running.is_empty() {
+        (StatusCode::OK, Json(serde_json::json!({ "ready": true })))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "ready": false, "not_running": not_running })),
+        )
+    }
+}
+
+/// Options of a tap.
+#[derive(serde::Deserialize)]
+pub struct TapParams {
+    /// Stop after this many messages (default: never).
+    limit: Option<u64>,
+    /// Pass on this fraction of messages, evenly spread (0 < sample <= 1; default 1).
+    sample: Option<f64>,
+}
+
+/// `GET /pipelines/{name}/tap/{component}`: the messages leaving a source or transform (for a
+/// sink: entering it), live, one JSON object per line. Ends at the limit, or when the pipeline
+/// is replaced or removed.
+pub async fn tap(
+    State(state): Shared,
+    Path((name, component)): Path<(String, String)>,
+    Query(params): Query<TapParams>,
+) -> Result<impl IntoResponse, super::ApiError> {
+    let sample = params.sample.unwrap_or(1.0);
+    if !(sample > 0.0 && sample <= 1.0) {
+        return Err(super::ApiError(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": format!("sample must be in (0, 1], got {sample}") }),
+        ));
+    }
+    let not_found = || {
+        super::ApiError(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({ "error": format!("no component `{component}` in pipeline `{name}`") }),
+        )
+    };
+    let view = state.control.topology.pipeline(&name).ok_or_else(not_found)?;
+    let probe = view
+        .probes
+        .iter()
+        .find(|p| *p.metrics.component == *component)
+        .ok_or_else(not_found)?;
+    let mut messages = probe.tap.subscribe();
+    drop(view);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, Infallible>>(64);
+    let limit = params.limit.unwrap_or(u64::MAX);
+    tokio::spawn(async move {
+        let (mut seen, mut sent) = (0u64, 0u64);
+        while sent < limit {
+            let message = match messages.recv().await {
+                Ok(message) => message,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(skipped)) => {
+                    let note = serde_json::json!({ "skipped": skipped });
+                    if tx.send(Ok(format!("{note}\n"))).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            // Evenly spread sampling: pass when the running count of sampled messages steps.
+            let before = (seen as f64 * sample).floor();
+            seen += 1;
+            if (seen as f64 * sample).floor() == before {
+                continue;
+            }
+            let line = serde_json::json!({
+                "key": message.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
+                "value": String::from_utf8_lossy(&message.value),
+                "headers": message.headers.iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::from(String::from_utf8_lossy(v).into_owned())))
+                    .collect::<serde_json::Map<_, _>>(),
+            });
+            if tx.send(Ok(format!("{line}\n"))).await.is_err() {
+                return; // the client went away
+            }
+            sent += 1;
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(ReceiverStream::new(rx)),
+    ))
+}
+
+/// `GET /events`: a `snapshot` event every half second with every pipeline's status and
+/// counters, the UDFs, and the recent anomaly scores.
+pub async fn events(State(state): Shared) -> impl IntoResponse {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(4);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EVENTS_EVERY);
+        loop {
+            tick.tick().await;
+            let snapshot = serde_json::json!({
+                "pipelines": state.control.pipelines(),
+                "udfs": state.control.udf_status(),
+                "scores": state.scores.snapshot(),
+            });
+            let event = Event::default().event("snapshot").data(snapshot.to_string());
+            if tx.send(Ok(event)).await.is_err() {
+                return; // the page was closed
+            }
+        }
+    });
+    Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
+}

@@ -1,0 +1,339 @@
+//! What `sluice serve` can be asked to change, whoever asks (the admin API, the pipelines
+//! directory watch, the state restored at start): deploy a pipeline from TOML, undeploy it,
+//! push or roll back a UDF, and the status views of both. Changes that came through the API
+//! are saved in the state directory so a restarted host comes back the same.
+
+use crate::pipeline::{parse_pipeline, ConfigError, PipelineSpec, TransformConfig};
+use crate::state_dir::{is_valid_name, write_atomically, StateDir, StateError};
+use crate::topology::supervisor::{Deployed, PipelineState, PipelineView};
+use crate::topology::{BuildError, Topology};
+use crate::udf_registry::{ModuleRef, RegistryError, UdfRegistry, UdfStatus};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Resolves `${VAR}` in pipeline TOML.
+pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Where a pipeline deployment came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The admin API (saved in the state directory).
+    Api,
+    /// A file in the watched pipelines directory (the file is its own record).
+    PipelinesDir,
+    /// Restored from the state directory at start.
+    Restored,
+}
+
+/// Why a change was not made. Nothing changed in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The TOML is invalid: every error found.
+    #[error("invalid pipeline: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<ConfigError>),
+    /// The name is not usable (it becomes a file name).
+    #[error("invalid name `{0}`: use letters, digits, `-`, `_` and `.` (not first)")]
+    BadName(String),
+    /// The pipeline name in the TOML differs from the one asked for.
+    #[error("the pipeline in the body is named `{found}`, not `{expected}`")]
+    NameMismatch {
+        /// The name in the request.
+        expected: String,
+        /// The name in `[pipeline] name`.
+        found: String,
+    },
+    /// A component could not be built (e.g. a UDF that does not load).
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// No such pipeline or UDF.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The UDF was refused (does not compile, wrong world, `init` failed) or cannot roll back.
+    #[error(transparent)]
+    Udf(#[from] RegistryError),
+    /// The state directory could not be written.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Status of one pipeline, as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PipelineStatus {
+    /// Its name.
+    pub name: String,
+    /// Running, restarting (with the reason) or stopping.
+    pub status: PipelineState,
+    /// Seconds since the Unix epoch when it was deployed.
+    pub deployed_at_unix: u64,
+    /// Its components with their inputs and counters.
+    pub components: Vec<ComponentStatus>,
+    /// The UDF versions it runs, by transform.
+    pub udfs: Vec<PipelineUdf>,
+    /// The dead-letter sink, if any.
+    pub dead_letter: Option<String>,
+}
+
+/// One component in [`PipelineStatus`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ComponentStatus {
+    /// Upstream components.
+    pub inputs: Vec<String>,
+    /// Counters, connection state and last error.
+    #[serde(flatten)]
+    pub counters: crate::metrics::ComponentSnapshot,
+}
+
+/// The UDF version one transform runs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PipelineUdf {
+    /// The transform.
+    pub transform: String,
+    /// The module as written in the pipeline.
+    pub module: String,
+    /// `NAME@SHA8` live now (for a path module: the path).
+    pub version: String,
+}
+
+/// UDF status as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UdfView {
+    /// The module name.
+    pub name: String,
+    /// The live version, `NAME@SHA8`.
+    pub version: String,
+    /// Earlier versions, newest first (rollback targets).
+    pub previous: Vec<String>,
+    /// Why the last new version was refused, if it was.
+    pub last_refusal: Option<String>,
+}
+
+impl From<UdfStatus> for UdfView {
+    fn from(s: UdfStatus) -> Self {
+        UdfView {
+            name: s.name,
+            version: s.version,
+            previous: s.previous,
+            last_refusal: s.last_refusal,
+        }
+    }
+}
+
+/// What a UDF push did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UdfPushed {
+    /// The module name.
+    pub name: String,
+    /// The version now in the UDF directory, `NAME@SHA8`.
+    pub version: String,
+    /// True when running pipelines switched to it now (false: unchanged, or not in use yet).
+    pub swapped: bool,
+}
+
+/// The host's pipelines and UDFs, changed from any origin.
+pub struct ControlPlane {
+    /// The running pipelines.
+    pub topology: Arc<Topology>,
+    /// The UDF modules.
+    pub udfs: Arc<UdfRegistry>,
+    /// Where API changes are saved.
+    pub state: StateDir,
+    env: Env,
+}
+
+impl ControlPlane {
+    /// A control plane over `topology`, saving to `state`.
+    pub fn new(topology: Arc<Topology>, state: StateDir, env: Env) -> Arc<Self> {
+        let udfs = topology.context().udfs.clone();
+        Arc::new(ControlPlane {
+            topology,
+            udfs,
+            state,
+            env,
+        })
+    }
+
+    /// Parses `toml` (errors name `file`), checks its name against `expected` when given, and
+    /// deploys it; an API deployment is then saved in the state directory.
+    pub async fn deploy_toml(
+        &self,
+        file: &Path,
+        toml: &str,
+        expected: Option<&str>,
+        origin: Origin,
+    ) -> Result<(PipelineSpec, Deployed), ChangeError> {
+        let env = self.env.clone();
+        let spec = parse_pipeline(file, toml, &move |name| env(name))
+            .map_err(|errors| ChangeError::Invalid(errors.0))?;
+        if !is_valid_name(&spec.name) {
+            return Err(ChangeError::BadName(spec.name));
+        }
+        if let Some(expected) = expected {
+            if spec.name != expected {
+                return Err(ChangeError::NameMismatch {
+                    expected: expected.to_string(),
+                    found: spec.name,
+                });
+            }
+        }
+        let name = spec.name.clone();
+        let deployed = self
+            .topology
+            .deploy(spec.clone(), Some(toml.to_string()))
+            .await?;
+        if origin == Origin::Api {
+            self.state.save_pipeline(&name, toml)?;
+        }
+        Ok((spec, deployed))
+    }
+
+    /// Drains and stops `name` and forgets it in the state directory.
+    pub async fn undeploy(&self, name: &str) -> Result<(), ChangeError> {
+        if !self.topology.undeploy(name).await {
+            return Err(ChangeError::NotFound(format!("pipeline `{name}`")));
+        }
+        if is_valid_name(name) {
+            self.state.remove_pipeline(name)?;
+        }
+        Ok(())
+    }
+
+    /// Deploys every pipeline saved in the state directory; a broken one is logged and skipped.
+    pub async fn restore(&self) -> Vec<String> {
+        let saved = match self.state.saved_pipelines() {
+            Ok(saved) => saved,
+            Err(err) => {
+                tracing::error!("cannot restore pipelines: {err}");
+                return Vec::new();
+            }
+        };
+        let mut restored = Vec::new();
+        for (file, toml) in saved {
+            match self.deploy_toml(&file, &toml, None, Origin::Restored).await {
+                Ok((spec, _)) => restored.push(spec.name),
+                Err(err) => {
+                    tracing::error!(file = %file.display(), "cannot restore pipeline: {err}")
+                }
+            }
+        }
+        restored
+    }
+
+    /// Makes `wasm` the live version of UDF `name` (refused if it does not compile, fit the
+    /// world or `init` for every pipeline using it), and saves it as `<udf-dir>/NAME.wasm`.
+    pub fn push_udf(&self, name: &str, wasm: &[u8]) -> Result<UdfPushed, ChangeError> {
+        if !is_valid_name(name) {
+            return Err(ChangeError::BadName(name.to_string()));
+        }
+        let swapped = self.udfs.deploy(name, wasm)?;
+        // Accepted: it is the version a restart (or a pipeline deployed later) loads.
+        write_atomically(&self.udfs.dir().join(format!("{name}.wasm")), wasm, None)?;
+        let version = format!("{name}@{}", &crate::udf_runtime::sha256_hex(wasm)[..8]);
+        Ok(UdfPushed {
+            name: name.to_string(),
+            version,
+            swapped: swapped.is_some(),
+        })
+    }
+
+    /// Puts the previous version of `name` live again, and saves it as the current file.
+    pub fn rollback_udf(&self, name: &str) -> Result<String, ChangeError> {
+        if !is_valid_name(name) {
+            return Err(ChangeError::BadName(name.to_string()));
+        }
+        let version = self.udfs.rollback(name)?;
+        let archived = self
+            .udfs
+            .dir()
+            .join(".versions")
+            .join(format!("{version}.wasm"));
+        match std::fs::read(&archived) {
+            Ok(bytes) => {
+                write_atomically(&self.udfs.dir().join(format!("{name}.wasm")), &bytes, None)?
+            }
+            Err(err) => tracing::warn!(
+                udf = name,
+                "rolled back, but {} is unreadable ({err}); a restart loads the newer file",
+                archived.display()
+            ),
+        }
+        Ok(version)
+    }
+
+    /// Every UDF in use.
+    pub fn udf_status(&self) -> Vec<UdfView> {
+        self.udfs.status().into_iter().map(UdfView::from).collect()
+    }
+
+    /// Every deployed pipeline.
+    pub fn pipelines(&self) -> Vec<PipelineStatus> {
+        let udfs = self.udfs.status();
+        self.topology
+            .pipelines()
+            .iter()
+            .map(|view| pipeline_status(view, &udfs))
+            .collect()
+    }
+
+    /// One deployed pipeline.
+    pub fn pipeline(&self, name: &str) -> Option<PipelineStatus> {
+        let view = self.topology.pipeline(name)?;
+        Some(pipeline_status(&view, &self.udfs.status()))
+    }
+}
+
+fn pipeline_status(view: &PipelineView, udfs: &[UdfStatus]) -> PipelineStatus {
+    let spec = &view.spec;
+    let inputs_of = |name: &str| -> Vec<String> {
+        spec.transforms
+            .iter()
+            .map(|c| (&c.name, &c.inputs))
+            .chain(spec.sinks.iter().map(|c| (&c.name, &c.inputs)))
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, inputs)| inputs.clone())
+            .unwrap_or_default()
+    };
+    let components = view
+        .probes
+        .iter()
+        .map(|probe| {
+            let counters = probe.metrics.snapshot();
+            ComponentStatus {
+                inputs: inputs_of(&counters.name),
+                counters,
+            }
+        })
+        .collect();
+    let pipeline_udfs = spec
+        .transforms
+        .iter()
+        .filter_map(|t| match &t.config {
+            TransformConfig::Udf(config) => Some((t, config)),
+            TransformConfig::Filter(_) => None,
+        })
+        .map(|(t, config)| PipelineUdf {
+            transform: t.name.clone(),
+            module: config.module.clone(),
+            version: match ModuleRef::parse(&config.module) {
+                ModuleRef::Name(name) => udfs
+                    .iter()
+                    .find(|u| u.name == name)
+                    .map(|u| u.version.clone())
+                    .unwrap_or(name),
+                ModuleRef::Pinned { name, sha } => format!("{name}@{}", &sha[..8]),
+                ModuleRef::Path(path) => path.display().to_string(),
+            },
+        })
+        .collect();
+    PipelineStatus {
+        name: spec.name.clone(),
+        status: view.state.clone(),
+        deployed_at_unix: view
+            .deployed_at
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        components,
+        udfs: pipeline_udfs,
+        dead_letter: spec.dead_letter.clone(),
+    }
+}

@@ -1,0 +1,194 @@
+//! Wiring one pipeline: a bounded channel per transform and sink, fan-out to everything naming
+//! a component as input, the dead-letter route, and every component built into a task.
+//! A pipeline builds whole or not at all.
+
+use super::{BuildError, ComponentContext, ComponentTask, DeadLetters, Outputs, Probe, Record};
+use super::{RunContext, CHANNEL_CAPACITY};
+use crate::metrics::ComponentMetrics;
+use crate::pipeline::{PipelineSpec, SinkConfig, SourceConfig, TransformConfig};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// Fresh probes (counters, taps) for every component of `spec`: sources, transforms, sinks.
+pub fn probes_for(spec: &PipelineSpec) -> Vec<Arc<Probe>> {
+    let pipeline: Arc<str> = spec.name.as_str().into();
+    let probe = |name: &str, role, kind| {
+        Arc::new(Probe::new(ComponentMetrics::new(
+            pipeline.clone(),
+            name.into(),
+            role,
+            kind,
+        )))
+    };
+    spec.sources
+        .iter()
+        .map(|c| probe(&c.name, "source", c.config.kind()))
+        .chain(
+            spec.transforms
+                .iter()
+                .map(|c| probe(&c.name, "transform", c.config.kind())),
+        )
+        .chain(
+            spec.sinks
+                .iter()
+                .map(|c| probe(&c.name, "sink", c.config.kind())),
+        )
+        .collect()
+}
+
+/// Builds every component of `spec` into a task (not yet spawned). `probes` come from
+/// [`probes_for`] on the same spec; `shutdown` stops the sources.
+pub fn build_pipeline(
+    spec: &PipelineSpec,
+    context: &RunContext,
+    probes: &[Arc<Probe>],
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Vec<ComponentTask>, BuildError> {
+    let pipeline: Arc<str> = spec.name.as_str().into();
+    let fail = |component: &str, reason: String| BuildError {
+        pipeline: spec.name.clone(),
+        component: component.to_string(),
+        reason,
+    };
+    let probe_of: HashMap<&str, Arc<Probe>> = probes
+        .iter()
+        .map(|p| (&*p.metrics.component, p.clone()))
+        .collect();
+    let probe = |name: &str| {
+        probe_of
+            .get(name)
+            .cloned()
+            .ok_or_else(|| fail(name, "no probe for this component".into()))
+    };
+
+    // One input channel per transform and sink.
+    let mut senders: HashMap<String, mpsc::Sender<Record>> = HashMap::new();
+    let mut receivers: HashMap<String, mpsc::Receiver<Record>> = HashMap::new();
+    let consumers = spec
+        .transforms
+        .iter()
+        .map(|t| t.name.clone())
+        .chain(spec.sinks.iter().map(|s| s.name.clone()));
+    for name in consumers {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        senders.insert(name.clone(), tx);
+        receivers.insert(name, rx);
+    }
+    let dead_letter_target = match &spec.dead_letter {
+        Some(name) => match senders.get(name) {
+            Some(tx) => Some((tx.clone(), probe(name)?)),
+            None => None,
+        },
+        None => None,
+    };
+    let dead_letters = DeadLetters {
+        pipeline: pipeline.clone(),
+        target: dead_letter_target,
+    };
+    // Outputs of each source/transform: the channels of everything naming it as an input.
+    let mut outputs: HashMap<&str, Outputs> = HashMap::new();
+    for (consumer, inputs) in spec
+        .transforms
+        .iter()
+        .map(|t| (&t.name, &t.inputs))
+        .chain(spec.sinks.iter().map(|s| (&s.name, &s.inputs)))
+    {
+        for input in inputs {
+            if let Some(tx) = senders.get(consumer) {
+                let entry = match outputs.entry(input.as_str()) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(Outputs::new(probe(input)?))
+                    }
+                };
+                entry.targets.push((tx.clone(), probe(consumer)?));
+            }
+        }
+    }
+    drop(senders); // channels close when their producers finish
+    let ctx = |component: &str| -> Result<ComponentContext, BuildError> {
+        Ok(ComponentContext {
+            pipeline: pipeline.clone(),
+            component: component.into(),
+            dead_letters: if spec.dead_letter.as_deref() == Some(component) {
+                // The dead-letter sink must not feed itself, or its channel would never close.
+                DeadLetters {
+                    pipeline: pipeline.clone(),
+                    target: None,
+                }
+            } else {
+                dead_letters.clone()
+            },
+            shutdown: shutdown.clone(),
+            metrics: probe(component)?.metrics.clone(),
+        })
+    };
+    let outputs_of = |outputs: &mut HashMap<&str, Outputs>, name: &str| {
+        Ok::<_, BuildError>(match outputs.remove(name) {
+            Some(out) => out,
+            None => Outputs::new(probe(name)?),
+        })
+    };
+
+    let mut tasks: Vec<ComponentTask> = Vec::new();
+    for sink in &spec.sinks {
+        let input = receivers
+            .remove(&sink.name)
+            .ok_or_else(|| fail(&sink.name, "no input channel".into()))?;
+        let c = ctx(&sink.name)?;
+        let task = match &sink.config {
+            SinkConfig::Console(config) => {
+                crate::sinks::console::ConsoleSink::new(config.clone()).run(input, c)
+            }
+            SinkConfig::Mqtt(config) => crate::sinks::mqtt::MqttSink::build(config.clone(), &c)
+                .map_err(|reason| fail(&sink.name, reason))?
+                .run(input, c),
+            SinkConfig::Kafka(config) => crate::sinks::kafka::KafkaSink::build(config.clone(), &c)
+                .map_err(|reason| fail(&sink.name, reason))?
+                .run(input, c),
+            SinkConfig::Elasticsearch(config) => {
+                crate::sinks::elasticsearch::ElasticsearchSink::build(config.clone())
+                    .map_err(|reason| fail(&sink.name, reason))?
+                    .run(input, c)
+            }
+        };
+        tasks.push(task);
+    }
+    for transform in &spec.transforms {
+        let input = receivers
+            .remove(&transform.name)
+            .ok_or_else(|| fail(&transform.name, "no input channel".into()))?;
+        let out = outputs_of(&mut outputs, &transform.name)?;
+        let c = ctx(&transform.name)?;
+        let task = match &transform.config {
+            TransformConfig::Udf(config) => {
+                crate::transforms::udf::UdfTransform::build(config, context)
+                    .map_err(|reason| fail(&transform.name, reason))?
+                    .run(input, out, c)
+            }
+            TransformConfig::Filter(config) => crate::transforms::filter::Filter::build(config)
+                .map_err(|reason| fail(&transform.name, reason))?
+                .run(input, out, c),
+        };
+        tasks.push(task);
+    }
+    for source in &spec.sources {
+        let out = outputs_of(&mut outputs, &source.name)?;
+        let c = ctx(&source.name)?;
+        let task = match &source.config {
+            SourceConfig::Mqtt(config) => {
+                crate::sources::mqtt::MqttSource::build(config.clone(), &c)
+                    .map_err(|reason| fail(&source.name, reason))?
+                    .run(out, c)
+            }
+            SourceConfig::Kafka(config) => {
+                crate::sources::kafka::KafkaSource::build(config.clone(), &c)
+                    .map_err(|reason| fail(&source.name, reason))?
+                    .run(out, c)
+            }
+        };
+        tasks.push(task);
+    }
+    Ok(tasks)
+}
