@@ -21,6 +21,7 @@ pub mod message;
 pub mod metrics;
 pub mod mqtt_common;
 pub mod pipeline;
+pub mod pipelines_dir;
 pub mod sinks;
 pub mod sources;
 pub mod state_dir;

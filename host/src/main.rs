@@ -9,6 +9,9 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "sluice", version, about)]
 struct Cli {
+    /// Log format on stderr (the level comes from SLUICE_LOG, e.g. `info`).
+    #[arg(long, global = true, value_enum, default_value_t = cli::LogFormat::Text)]
+    log_format: cli::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -22,6 +25,16 @@ enum Command {
     Validate(cli::validate::ValidateArgs),
     /// Run pipelines until Ctrl-C or SIGTERM, then drain in-flight records.
     Run(cli::run::RunArgs),
+    /// Run a long-lived host with the admin API, metrics and dashboard.
+    Serve(cli::serve::ServeArgs),
+    /// Deploy pipeline files to a running host (or replace them, draining the old version).
+    Deploy(cli::admin_client::DeployArgs),
+    /// Drain and stop a pipeline on a running host.
+    Undeploy(cli::admin_client::UndeployArgs),
+    /// Show a running host's pipelines (components, counters, last errors) and UDFs.
+    Status(cli::admin_client::StatusArgs),
+    /// Stream the messages passing one component of a running host (PIPELINE.COMPONENT).
+    Tap(cli::admin_client::TapArgs),
 }
 
 #[derive(Subcommand)]
@@ -34,16 +47,28 @@ enum UdfCommand {
     Build(cli::udf_kit::UdfBuildArgs),
     /// Measure a UDF's throughput (records/s) and latency percentiles on sample input.
     Bench(cli::udf_bench::UdfBenchArgs),
+    /// Upload a module to a running host: it goes live (hot reload) if it passes the checks.
+    Push(cli::admin_client::UdfPushArgs),
+    /// Put a UDF on a running host back to its previous version.
+    Rollback(cli::admin_client::UdfRollbackArgs),
 }
 
 fn main() -> ExitCode {
-    cli::init_tracing();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    cli::init_tracing(cli.log_format);
+    match cli.command {
         Command::Udf(UdfCommand::Test(args)) => cli::udf_test::run(args),
         Command::Udf(UdfCommand::New(args)) => cli::udf_kit::new(args),
         Command::Udf(UdfCommand::Build(args)) => cli::udf_kit::build(args),
         Command::Udf(UdfCommand::Bench(args)) => cli::udf_bench::run(args),
         Command::Validate(args) => cli::validate::run(args),
         Command::Run(args) => cli::run::run(args),
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Deploy(args) => cli::admin_client::deploy(args),
+        Command::Undeploy(args) => cli::admin_client::undeploy(args),
+        Command::Status(args) => cli::admin_client::status(args),
+        Command::Tap(args) => cli::admin_client::tap(args),
+        Command::Udf(UdfCommand::Push(args)) => cli::admin_client::udf_push(args),
+        Command::Udf(UdfCommand::Rollback(args)) => cli::admin_client::udf_rollback(args),
     }
 }

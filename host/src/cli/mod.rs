@@ -1,6 +1,8 @@
 //! The `sluice` subcommands, one file each, plus what they share (logging, UDF lookup).
 
+pub mod admin_client;
 pub mod run;
+pub mod serve;
 pub mod udf_bench;
 pub mod udf_kit;
 pub mod udf_test;
@@ -9,15 +11,41 @@ pub mod validate;
 use std::path::{Path, PathBuf};
 use tracing_subscriber::EnvFilter;
 
+/// How logs are written.
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields, span).
+    Json,
+}
+
 /// Logs to stderr; the filter comes from `SLUICE_LOG` (e.g. `info`, `sluice=debug`), default `warn`.
-pub fn init_tracing() {
+pub fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
+}
+
+/// The state directory of `sluice serve`: `SLUICE_STATE_DIR`, else `$XDG_STATE_HOME/sluice`,
+/// else `~/.local/state/sluice`, else `.sluice-state`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SLUICE_STATE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+        return Path::new(&dir).join("sluice");
+    }
+    std::env::var_os("HOME")
+        .map(|home| Path::new(&home).join(".local/state/sluice"))
+        .unwrap_or_else(|| PathBuf::from(".sluice-state"))
 }
 
 /// The UDF directory: `--udf-dir`, else `SLUICE_UDF_DIR`, else `target/udfs`.

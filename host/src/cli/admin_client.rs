@@ -1,0 +1,496 @@
+//! The admin API's command-line client: `sluice deploy FILE...`, `sluice undeploy NAME`,
+//! `sluice status [NAME]`, `sluice udf push MODULE`, `sluice udf rollback NAME` and
+//! `sluice tap PIPELINE.COMPONENT`, talking to `sluice serve` at `--admin URL`.
+//!
+//! The token comes from `--token`, else `SLUICE_ADMIN_TOKEN`, else the `admin-token` file in
+//! the state directory (what `sluice serve` generated on this machine).
+//! Exit status: 0 done, 1 the host refused (the reason is printed), 2 the host could not be
+//! reached or the arguments are unusable.
+
+use super::default_state_dir;
+use super::serve::DEFAULT_LISTEN;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Where the admin API is and how to authenticate.
+#[derive(clap::Args, Clone)]
+pub struct AdminArgs {
+    /// The admin API [default: $SLUICE_ADMIN_URL, else http://127.0.0.1:7878].
+    #[arg(long, value_name = "URL")]
+    admin: Option<String>,
+    /// The bearer token [default: $SLUICE_ADMIN_TOKEN, else STATE_DIR/admin-token].
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// The state directory whose `admin-token` to use [default: as `sluice serve`].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+/// Arguments of `sluice deploy`.
+#[derive(clap::Args)]
+pub struct DeployArgs {
+    /// Pipeline TOML files; each is deployed (or replaces the pipeline of the same name).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// Arguments of `sluice undeploy`.
+#[derive(clap::Args)]
+pub struct UndeployArgs {
+    /// The pipeline to drain and stop.
+    name: String,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// Arguments of `sluice status`.
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    /// One pipeline (default: every pipeline and UDF).
+    name: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// Arguments of `sluice udf push`.
+#[derive(clap::Args)]
+pub struct UdfPushArgs {
+    /// The `.wasm` file to upload.
+    module: PathBuf,
+    /// The UDF name [default: the file name without `.wasm`].
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// Arguments of `sluice udf rollback`.
+#[derive(clap::Args)]
+pub struct UdfRollbackArgs {
+    /// The UDF to put back to its previous version.
+    name: String,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// Arguments of `sluice tap`.
+#[derive(clap::Args)]
+pub struct TapArgs {
+    /// `PIPELINE.COMPONENT`: what leaves a source or transform, or enters a sink.
+    target: String,
+    /// Stop after this many messages.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Show this fraction of the messages, evenly spread (0 < RATE <= 1).
+    #[arg(long, value_name = "RATE")]
+    sample: Option<f64>,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// A failed command: what to print and the exit status.
+struct Failure(u8, String);
+
+fn finish(result: Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(code, message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// A connection to the admin API.
+struct Admin {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Admin {
+    fn connect(args: &AdminArgs) -> Result<Admin, Failure> {
+        let base = args
+            .admin
+            .clone()
+            .or_else(|| std::env::var("SLUICE_ADMIN_URL").ok())
+            .unwrap_or_else(|| format!("http://{DEFAULT_LISTEN}"));
+        let token = match args
+            .token
+            .clone()
+            .or_else(|| std::env::var("SLUICE_ADMIN_TOKEN").ok())
+        {
+            Some(token) => token,
+            None => {
+                let file = args
+                    .state_dir
+                    .clone()
+                    .unwrap_or_else(default_state_dir)
+                    .join("admin-token");
+                std::fs::read_to_string(&file).map_err(|err| {
+                    Failure(
+                        2,
+                        format!(
+                            "no admin token: pass --token, set SLUICE_ADMIN_TOKEN, or run where \
+                             `sluice serve` keeps {} ({err})",
+                            file.display()
+                        ),
+                    )
+                })?
+            }
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| Failure(2, format!("cannot create an HTTP client: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failure(2, format!("cannot start the async runtime: {e}")))?;
+        Ok(Admin {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.trim().to_string(),
+            http,
+            runtime,
+        })
+    }
+
+    /// Sends a request; returns the JSON body of a 2xx answer, or the API's error message.
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        content_type: &str,
+    ) -> Result<serde_json::Value, Failure> {
+        let url = format!("{}{path}", self.base);
+        self.runtime.block_on(async {
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(&self.token);
+            if let Some(body) = body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
+                    .body(body);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| Failure(2, format!("cannot reach the admin API at {url}: {e}")))?;
+            let status = response.status();
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| Failure(2, format!("{method} {url}: {e}")))?;
+            let json: serde_json::Value =
+                serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                    serde_json::json!({ "error": String::from_utf8_lossy(&bytes) })
+                });
+            if status.is_success() {
+                Ok(json)
+            } else {
+                Err(Failure(1, format!("{method} {path}: {status}: {}", describe_error(&json))))
+            }
+        })
+    }
+}
+
+/// The API's error body as lines: the message, then every validation error.
+fn describe_error(json: &serde_json::Value) -> String {
+    let mut text = json
+        .get("error")
+        .and_then(|e| e.as_str())
+        .unwrap_or("(no message)")
+        .to_string();
+    if let Some(errors) = json.get("errors").and_then(|e| e.as_array()) {
+        for err in errors {
+            if let Some(line) = err.get("text").and_then(|t| t.as_str()) {
+                text.push_str("\n  ");
+                text.push_str(line);
+            }
+        }
+    }
+    text
+}
+
+/// The pipeline name a file deploys as: `[pipeline] name`, else the file stem.
+fn pipeline_name(file: &Path, text: &str) -> String {
+    text.parse::<toml::Table>()
+        .ok()
+        .and_then(|t| {
+            t.get("pipeline")?
+                .get("name")?
+                .as_str()
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| {
+            file.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+}
+
+/// `sluice deploy FILE...`
+pub fn deploy(args: DeployArgs) -> ExitCode {
+    finish((|| {
+        let admin = Admin::connect(&args.admin)?;
+        let mut failed = None;
+        for file in &args.files {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Failure(2, format!("{}: cannot read: {e}", file.display())))?;
+            let name = pipeline_name(file, &text);
+            match admin.call(
+                reqwest::Method::PUT,
+                &format!("/pipelines/{name}"),
+                Some(text.into_bytes()),
+                "application/toml",
+            ) {
+                Ok(answer) => println!(
+                    "{name}: {}",
+                    answer
+                        .get("deployed")
+                        .and_then(|d| d.as_str())
+                        .unwrap_or("deployed")
+                ),
+                Err(Failure(code, message)) => {
+                    eprintln!("{}: {message}", file.display());
+                    failed = Some(Failure(code, format!("{} not deployed", file.display())));
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    })())
+}
+
+/// `sluice undeploy NAME`
+pub fn undeploy(args: UndeployArgs) -> ExitCode {
+    finish((|| {
+        let admin = Admin::connect(&args.admin)?;
+        admin.call(
+            reqwest::Method::DELETE,
+            &format!("/pipelines/{}", args.name),
+            None,
+            "",
+        )?;
+        println!("{}: undeployed (drained)", args.name);
+        Ok(())
+    })())
+}
+
+/// `sluice status [NAME]`
+pub fn status(args: StatusArgs) -> ExitCode {
+    finish((|| {
+        let admin = Admin::connect(&args.admin)?;
+        let (pipelines, udfs) = match &args.name {
+            Some(name) => {
+                let one = admin.call(reqwest::Method::GET, &format!("/pipelines/{name}"), None, "")?;
+                (vec![one], None)
+            }
+            None => {
+                let all = admin.call(reqwest::Method::GET, "/pipelines", None, "")?;
+                let udfs = admin.call(reqwest::Method::GET, "/udfs", None, "")?;
+                let list = all
+                    .get("pipelines")
+                    .and_then(|p| p.as_array())
+                    .cloned()
+                    .unwrap_or_default();
+                (list, Some(udfs))
+            }
+        };
+        if args.json {
+            let out = serde_json::json!({ "pipelines": pipelines, "udfs": udfs.and_then(|u| u.get("udfs").cloned()) });
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            return Ok(());
+        }
+        print!("{}", status_table(&pipelines, udfs.as_ref()));
+        Ok(())
+    })())
+}
+
+/// Pipelines with their components and counters, then UDF versions, as text.
+fn status_table(pipelines: &[serde_json::Value], udfs: Option<&serde_json::Value>) -> String {
+    use std::fmt::Write;
+    let s = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+    let n = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+    let mut out = String::new();
+    if pipelines.is_empty() {
+        out.push_str("no pipelines deployed\n");
+    }
+    for p in pipelines {
+        let state = p.get("status").cloned().unwrap_or_default();
+        let _ = write!(out, "pipeline {}: {}", s(p, "name"), s(&state, "state"));
+        if let Some(reason) = state.get("reason").and_then(|r| r.as_str()) {
+            let _ = write!(out, " ({reason})");
+        }
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            "  {:<22} {:<10} {:<14} {:>10} {:>10} {:>8}  last error",
+            "component", "role", "kind", "in", "out", "errors"
+        );
+        for c in p.get("components").and_then(|c| c.as_array()).into_iter().flatten() {
+            let last = c
+                .get("last_error")
+                .and_then(|e| e.get("message"))
+                .and_then(|m| m.as_str())
+                .unwrap_or("");
+            let _ = writeln!(
+                out,
+                "  {:<22} {:<10} {:<14} {:>10} {:>10} {:>8}  {last}",
+                s(c, "name"),
+                s(c, "role"),
+                s(c, "kind"),
+                n(c, "records_in"),
+                n(c, "records_out"),
+                n(c, "errors"),
+            );
+        }
+        for u in p.get("udfs").and_then(|u| u.as_array()).into_iter().flatten() {
+            let _ = writeln!(out, "  udf {}: {}", s(u, "transform"), s(u, "version"));
+        }
+    }
+    if let Some(udfs) = udfs.and_then(|u| u.get("udfs")).and_then(|u| u.as_array()) {
+        for u in udfs {
+            let _ = write!(out, "udf {}: live {}", s(u, "name"), s(u, "version"));
+            if let Some(refusal) = u.get("last_refusal").and_then(|r| r.as_str()) {
+                let _ = write!(out, " (last refused: {refusal})");
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `sluice udf push MODULE`
+pub fn udf_push(args: UdfPushArgs) -> ExitCode {
+    finish((|| {
+        let admin = Admin::connect(&args.admin)?;
+        let name = match &args.name {
+            Some(name) => name.clone(),
+            None => args
+                .module
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .ok_or_else(|| Failure(2, format!("{}: no file name", args.module.display())))?,
+        };
+        let wasm = std::fs::read(&args.module)
+            .map_err(|e| Failure(2, format!("{}: cannot read: {e}", args.module.display())))?;
+        let answer = admin.call(
+            reqwest::Method::PUT,
+            &format!("/udfs/{name}"),
+            Some(wasm),
+            "application/wasm",
+        )?;
+        let swapped = answer.get("swapped").and_then(|s| s.as_bool()) == Some(true);
+        println!(
+            "{}: {}",
+            answer.get("version").and_then(|v| v.as_str()).unwrap_or(&name),
+            if swapped {
+                "live (running pipelines switched between batches)"
+            } else {
+                "stored (already live, or no pipeline uses it yet)"
+            }
+        );
+        Ok(())
+    })())
+}
+
+/// `sluice udf rollback NAME`
+pub fn udf_rollback(args: UdfRollbackArgs) -> ExitCode {
+    finish((|| {
+        let admin = Admin::connect(&args.admin)?;
+        let answer = admin.call(
+            reqwest::Method::POST,
+            &format!("/udfs/{}/rollback", args.name),
+            None,
+            "",
+        )?;
+        println!(
+            "{}: rolled back to {}",
+            args.name,
+            answer.get("version").and_then(|v| v.as_str()).unwrap_or("?")
+        );
+        Ok(())
+    })())
+}
+
+/// `sluice tap PIPELINE.COMPONENT`: prints each message's JSON line as it arrives.
+pub fn tap(args: TapArgs) -> ExitCode {
+    finish((|| {
+        let (pipeline, component) = args.target.split_once('.').ok_or_else(|| {
+            Failure(2, format!("expected PIPELINE.COMPONENT, found {:?}", args.target))
+        })?;
+        let admin = Admin::connect(&args.admin)?;
+        let mut query = Vec::new();
+        if let Some(limit) = args.limit {
+            query.push(format!("limit={limit}"));
+        }
+        if let Some(sample) = args.sample {
+            query.push(format!("sample={sample}"));
+        }
+        let url = format!(
+            "{}/pipelines/{pipeline}/tap/{component}?{}",
+            admin.base,
+            query.join("&")
+        );
+        admin.runtime.block_on(async {
+            let mut response = admin
+                .http
+                .get(&url)
+                .bearer_auth(&admin.token)
+                .send()
+                .await
+                .map_err(|e| Failure(2, format!("cannot reach the admin API at {url}: {e}")))?;
+            if !response.status().is_success() {
+                let status = response.status();
+                let body = response.bytes().await.unwrap_or_default();
+                let json = serde_json::from_slice(&body).unwrap_or_default();
+                return Err(Failure(1, format!("tap {}: {status}: {}", args.target, describe_error(&json))));
+            }
+            use std::io::Write;
+            let mut stdout = std::io::stdout();
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .map_err(|e| Failure(2, format!("tap {}: {e}", args.target)))?
+            {
+                if stdout.write_all(&chunk).and_then(|_| stdout.flush()).is_err() {
+                    break; // stdout closed (e.g. piped into head)
+                }
+            }
+            Ok(())
+        })
+    })())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_names_come_from_the_toml_or_the_file() {
+        let file = Path::new("dir/ecg.toml");
+        assert_eq!(pipeline_name(file, "[pipeline]\nname = \"x\"\n"), "x");
+        assert_eq!(pipeline_name(file, "[sources.a]\ntype = \"mqtt\"\n"), "ecg");
+        assert_eq!(pipeline_name(file, "not toml ["), "ecg");
+    }
+
+    #[test]
+    fn validation_errors_are_listed() {
+        let body = serde_json::json!({
+            "error": "invalid pipeline",
+            "errors": [{ "text": "p.toml:3:1: sinks.x.inputs: unknown component" }],
+        });
+        assert_eq!(
+            describe_error(&body),
+            "invalid pipeline\n  p.toml:3:1: sinks.x.inputs: unknown component"
+        );
+    }
+}

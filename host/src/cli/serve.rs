@@ -1,0 +1,132 @@
+//! `sluice serve`: a long-lived host with the admin API (pipelines, UDFs, metrics, tap, the
+//! dashboard). Comes back from its state directory with the same pipelines and UDF versions;
+//! with `--pipelines-dir`, the `.toml` files there are deployed and followed too.
+//! Stops on Ctrl-C or SIGTERM after draining every pipeline. Exit status: 0 after a clean stop,
+//! 1 when it cannot start (state directory, address in use...).
+
+use super::{default_cache_dir, default_state_dir, run::stop_signal};
+use sluice::admin::{scores::Scoreboard, AdminState};
+use sluice::control_plane::{ControlPlane, Env};
+use sluice::metrics::HostMetrics;
+use sluice::state_dir::StateDir;
+use sluice::topology::{RunContext, Topology};
+use sluice::udf_registry::UdfRegistry;
+use sluice::udf_runtime::{RuntimeOptions, UdfRuntime};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// The admin API's default address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+/// Arguments of `sluice serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address of the admin API and dashboard (port 0: any free port, printed at start).
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Where deployed pipelines, uploaded UDFs and a generated admin token are kept
+    /// [default: $SLUICE_STATE_DIR, else $XDG_STATE_HOME/sluice, else ~/.local/state/sluice].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Where UDF modules are looked up [default: STATE_DIR/udfs].
+    #[arg(long, value_name = "DIR")]
+    udf_dir: Option<PathBuf>,
+    /// Also deploy the `.toml` files in this directory and follow their changes.
+    #[arg(long, value_name = "DIR")]
+    pipelines_dir: Option<PathBuf>,
+    /// Do not watch the UDF directory for new module files (uploads still hot-reload).
+    #[arg(long)]
+    no_watch: bool,
+}
+
+/// Runs the command.
+pub fn run(args: ServeArgs) -> ExitCode {
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    let state = StateDir::open(state_dir).map_err(|e| e.to_string())?;
+    let explicit = std::env::var("SLUICE_ADMIN_TOKEN").ok();
+    let (token, generated) = state.admin_token(explicit).map_err(|e| e.to_string())?;
+    let runtime = UdfRuntime::new(RuntimeOptions {
+        cache_dir: default_cache_dir(),
+        fuel_metering: false,
+    })
+    .map_err(|e| e.to_string())?;
+    let udf_dir = args.udf_dir.clone().unwrap_or_else(|| state.udf_dir());
+    let udfs = UdfRegistry::new(Arc::new(runtime), udf_dir);
+    let _udf_watch = if args.no_watch {
+        None
+    } else {
+        Some(udfs.watch()?)
+    };
+    let topology = Topology::new(RunContext { udfs }, Arc::new(HostMetrics::default()));
+    let env: Env = Arc::new(|name: &str| std::env::var(name).ok());
+    let control = ControlPlane::new(topology.clone(), state.clone(), env);
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    tokio.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the listening address: {e}"))?;
+        eprintln!(
+            "sluice serve: admin API and dashboard on http://{address}/ (state: {})",
+            state.root().display()
+        );
+        if generated {
+            eprintln!(
+                "sluice serve: generated an admin token, saved in {} (mode 0600); it is shown only now:\n{token}",
+                state.token_path().display()
+            );
+        }
+        let scores = Arc::new(Scoreboard::default());
+        let admin = Arc::new(AdminState {
+            control: control.clone(),
+            token,
+            scores: scores.clone(),
+            started: Default::default(),
+        });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = {
+            let mut stop_rx = stop_rx.clone();
+            tokio::spawn(sluice::admin::serve(listener, admin.clone(), async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            }))
+        };
+        let follow = tokio::spawn(scores.follow(topology.clone()));
+        let restored = control.restore().await;
+        tracing::info!(pipelines = ?restored, "restored from the state directory");
+        let _pipelines_watch = match &args.pipelines_dir {
+            Some(dir) => Some(sluice::pipelines_dir::watch(dir.clone(), control.clone()).await?),
+            None => None,
+        };
+        admin.started.store(true, Ordering::Release);
+        eprintln!("sluice serve: ready");
+        stop_signal().await;
+        tracing::info!("shutting down: draining every pipeline");
+        drop(_pipelines_watch);
+        topology.shutdown().await;
+        let _ = stop_tx.send(true);
+        follow.abort();
+        match server.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(format!("admin API: {err}")),
+            Err(err) => Err(format!("admin API task: {err}")),
+        }
+    })
+}
