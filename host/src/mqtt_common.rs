@@ -291,6 +291,14 @@ pub enum MqttEvent {
 }
 
 impl MqttEventLoop {
+    /// After the DISCONNECT went out: keeps reading until the broker closes the connection (or
+    /// `limit` passes). Closing a socket that still has unread data (publishes the broker sent
+    /// meanwhile) makes the kernel send a reset, and the broker then drops what it had not read
+    /// yet: our last acknowledgements and the DISCONNECT itself.
+    pub async fn wait_closed(&mut self, limit: std::time::Duration) {
+        let _ = tokio::time::timeout(limit, async { while self.poll().await.is_ok() {} }).await;
+    }
+
     /// The next event; an error means the connection dropped (polling again reconnects).
     pub async fn poll(&mut self) -> Result<MqttEvent, String> {
         use rumqttc::Outgoing;

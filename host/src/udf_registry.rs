@@ -174,12 +174,13 @@ impl UdfRegistry {
         let bytes = std::fs::read(&path).map_err(|source| LoadError::Read { path, source })?;
         let module = self.runtime.load(name, &bytes)?;
         self.archive(&module, &bytes);
+        let previous = self.load_history(name, &module);
         let (live, receiver) = watch::channel(module);
         self.lock().insert(
             name.to_string(),
             Entry {
                 live,
-                previous: Vec::new(),
+                previous,
                 subscribers: vec![subscriber],
                 last_refusal: None,
             },
@@ -251,6 +252,7 @@ impl UdfRegistry {
         self.swaps.fetch_add(1, Ordering::Relaxed);
         entry.previous.insert(0, old);
         entry.previous.truncate(MAX_PREVIOUS);
+        self.save_history(name, &entry.previous);
         Ok(Some(version))
     }
 
@@ -282,6 +284,7 @@ impl UdfRegistry {
             )));
         }
         let back = entry.previous.remove(0);
+        self.save_history(name, &entry.previous);
         let version = back.version();
         let replaced = entry.live.send_replace(back);
         tracing::info!(udf = name, from = %replaced.version(), to = %version, "udf rolled back");
@@ -320,6 +323,40 @@ impl UdfRegistry {
 
     fn versions_dir(&self) -> PathBuf {
         self.dir.join(".versions")
+    }
+
+    /// Where the rollback history of `name` is kept: previous versions, newest first.
+    fn history_path(&self, name: &str) -> PathBuf {
+        self.versions_dir().join(format!("{name}.history"))
+    }
+
+    /// Records the rollback history so a restarted host can still roll back.
+    fn save_history(&self, name: &str, previous: &[UdfModule]) {
+        let text: String = previous.iter().map(|m| m.version() + "\n").collect();
+        let path = self.history_path(name);
+        let tmp = self.versions_dir().join(format!(".{name}.history.tmp"));
+        let written = std::fs::create_dir_all(self.versions_dir())
+            .and_then(|()| std::fs::write(&tmp, text))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(err) = written {
+            tracing::warn!(udf = name, "cannot save {}: {err}", path.display());
+        }
+    }
+
+    /// The saved rollback history of `name`, loaded from the archive (versions that no longer
+    /// load, or equal the live one, are left out).
+    fn load_history(&self, name: &str, live: &UdfModule) -> Vec<UdfModule> {
+        let Ok(text) = std::fs::read_to_string(self.history_path(name)) else {
+            return Vec::new();
+        };
+        text.lines()
+            .filter(|version| *version != live.version())
+            .filter_map(|version| {
+                let bytes = std::fs::read(self.versions_dir().join(format!("{version}.wasm"))).ok()?;
+                self.runtime.load(name, &bytes).ok()
+            })
+            .take(MAX_PREVIOUS)
+            .collect()
     }
 
     /// Keeps a copy of an accepted version for pinning and rollback across restarts.

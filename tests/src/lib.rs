@@ -5,6 +5,7 @@
 //! that appeared, or a message that arrived; timeouts only bound how long a failure takes.
 
 pub mod kafka;
+pub mod serve;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

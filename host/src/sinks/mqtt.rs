@@ -161,7 +161,10 @@ impl MqttSink {
                                     (None, _) => {}
                                 }
                             }
-                            Ok(MqttEvent::DisconnectSent) => break,
+                            Ok(MqttEvent::DisconnectSent) => {
+                                events.wait_closed(std::time::Duration::from_secs(2)).await;
+                                break;
+                            }
                             Ok(_) => {}
                             Err(err) => {
                                 if stop.load(std::sync::atomic::Ordering::Acquire)

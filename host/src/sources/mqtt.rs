@@ -192,11 +192,15 @@ impl MqttSource {
             // Stop feeding downstream, then keep the connection up until what was emitted is
             // acknowledged, so the acknowledgements reach the broker.
             drop(outputs);
+            tracing::debug!(%component, in_flight = in_flight.load(Ordering::Acquire), "mqtt source draining");
             let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
             while in_flight.load(Ordering::Acquire) > 0 {
                 match tokio::time::timeout_at(deadline, events.poll()).await {
                     Ok(Ok(_)) => {}
-                    Ok(Err(_)) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                    Ok(Err(err)) => {
+                        tracing::warn!(%component, "mqtt connection while draining: {err}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await
+                    }
                     Err(_) => {
                         tracing::warn!(
                             %component,
@@ -207,12 +211,26 @@ impl MqttSource {
                     }
                 }
             }
+            tracing::debug!(%component, "mqtt source acknowledged everything; disconnecting");
             let _ = client.disconnect().await;
             // Flush the queued acknowledgements and the DISCONNECT.
             let flush_deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-            while let Ok(Ok(event)) = tokio::time::timeout_at(flush_deadline, events.poll()).await {
-                if matches!(event, MqttEvent::DisconnectSent) {
-                    break;
+            loop {
+                match tokio::time::timeout_at(flush_deadline, events.poll()).await {
+                    Ok(Ok(MqttEvent::DisconnectSent)) => {
+                        events.wait_closed(std::time::Duration::from_secs(2)).await;
+                        tracing::debug!(%component, "mqtt source disconnected");
+                        break;
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => {
+                        tracing::warn!(%component, "mqtt connection while disconnecting: {err}");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::warn!(%component, "no DISCONNECT sent within 2 s");
+                        break;
+                    }
                 }
             }
         })
