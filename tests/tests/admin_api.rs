@@ -110,7 +110,7 @@ fn requests_without_the_token_or_with_invalid_input_change_nothing() {
     assert_eq!(answer.status, 400, "{}", answer.body);
     let errors = answer.json()["errors"].as_array().cloned().unwrap();
     let fields: Vec<&str> = errors.iter().filter_map(|e| e["field"].as_str()).collect();
-    assert!(fields.contains(&"sources.input.broker"), "{fields:?}");
+    assert!(fields.contains(&"sources.input"), "{fields:?}"); // no broker
     assert!(fields.contains(&"sinks.out.inputs"), "{fields:?}");
     assert!(errors.iter().all(|e| e["line"].as_u64().unwrap() > 0));
     // A body naming another pipeline than the URL is refused too.
@@ -204,13 +204,20 @@ fn deploy_replace_and_undeploy_while_records_flow_lose_nothing() {
     assert_eq!(rest.len(), 500);
     assert!(rest.keys().all(|k| k.parse::<usize>().unwrap() >= 3_000));
 
-    // The counters saw it all: what the source took, the sink delivered.
-    let status = serve.pipeline("flow");
-    let components = status["components"].as_array().unwrap();
-    let input = components.iter().find(|c| c["name"] == "input").unwrap();
-    let output = components.iter().find(|c| c["name"] == "output").unwrap();
-    assert_eq!(input["records_out"], 500);
-    assert_eq!(output["records_out"], 500);
+    // The counters saw it all: what the source took, the sink delivered (a sink counts a
+    // record when the broker acknowledged it, which may be just after the collector has it).
+    let counter = |component: &str, field: &str| {
+        serve.pipeline("flow")["components"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == component))
+            .map(|c| c[field].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(counter("input", "records_out"), 500);
+    serve.wait_until("the sink counted every acknowledged record", |_| {
+        counter("output", "records_out") == 500
+    });
+    assert_eq!(counter("output", "errors"), 0);
     let metrics = serve.call("GET", "/metrics", None).body;
     assert!(
         metrics.contains(
@@ -301,14 +308,14 @@ fn pipelines_dir_tap_status_and_json_logs() {
             "json",
         ],
     );
-    // Logs are JSON objects with a level and a message.
-    let line = serve.wait_for_log("watching pipeline files");
-    let log: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
-    assert_eq!(log["level"], "INFO");
-
     // A new file deploys.
     let file = pipelines.path().join("dir.toml");
     std::fs::write(&file, relay_toml("dir", &broker, "dir/out", "", "input")).unwrap();
+    // Logs are JSON objects with a level and the fields.
+    let line = serve.wait_for_log("pipeline file applied");
+    let log: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(log["level"], "INFO");
+    assert_eq!(log["fields"]["pipeline"], "dir");
     serve.wait_until("dir deployed", |list| {
         pipeline_names(list) == ["dir"]
     });
