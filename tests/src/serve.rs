@@ -44,23 +44,61 @@ pub fn http(
         head.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
     let body = body.unwrap_or_default();
+    if body.starts_with(b"{") {
+        head.push_str("Content-Type: application/json\r\n");
+    }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream
+        .set_read_timeout(Some(crate::WAIT))
+        .expect("socket timeout");
     stream.write_all(head.as_bytes()).expect("send request");
     stream.write_all(body).expect("send body");
+    // Read the head, then exactly the body its headers announce: not every server closes the
+    // connection when asked to (ChromeDriver keeps it alive).
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read answer");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = find(&raw, b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut buf).expect("read the answer");
+        assert!(n > 0, "connection closed before the end of the headers");
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("a status code");
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let chunked = head.contains("transfer-encoding: chunked");
+    loop {
+        let body = &raw[head_end..];
+        let complete = match length {
+            Some(length) => body.len() >= length,
+            None if chunked => find(body, b"0\r\n\r\n").is_some_and(|i| i == 0 || body[..i].ends_with(b"\r\n")),
+            None => false,
+        };
+        if complete {
+            break;
+        }
+        let n = stream.read(&mut buf).expect("read the answer");
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let rest = String::from_utf8_lossy(&raw[head_end..]).into_owned();
+    let body = if chunked { dechunk(&rest) } else { rest };
     Answer { status, body }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn dechunk(mut rest: &str) -> String {

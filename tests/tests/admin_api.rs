@@ -375,3 +375,51 @@ fn pipelines_dir_tap_status_and_json_logs() {
     std::fs::remove_file(&file).unwrap();
     serve.wait_until("dir undeployed", |list| pipeline_names(list).is_empty());
 }
+
+#[test]
+fn a_pipeline_failing_at_run_time_is_reported_and_does_not_stop_the_others() {
+    let broker = Mosquitto::start();
+    let state = tempfile::tempdir().unwrap();
+    let serve = Serve::start(state.path(), &[]);
+    // Its sink's broker is a port nobody listens on.
+    let dead_port = sluice_e2e::free_port();
+    let broken = relay_toml("broken", &broker, "broken/out", "", "input").replace(
+        &format!("broker.url = \"{}\"\ntopic", broker.url()),
+        &format!("broker.url = \"mqtt://127.0.0.1:{dead_port}\"\ntopic"),
+    );
+    assert!(broken.contains(&dead_port.to_string()));
+    assert_eq!(
+        serve.call("PUT", "/pipelines/broken", Some(broken.as_bytes())).status,
+        201
+    );
+    let healthy = relay_toml("healthy", &broker, "healthy/out", "", "input");
+    assert_eq!(
+        serve.call("PUT", "/pipelines/healthy", Some(healthy.as_bytes())).status,
+        201
+    );
+    // The failure shows in status: the sink is not connected and says why.
+    serve.wait_until("the broken sink reports its error", |_| {
+        let status = serve.pipeline("broken");
+        let sink = status["components"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == "output").cloned())
+            .unwrap_or_default();
+        sink["connected"] == false
+            && sink["last_error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("mqtt connection"))
+    });
+    // The other pipeline and the host carry on.
+    wait_connected(&serve, "healthy");
+    let collector = Collector::subscribe(broker.port, &["healthy/out"]);
+    publish_all(broker.port, "healthy/in", &payloads(0..50));
+    assert_eq!(counts(&collector.take(50)).len(), 50);
+    assert_eq!(http(serve.port, "GET", "/health", None, None).status, 200);
+    let metrics = serve.call("GET", "/metrics", None).body;
+    assert!(
+        metrics.contains(
+            r#"sluice_connection_up{pipeline="broken",component="output",role="sink",kind="mqtt"} 0"#
+        ),
+        "{metrics}"
+    );
+}

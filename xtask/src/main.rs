@@ -196,9 +196,18 @@ fn demo() -> Result<()> {
     )
 }
 
-/// Installs what the end-to-end tests need and this machine lacks: Mosquitto (Debian package).
+/// Installs what the end-to-end tests need and this machine lacks (Debian packages):
+/// Mosquitto, and headless Chromium with ChromeDriver (and a font) for the dashboard test.
 fn install_test_servers() -> Result<()> {
-    ensure_debian_packages(&[("/usr/sbin/mosquitto", "mosquitto")])
+    ensure_debian_packages(&[
+        ("/usr/sbin/mosquitto", "mosquitto"),
+        ("/usr/bin/chromium", "chromium"),
+        ("/usr/bin/chromedriver", "chromium-driver"),
+        (
+            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+            "fonts-dejavu-core",
+        ),
+    ])
 }
 
 /// What building the host needs beyond Rust: OpenSSL headers and pkg-config, for librdkafka's
