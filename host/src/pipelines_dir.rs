@@ -28,10 +28,7 @@ impl Drop for PipelinesDirWatch {
 type Known = BTreeMap<PathBuf, (String, String)>;
 
 /// Deploys every pipeline in `dir` now, then follows changes until the watch is dropped.
-pub async fn watch(
-    dir: PathBuf,
-    control: Arc<ControlPlane>,
-) -> Result<PipelinesDirWatch, String> {
+pub async fn watch(dir: PathBuf, control: Arc<ControlPlane>) -> Result<PipelinesDirWatch, String> {
     use notify::Watcher;
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();

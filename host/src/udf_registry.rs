@@ -352,7 +352,8 @@ impl UdfRegistry {
         text.lines()
             .filter(|version| *version != live.version())
             .filter_map(|version| {
-                let bytes = std::fs::read(self.versions_dir().join(format!("{version}.wasm"))).ok()?;
+                let bytes =
+                    std::fs::read(self.versions_dir().join(format!("{version}.wasm"))).ok()?;
                 self.runtime.load(name, &bytes).ok()
             })
             .take(MAX_PREVIOUS)

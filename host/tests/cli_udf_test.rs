@@ -146,3 +146,109 @@ fn hostile_records_get_typed_errors_from_the_cli_too() {
     assert!(stderr.contains("line 2: timeout: "), "{stderr}");
     assert!(stderr.contains("line 3: memory-limit: "), "{stderr}");
 }
+
+#[test]
+fn bench_reports_throughput_and_latency_percentiles() {
+    let anomaly = common::udf("anomaly");
+    let input = common::root().join("tests/data/ecg_discord_test.msgs");
+    let out = sluice(
+        &[
+            "udf",
+            "bench",
+            anomaly.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--records",
+            "230",
+            "--warmup",
+            "23",
+            "--batch-size",
+            "16",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["records"], 230);
+    assert_eq!(report["failed"], 0);
+    assert_eq!(report["calls"], 15); // 14 full batches of 16, then 6
+    assert!(report["records_per_second"].as_f64().unwrap() > 0.0);
+    for scope in ["per_record", "per_call"] {
+        let p = |k: &str| report[scope][k].as_f64().unwrap();
+        assert!(p("p50_us") > 0.0, "{scope}");
+        assert!(
+            p("p50_us") <= p("p90_us") && p("p90_us") <= p("p99_us"),
+            "{scope}"
+        );
+        assert!(p("p99_us") <= p("max_us"), "{scope}");
+    }
+
+    // The text report says the same in words.
+    let out = sluice(
+        &[
+            "udf",
+            "bench",
+            anomaly.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--records",
+            "50",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(report.contains("records/s"), "{report}");
+    assert!(report.contains("p99"), "{report}");
+}
+
+#[test]
+fn bench_counts_failed_records_and_refuses_missing_input() {
+    let anomaly = common::udf("anomaly");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("mixed.msgs");
+    let rows = common::ecg_messages();
+    std::fs::write(&input, format!("{}\nnot-a-payload\n", rows[0])).unwrap();
+    let out = sluice(
+        &[
+            "udf",
+            "bench",
+            anomaly.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--records",
+            "10",
+            "--warmup",
+            "0",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["failed"], 5, "every second record is bad");
+    assert!(
+        text(&out.stderr).contains("invalid-input"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let missing = dir.path().join("missing.msgs");
+    let out = sluice(
+        &[
+            "udf",
+            "bench",
+            anomaly.to_str().unwrap(),
+            "--input",
+            missing.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("missing.msgs"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -25,8 +25,7 @@ pub struct Answer {
 impl Answer {
     /// The body as JSON (panics with the body if it is not).
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
@@ -39,7 +38,8 @@ pub fn http(
     body: Option<&[u8]>,
 ) -> Answer {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to sluice serve");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     if let Some(token) = token {
         head.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
@@ -80,7 +80,9 @@ pub fn http(
         let body = &raw[head_end..];
         let complete = match length {
             Some(length) => body.len() >= length,
-            None if chunked => find(body, b"0\r\n\r\n").is_some_and(|i| i == 0 || body[..i].ends_with(b"\r\n")),
+            None if chunked => {
+                find(body, b"0\r\n\r\n").is_some_and(|i| i == 0 || body[..i].ends_with(b"\r\n"))
+            }
             None => false,
         };
         if complete {
@@ -172,7 +174,10 @@ impl Serve {
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(sluice_bin())
             .args(args)
-            .env("SLUICE_ADMIN_URL", format!("http://127.0.0.1:{}", self.port))
+            .env(
+                "SLUICE_ADMIN_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            )
             .env("SLUICE_ADMIN_TOKEN", TOKEN)
             .output()
             .expect("run the sluice client")

@@ -92,7 +92,13 @@ fn requests_without_the_token_or_with_invalid_input_change_nothing() {
     for (token, why) in [(None, "missing"), (Some("wrong-token"), "wrong")] {
         let list = http(serve.port, "GET", "/pipelines", token, None);
         assert_eq!(list.status, 401, "{why} token: {}", list.body);
-        let put = http(serve.port, "PUT", "/pipelines/p", token, Some(valid.as_bytes()));
+        let put = http(
+            serve.port,
+            "PUT",
+            "/pipelines/p",
+            token,
+            Some(valid.as_bytes()),
+        );
         assert_eq!(put.status, 401, "{why} token: {}", put.body);
         let udf = http(serve.port, "PUT", "/udfs/tagger", token, Some(b"\0asm"));
         assert_eq!(udf.status, 401, "{why} token: {}", udf.body);
@@ -128,7 +134,10 @@ fn requests_without_the_token_or_with_invalid_input_change_nothing() {
     // A module that is not Wasm is refused with the reason; no UDF appears.
     let refused = serve.call("PUT", "/udfs/tagger", Some(b"not wasm at all"));
     assert_eq!(refused.status, 422, "{}", refused.body);
-    assert_eq!(serve.call("GET", "/udfs", None).json()["udfs"], serde_json::json!([]));
+    assert_eq!(
+        serve.call("GET", "/udfs", None).json()["udfs"],
+        serde_json::json!([])
+    );
     assert!(!state.path().join("udfs/tagger.wasm").exists());
     assert_eq!(serve.call("DELETE", "/pipelines/nope", None).status, 404);
 
@@ -150,7 +159,10 @@ fn deploy_replace_and_undeploy_while_records_flow_lose_nothing() {
 
     let deployed = serve.cli(&["deploy", file.to_str().unwrap()]);
     assert!(deployed.status.success(), "{deployed:?}");
-    assert_eq!(String::from_utf8_lossy(&deployed.stdout).trim(), "flow: created");
+    assert_eq!(
+        String::from_utf8_lossy(&deployed.stdout).trim(),
+        "flow: created"
+    );
     wait_connected(&serve, "flow");
 
     // Records flow from a publisher thread while the pipeline is replaced twice (new
@@ -177,13 +189,19 @@ fn deploy_replace_and_undeploy_while_records_flow_lose_nothing() {
     seen.extend(collector.take(300));
     let back = relay_toml("flow", &broker, "flow/out", "", "input");
     assert_eq!(
-        serve.call("PUT", "/pipelines/flow", Some(back.as_bytes())).json()["deployed"],
+        serve
+            .call("PUT", "/pipelines/flow", Some(back.as_bytes()))
+            .json()["deployed"],
         "replaced"
     );
     publisher.join().expect("publisher");
     seen.extend(collector.take(3_000 - seen.len()));
     let all = counts(&seen);
-    let twice: Vec<&String> = all.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k).collect();
+    let twice: Vec<&String> = all
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, _)| k)
+        .collect();
     assert_eq!(
         all.len(),
         3_000,
@@ -196,7 +214,9 @@ fn deploy_replace_and_undeploy_while_records_flow_lose_nothing() {
     // persistent session and arrive exactly once after it is deployed again.
     let undeployed = serve.cli(&["undeploy", "flow"]);
     assert!(undeployed.status.success(), "{undeployed:?}");
-    assert!(!pipeline_names(&serve.call("GET", "/pipelines", None).json()).contains(&"flow".into()));
+    assert!(
+        !pipeline_names(&serve.call("GET", "/pipelines", None).json()).contains(&"flow".into())
+    );
     publish_all(broker.port, "flow/in", &payloads(3_000..3_500));
     let again = serve.cli(&["deploy", file.to_str().unwrap()]);
     assert!(again.status.success(), "{again:?}");
@@ -225,7 +245,10 @@ fn deploy_replace_and_undeploy_while_records_flow_lose_nothing() {
         ),
         "{metrics}"
     );
-    assert!(metrics.contains("sluice_pipeline_deployments_total 4"), "{metrics}");
+    assert!(
+        metrics.contains("sluice_pipeline_deployments_total 4"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -243,18 +266,32 @@ fn a_restarted_host_comes_back_with_the_same_pipelines_and_udf_versions() {
     };
 
     let serve = Serve::start(state.path(), &[]);
-    let pushed = serve.cli(&["udf", "push", tagger_a.to_str().unwrap(), "--name", "tagger"]);
+    let pushed = serve.cli(&[
+        "udf",
+        "push",
+        tagger_a.to_str().unwrap(),
+        "--name",
+        "tagger",
+    ]);
     assert!(pushed.status.success(), "{pushed:?}");
     let toml = relay_toml("tagged", &broker, "tagged/out", TAGGER, "tag");
     assert_eq!(
-        serve.call("PUT", "/pipelines/tagged", Some(toml.as_bytes())).status,
+        serve
+            .call("PUT", "/pipelines/tagged", Some(toml.as_bytes()))
+            .status,
         201
     );
     wait_connected(&serve, "tagged");
     publish_all(broker.port, "tagged/in", &payloads(0..1));
     assert_eq!(collector.take(1)[0].1, b"0|a");
     let version_a = version_of(&serve);
-    let pushed = serve.cli(&["udf", "push", tagger_b.to_str().unwrap(), "--name", "tagger"]);
+    let pushed = serve.cli(&[
+        "udf",
+        "push",
+        tagger_b.to_str().unwrap(),
+        "--name",
+        "tagger",
+    ]);
     assert!(pushed.status.success(), "{pushed:?}");
     assert!(String::from_utf8_lossy(&pushed.stdout).contains("live"));
     let version_b = version_of(&serve);
@@ -316,9 +353,7 @@ fn pipelines_dir_tap_status_and_json_logs() {
     let log: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
     assert_eq!(log["level"], "INFO");
     assert_eq!(log["fields"]["pipeline"], "dir");
-    serve.wait_until("dir deployed", |list| {
-        pipeline_names(list) == ["dir"]
-    });
+    serve.wait_until("dir deployed", |list| pipeline_names(list) == ["dir"]);
     wait_connected(&serve, "dir");
 
     // Tap: the first three messages leaving the source, as JSON lines.
@@ -366,7 +401,11 @@ fn pipelines_dir_tap_status_and_json_logs() {
     std::fs::write(&file, "[sources.input]\ntype = \"nope\"\n").unwrap();
     serve.wait_for_log("pipeline file not applied");
     assert_eq!(serve.pipeline("dir")["status"]["state"], "running");
-    std::fs::write(&file, relay_toml("dir", &broker, "dir/elsewhere", "", "input")).unwrap();
+    std::fs::write(
+        &file,
+        relay_toml("dir", &broker, "dir/elsewhere", "", "input"),
+    )
+    .unwrap();
     serve.wait_until("dir replaced", |_| {
         serve.pipeline("dir")["toml"]
             .as_str()
@@ -389,12 +428,16 @@ fn a_pipeline_failing_at_run_time_is_reported_and_does_not_stop_the_others() {
     );
     assert!(broken.contains(&dead_port.to_string()));
     assert_eq!(
-        serve.call("PUT", "/pipelines/broken", Some(broken.as_bytes())).status,
+        serve
+            .call("PUT", "/pipelines/broken", Some(broken.as_bytes()))
+            .status,
         201
     );
     let healthy = relay_toml("healthy", &broker, "healthy/out", "", "input");
     assert_eq!(
-        serve.call("PUT", "/pipelines/healthy", Some(healthy.as_bytes())).status,
+        serve
+            .call("PUT", "/pipelines/healthy", Some(healthy.as_bytes()))
+            .status,
         201
     );
     // The failure shows in status: the sink is not connected and says why.

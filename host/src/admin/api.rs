@@ -70,7 +70,9 @@ pub async fn delete_pipeline(
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state.control.undeploy(&name).await?;
-    Ok(Json(serde_json::json!({ "name": name, "undeployed": true })))
+    Ok(Json(
+        serde_json::json!({ "name": name, "undeployed": true }),
+    ))
 }
 
 /// `GET /udfs`

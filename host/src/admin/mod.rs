@@ -80,7 +80,11 @@ pub async fn serve(
 }
 
 /// 401 unless the request carries the token (header, or `access_token` query parameter).
-async fn require_token(State(state): State<Arc<AdminState>>, request: Request, next: Next) -> Response {
+async fn require_token(
+    State(state): State<Arc<AdminState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let from_header = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -146,12 +150,14 @@ impl From<ChangeError> for ApiError {
                     })).collect::<Vec<_>>(),
                 }),
             ),
-            ChangeError::BadName(_) | ChangeError::NameMismatch { .. } => {
-                ApiError(StatusCode::BAD_REQUEST, serde_json::json!({ "error": message }))
-            }
-            ChangeError::NotFound(_) => {
-                ApiError(StatusCode::NOT_FOUND, serde_json::json!({ "error": message }))
-            }
+            ChangeError::BadName(_) | ChangeError::NameMismatch { .. } => ApiError(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": message }),
+            ),
+            ChangeError::NotFound(_) => ApiError(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({ "error": message }),
+            ),
             ChangeError::Build(_) | ChangeError::Udf(_) => ApiError(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 serde_json::json!({ "error": message }),

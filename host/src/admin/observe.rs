@@ -30,7 +30,10 @@ pub async fn metrics(State(state): Shared) -> impl IntoResponse {
         &topology.component_metrics(),
     );
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
 }
@@ -96,7 +99,11 @@ pub async fn tap(
             serde_json::json!({ "error": format!("no component `{component}` in pipeline `{name}`") }),
         )
     };
-    let view = state.control.topology.pipeline(&name).ok_or_else(not_found)?;
+    let view = state
+        .control
+        .topology
+        .pipeline(&name)
+        .ok_or_else(not_found)?;
     let probe = view
         .probes
         .iter()
@@ -158,7 +165,9 @@ pub async fn events(State(state): Shared) -> impl IntoResponse {
                 "udfs": state.control.udf_status(),
                 "scores": state.scores.snapshot(),
             });
-            let event = Event::default().event("snapshot").data(snapshot.to_string());
+            let event = Event::default()
+                .event("snapshot")
+                .data(snapshot.to_string());
             if tx.send(Ok(event)).await.is_err() {
                 return; // the page was closed
             }

@@ -36,10 +36,8 @@ pub fn score_stream(spec: &PipelineSpec) -> Option<ScoreStream> {
         let (field, threshold) = filter.condition.split_once('>')?;
         let threshold = threshold.trim_start_matches('=').trim().parse().ok()?;
         let field = field.trim();
-        let is_ident = !field.is_empty()
-            && field
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let is_ident =
+            !field.is_empty() && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         is_ident.then(|| ScoreStream {
             component: input.clone(),
             field: field.to_string(),
@@ -218,7 +216,10 @@ inputs = ["alerts"]
                 threshold: 1.5
             })
         );
-        assert_eq!(score_stream(&spec("x >= 2")).map(|s| s.threshold), Some(2.0));
+        assert_eq!(
+            score_stream(&spec("x >= 2")).map(|s| s.threshold),
+            Some(2.0)
+        );
         assert_eq!(score_stream(&spec("x < 2")), None);
         assert_eq!(score_stream(&spec("a.b > 2")), None);
     }

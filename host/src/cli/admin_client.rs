@@ -189,14 +189,16 @@ impl Admin {
                 .bytes()
                 .await
                 .map_err(|e| Failure(2, format!("{method} {url}: {e}")))?;
-            let json: serde_json::Value =
-                serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                    serde_json::json!({ "error": String::from_utf8_lossy(&bytes) })
-                });
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(
+                |_| serde_json::json!({ "error": String::from_utf8_lossy(&bytes) }),
+            );
             if status.is_success() {
                 Ok(json)
             } else {
-                Err(Failure(1, format!("{method} {path}: {status}: {}", describe_error(&json))))
+                Err(Failure(
+                    1,
+                    format!("{method} {path}: {status}: {}", describe_error(&json)),
+                ))
             }
         })
     }
@@ -224,12 +226,7 @@ fn describe_error(json: &serde_json::Value) -> String {
 fn pipeline_name(file: &Path, text: &str) -> String {
     text.parse::<toml::Table>()
         .ok()
-        .and_then(|t| {
-            t.get("pipeline")?
-                .get("name")?
-                .as_str()
-                .map(str::to_string)
-        })
+        .and_then(|t| t.get("pipeline")?.get("name")?.as_str().map(str::to_string))
         .unwrap_or_else(|| {
             file.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -290,7 +287,12 @@ pub fn status(args: StatusArgs) -> ExitCode {
         let admin = Admin::connect(&args.admin)?;
         let (pipelines, udfs) = match &args.name {
             Some(name) => {
-                let one = admin.call(reqwest::Method::GET, &format!("/pipelines/{name}"), None, "")?;
+                let one = admin.call(
+                    reqwest::Method::GET,
+                    &format!("/pipelines/{name}"),
+                    None,
+                    "",
+                )?;
                 (vec![one], None)
             }
             None => {
@@ -317,7 +319,9 @@ pub fn status(args: StatusArgs) -> ExitCode {
 /// Pipelines with their components and counters, then UDF versions, as text.
 fn status_table(pipelines: &[serde_json::Value], udfs: Option<&serde_json::Value>) -> String {
     use std::fmt::Write;
-    let s = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+    let s = |v: &serde_json::Value, k: &str| {
+        v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string()
+    };
     let n = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
     let mut out = String::new();
     if pipelines.is_empty() {
@@ -335,7 +339,12 @@ fn status_table(pipelines: &[serde_json::Value], udfs: Option<&serde_json::Value
             "  {:<22} {:<10} {:<14} {:>10} {:>10} {:>8}  last error",
             "component", "role", "kind", "in", "out", "errors"
         );
-        for c in p.get("components").and_then(|c| c.as_array()).into_iter().flatten() {
+        for c in p
+            .get("components")
+            .and_then(|c| c.as_array())
+            .into_iter()
+            .flatten()
+        {
             let last = c
                 .get("last_error")
                 .and_then(|e| e.get("message"))
@@ -352,7 +361,12 @@ fn status_table(pipelines: &[serde_json::Value], udfs: Option<&serde_json::Value
                 n(c, "errors"),
             );
         }
-        for u in p.get("udfs").and_then(|u| u.as_array()).into_iter().flatten() {
+        for u in p
+            .get("udfs")
+            .and_then(|u| u.as_array())
+            .into_iter()
+            .flatten()
+        {
             let _ = writeln!(out, "  udf {}: {}", s(u, "transform"), s(u, "version"));
         }
     }
@@ -391,7 +405,10 @@ pub fn udf_push(args: UdfPushArgs) -> ExitCode {
         let swapped = answer.get("swapped").and_then(|s| s.as_bool()) == Some(true);
         println!(
             "{}: {}",
-            answer.get("version").and_then(|v| v.as_str()).unwrap_or(&name),
+            answer
+                .get("version")
+                .and_then(|v| v.as_str())
+                .unwrap_or(&name),
             if swapped {
                 "live (running pipelines switched between batches)"
             } else {
@@ -415,7 +432,10 @@ pub fn udf_rollback(args: UdfRollbackArgs) -> ExitCode {
         println!(
             "{}: rolled back to {}",
             args.name,
-            answer.get("version").and_then(|v| v.as_str()).unwrap_or("?")
+            answer
+                .get("version")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?")
         );
         Ok(())
     })())
@@ -425,7 +445,10 @@ pub fn udf_rollback(args: UdfRollbackArgs) -> ExitCode {
 pub fn tap(args: TapArgs) -> ExitCode {
     finish((|| {
         let (pipeline, component) = args.target.split_once('.').ok_or_else(|| {
-            Failure(2, format!("expected PIPELINE.COMPONENT, found {:?}", args.target))
+            Failure(
+                2,
+                format!("expected PIPELINE.COMPONENT, found {:?}", args.target),
+            )
         })?;
         let admin = Admin::connect(&args.admin)?;
         let mut query = Vec::new();
@@ -452,7 +475,10 @@ pub fn tap(args: TapArgs) -> ExitCode {
                 let status = response.status();
                 let body = response.bytes().await.unwrap_or_default();
                 let json = serde_json::from_slice(&body).unwrap_or_default();
-                return Err(Failure(1, format!("tap {}: {status}: {}", args.target, describe_error(&json))));
+                return Err(Failure(
+                    1,
+                    format!("tap {}: {status}: {}", args.target, describe_error(&json)),
+                ));
             }
             use std::io::Write;
             let mut stdout = std::io::stdout();
@@ -461,7 +487,11 @@ pub fn tap(args: TapArgs) -> ExitCode {
                 .await
                 .map_err(|e| Failure(2, format!("tap {}: {e}", args.target)))?
             {
-                if stdout.write_all(&chunk).and_then(|_| stdout.flush()).is_err() {
+                if stdout
+                    .write_all(&chunk)
+                    .and_then(|_| stdout.flush())
+                    .is_err()
+                {
                     break; // stdout closed (e.g. piped into head)
                 }
             }

@@ -148,12 +148,7 @@ fn percentiles(mut values: Vec<f64>) -> [f64; 4] {
 }
 
 fn per_call(m: &Measurements) -> [f64; 4] {
-    percentiles(
-        m.calls
-            .iter()
-            .map(|(_, t)| t.as_secs_f64() * 1e6)
-            .collect(),
-    )
+    percentiles(m.calls.iter().map(|(_, t)| t.as_secs_f64() * 1e6).collect())
 }
 
 fn per_record(m: &Measurements) -> [f64; 4] {
@@ -191,9 +186,7 @@ fn report_text(args: &UdfBenchArgs, m: &Measurements) -> String {
 }
 
 fn report_json(args: &UdfBenchArgs, m: &Measurements) -> serde_json::Value {
-    let latency = |[p50, p90, p99, max]: [f64; 4]| {
-        serde_json::json!({ "p50_us": p50, "p90_us": p90, "p99_us": p99, "max_us": max })
-    };
+    let latency = |[p50, p90, p99, max]: [f64; 4]| serde_json::json!({ "p50_us": p50, "p90_us": p90, "p99_us": p99, "max_us": max });
     serde_json::json!({
         "module": args.udf.module,
         "batch_size": args.udf.batch_size,

@@ -128,7 +128,12 @@ pub fn run(args: UdfTestArgs) -> ExitCode {
         None => None,
     };
     let fed = match &expected {
-        None => feed(worker, input, args.udf.batch_size as usize, io::stdout().lock()),
+        None => feed(
+            worker,
+            input,
+            args.udf.batch_size as usize,
+            io::stdout().lock(),
+        ),
         Some((file, want)) => {
             let mut got = Vec::new();
             feed(worker, input, args.udf.batch_size as usize, &mut got)

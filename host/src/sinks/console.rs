@@ -75,7 +75,8 @@ impl ConsoleSink {
                             }
                             Err(err) => {
                                 tracing::error!(component = %ctx.component, "cannot write to stdout: {err}");
-                                ctx.metrics.report_error(&format!("cannot write to stdout: {err}"));
+                                ctx.metrics
+                                    .report_error(&format!("cannot write to stdout: {err}"));
                             }
                         }
                     }

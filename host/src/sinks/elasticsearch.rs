@@ -273,7 +273,8 @@ impl ElasticsearchSink {
                     let delay = backoff.next_delay();
                     tracing::warn!(component = %ctx.component, "elasticsearch: {reason}; retrying in {delay:?}");
                     ctx.metrics.set_connection(crate::metrics::Connection::Down);
-                    ctx.metrics.report_error(&format!("elasticsearch: {reason}"));
+                    ctx.metrics
+                        .report_error(&format!("elasticsearch: {reason}"));
                     tokio::time::sleep(delay).await;
                     continue;
                 }
@@ -289,7 +290,8 @@ impl ElasticsearchSink {
                     let delay = backoff.next_delay();
                     tracing::warn!(component = %ctx.component, "elasticsearch: {reason}; retrying in {delay:?}");
                     ctx.metrics.set_connection(crate::metrics::Connection::Down);
-                    ctx.metrics.report_error(&format!("elasticsearch: {reason}"));
+                    ctx.metrics
+                        .report_error(&format!("elasticsearch: {reason}"));
                     tokio::time::sleep(delay).await;
                     continue;
                 }

@@ -130,7 +130,8 @@ impl KafkaSink {
                                 let delay = backoff.next_delay();
                                 tracing::warn!(component = %ctx.component, "kafka delivery failed ({err}); retrying in {delay:?}");
                                 ctx.metrics.set_connection(crate::metrics::Connection::Down);
-                                ctx.metrics.report_error(&format!("kafka delivery failed: {err}"));
+                                ctx.metrics
+                                    .report_error(&format!("kafka delivery failed: {err}"));
                                 tokio::time::sleep(delay).await;
                                 let again = future_record(&topic, &record.msg, &payload);
                                 outcome = producer

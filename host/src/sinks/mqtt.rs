@@ -1,7 +1,7 @@
 //! The MQTT sink: publishes each record's encoded value to a topic.
 
-use crate::metrics::Connection;
 use crate::codec::EncodingConfig;
+use crate::metrics::Connection;
 use crate::mqtt_common::{validate_qos, MqttConnection};
 use serde::Deserialize;
 

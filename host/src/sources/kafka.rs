@@ -308,7 +308,11 @@ async fn watch_lag(
                     continue;
                 };
                 let (_, high) = consumer
-                    .fetch_watermarks(tp.topic(), tp.partition(), std::time::Duration::from_secs(2))
+                    .fetch_watermarks(
+                        tp.topic(),
+                        tp.partition(),
+                        std::time::Duration::from_secs(2),
+                    )
                     .ok()?;
                 lag += (high - position).max(0);
             }

@@ -198,7 +198,8 @@ impl UdfTransform {
                     Err(err) => {
                         // The worker itself never panics on guest faults; this is a host bug.
                         tracing::error!(component = %ctx.component, "UDF thread failed: {err}; stopping this transform");
-                        ctx.metrics.report_error(&format!("UDF thread failed: {err}"));
+                        ctx.metrics
+                            .report_error(&format!("UDF thread failed: {err}"));
                         return;
                     }
                 };
