@@ -21,7 +21,7 @@ type Result<T> = std::result::Result<T, String>;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("build") => build().map(|_| ()),
+        Some("build") => build(HostBuild::Binaries).map(|_| ()),
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(),
@@ -126,18 +126,33 @@ fn guests() -> Result<Vec<Guest>> {
     Ok(found)
 }
 
+/// What to build for the host.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HostBuild {
+    /// `sluice` and `sluice-demo` only.
+    Binaries,
+    /// Every target of the workspace, tests included: the same package and feature selection
+    /// as `cargo test --workspace`, so the test run that follows compiles nothing again.
+    ForTests,
+}
+
 /// Builds the host and every guest; returns the UDF directory.
-fn build() -> Result<PathBuf> {
+fn build(host: HostBuild) -> Result<PathBuf> {
     ensure_wasm_target()?;
     install_build_dependencies()?;
-    run(cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "sluice",
-        "--package",
-        "sluice-demo",
-    ]))?;
+    match host {
+        HostBuild::Binaries => run(cargo().args([
+            "build",
+            "--release",
+            "--package",
+            "sluice",
+            "--package",
+            "sluice-demo",
+        ]))?,
+        HostBuild::ForTests => {
+            run(cargo().args(["build", "--release", "--workspace", "--all-targets"]))?
+        }
+    }
     let guests = guests()?;
     let mut cmd = cargo();
     cmd.args(["build", "--release", "--target", WASM_TARGET]);
@@ -183,7 +198,7 @@ fn sluice_bin() -> PathBuf {
 /// an Elasticsearch stand-in, runs `pipelines/ecg-anomaly.toml` with `sluice run` against them and
 /// prints the results live (see `demo/src/main.rs`).
 fn demo() -> Result<()> {
-    let udfs = build()?;
+    let udfs = build(HostBuild::Binaries)?;
     run(
         Command::new(target_dir().join("release").join("sluice-demo"))
             .current_dir(root())
@@ -282,7 +297,7 @@ fn is_root() -> bool {
 fn test(extra: &[String]) -> Result<()> {
     install_test_servers()?;
     install_tansu()?;
-    let udfs = build()?;
+    let udfs = build(HostBuild::ForTests)?;
     let mut cmd = cargo();
     cmd.args(["test", "--release", "--workspace"])
         .env("SLUICE_BIN", sluice_bin())
@@ -342,7 +357,7 @@ fn count(summary: &str, label: &str) -> u64 {
 }
 
 fn bench() -> Result<()> {
-    build()?;
+    build(HostBuild::Binaries)?;
     run(cargo()
         .args(["bench", "--package", "sluice", "--bench", "udf_throughput"])
         .env("SLUICE_TEST_UDF_DIR", target_dir().join("udfs")))
