@@ -298,6 +298,8 @@ fn a_restarted_host_comes_back_with_the_same_pipelines_and_udf_versions() {
     assert_ne!(version_a, version_b);
     let status = serve.pipeline("tagged");
     assert_eq!(status["udfs"][0]["version"], version_b.as_str());
+    let metrics = serve.call("GET", "/metrics", None).body;
+    assert!(metrics.contains("sluice_udf_reloads_total 1"), "{metrics}");
     assert!(serve.stop().success());
 
     // Restart: the pipeline and version B are back and serving.

@@ -127,10 +127,8 @@ pub async fn tap(
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             };
-            // Evenly spread sampling: pass when the running count of sampled messages steps.
-            let before = (seen as f64 * sample).floor();
             seen += 1;
-            if (seen as f64 * sample).floor() == before {
+            if !sampled(seen, sample) {
                 continue;
             }
             let line = serde_json::json!({
@@ -150,6 +148,12 @@ pub async fn tap(
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         axum::body::Body::from_stream(ReceiverStream::new(rx)),
     ))
+}
+
+/// Evenly spread sampling: the `n`th message (from 1) passes when `n × rate` reaches the next
+/// whole number, so `rate` 0.25 passes messages 4, 8, 12... and 1 passes every one.
+fn sampled(n: u64, rate: f64) -> bool {
+    ((n as f64) * rate).floor() > (((n - 1) as f64) * rate).floor()
 }
 
 /// `GET /events`: a `snapshot` event every half second with every pipeline's status and
@@ -174,4 +178,22 @@ pub async fn events(State(state): Shared) -> impl IntoResponse {
         }
     });
     Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sampled;
+
+    #[test]
+    fn sampling_is_evenly_spread_and_exact() {
+        let passed = |rate: f64| {
+            (1..=100)
+                .filter(|n| sampled(*n, rate))
+                .collect::<Vec<u64>>()
+        };
+        assert_eq!(passed(1.0).len(), 100);
+        assert_eq!(passed(0.25), (1..=25).map(|i| i * 4).collect::<Vec<_>>());
+        assert_eq!(passed(0.1).len(), 10);
+        assert_eq!(passed(0.001).len(), 0);
+    }
 }
