@@ -67,10 +67,39 @@ pub struct UdfStatus {
 }
 
 /// A transform's `init` arguments, kept to try new versions before they go live.
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 struct Subscriber {
     config: Vec<(String, String)>,
     limits: UdfLimits,
+    /// Alive while the subscriber's [`UdfSubscription`] is: a stopped pipeline's config no
+    /// longer decides whether a new version is accepted.
+    alive: std::sync::Weak<()>,
+}
+
+impl Subscriber {
+    fn same_arguments(&self, other: &Subscriber) -> bool {
+        self.config == other.config && self.limits == other.limits
+    }
+}
+
+/// A transform's hold on a module name: the live version and every version to come (it derefs
+/// to the `watch::Receiver`). While it exists, new versions are tried with its `init` arguments.
+pub struct UdfSubscription {
+    receiver: watch::Receiver<UdfModule>,
+    _alive: Arc<()>,
+}
+
+impl std::ops::Deref for UdfSubscription {
+    type Target = watch::Receiver<UdfModule>;
+    fn deref(&self) -> &Self::Target {
+        &self.receiver
+    }
+}
+
+impl std::ops::DerefMut for UdfSubscription {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.receiver
+    }
 }
 
 struct Entry {
@@ -160,15 +189,21 @@ impl UdfRegistry {
         name: &str,
         config: Vec<(String, String)>,
         limits: UdfLimits,
-    ) -> Result<watch::Receiver<UdfModule>, RegistryError> {
+    ) -> Result<UdfSubscription, RegistryError> {
         let _deploying = self.deploying.lock().unwrap_or_else(|p| p.into_inner());
-        let subscriber = Subscriber { config, limits };
+        let alive = Arc::new(());
+        let subscriber = Subscriber {
+            config,
+            limits,
+            alive: Arc::downgrade(&alive),
+        };
         if let Some(entry) = self.lock().get_mut(name) {
-            // A redeployed or restarted pipeline subscribes again with the same arguments.
-            if !entry.subscribers.contains(&subscriber) {
-                entry.subscribers.push(subscriber);
-            }
-            return Ok(entry.live.subscribe());
+            entry.subscribers.retain(|s| s.alive.strong_count() > 0);
+            entry.subscribers.push(subscriber);
+            return Ok(UdfSubscription {
+                receiver: entry.live.subscribe(),
+                _alive: alive,
+            });
         }
         let path = self.dir.join(format!("{name}.wasm"));
         let bytes = std::fs::read(&path).map_err(|source| LoadError::Read { path, source })?;
@@ -185,7 +220,10 @@ impl UdfRegistry {
                 last_refusal: None,
             },
         );
-        Ok(receiver)
+        Ok(UdfSubscription {
+            receiver,
+            _alive: alive,
+        })
     }
 
     /// Exactly version `name@sha` (a prefix of the sha256): the current file if it matches,
@@ -264,7 +302,16 @@ impl UdfRegistry {
             Some(entry) => entry.subscribers.clone(),
             None => Vec::new(),
         };
+        // Each distinct set of `init` arguments of a running transform, once.
+        let mut distinct: Vec<Subscriber> = Vec::new();
         for subscriber in subscribers {
+            if subscriber.alive.strong_count() > 0
+                && !distinct.iter().any(|d| d.same_arguments(&subscriber))
+            {
+                distinct.push(subscriber);
+            }
+        }
+        for subscriber in distinct {
             // Instantiate and init exactly as the transform will; dropped right after.
             module.instantiate(subscriber.config, subscriber.limits)?;
         }

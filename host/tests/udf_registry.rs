@@ -110,6 +110,29 @@ fn init_failure_with_a_subscribers_config_refuses_the_version() {
 }
 
 #[test]
+fn a_stopped_transforms_config_no_longer_decides() {
+    let (_dir, registry) = registry_with_tagger_a();
+    let failing = vec![("init".to_string(), "fail".to_string())];
+    let stopped = registry
+        .subscribe("tagger", failing, UdfLimits::default())
+        .expect("the tagger ignores the key");
+    let running = registry
+        .subscribe("tagger", Vec::new(), UdfLimits::default())
+        .expect("subscribe");
+    let hostile = std::fs::read(common::fixture("hostile")).expect("hostile");
+    assert!(
+        registry.deploy("tagger", &hostile).is_err(),
+        "refused while both run"
+    );
+    drop(stopped); // its pipeline was undeployed
+    let live = registry
+        .deploy("tagger", &hostile)
+        .expect("only the running transform's config is tried");
+    assert!(live.is_some());
+    assert!(running.has_changed().expect("open"));
+}
+
+#[test]
 fn a_pinned_version_is_found_after_the_file_moved_on() {
     let (dir, registry) = registry_with_tagger_a();
     let a = registry

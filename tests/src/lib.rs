@@ -337,13 +337,7 @@ impl SluiceRun {
 
     /// Sends SIGTERM and waits for the process to drain and exit.
     pub fn stop(mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(killed.success(), "kill -TERM {pid}");
-        self.child.wait().expect("sluice exits")
+        terminate(&mut self.child)
     }
 }
 
@@ -352,6 +346,17 @@ impl Drop for SluiceRun {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends SIGTERM to `child` and waits for it to exit.
+pub fn terminate(child: &mut Child) -> ExitStatus {
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success(), "kill -TERM {pid}");
+    child.wait().expect("the process exits")
 }
 
 /// Lines of a child's output as they come.

@@ -208,13 +208,7 @@ impl Serve {
 
     /// Sends SIGTERM and waits for the host to drain and exit.
     pub fn stop(mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(killed.success(), "kill -TERM {pid}");
-        self.child.wait().expect("sluice serve exits")
+        crate::terminate(&mut self.child)
     }
 }
 

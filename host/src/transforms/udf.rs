@@ -71,7 +71,7 @@ pub struct UdfTransform {
     worker: crate::udf_runtime::UdfWorker,
     batch_size: usize,
     /// New versions of the module (`None` when pinned or loaded from a path).
-    updates: Option<tokio::sync::watch::Receiver<crate::udf_runtime::UdfModule>>,
+    updates: Option<crate::udf_registry::UdfSubscription>,
     init: Vec<(String, String)>,
     limits: crate::udf_runtime::UdfLimits,
 }
@@ -249,7 +249,7 @@ async fn wait_for<T>(
 
 /// The next version published for the module; pending forever when there are none to come.
 async fn next_version(
-    updates: &mut Option<tokio::sync::watch::Receiver<crate::udf_runtime::UdfModule>>,
+    updates: &mut Option<crate::udf_registry::UdfSubscription>,
 ) -> Option<crate::udf_runtime::UdfModule> {
     let Some(receiver) = updates else {
         return std::future::pending().await;
