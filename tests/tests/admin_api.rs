@@ -164,6 +164,17 @@ fn deploy_replace_and_undeploy_while_records_flow_lose_nothing() {
         "flow: created"
     );
     wait_connected(&serve, "flow");
+    // Another pipeline, which the changes to `flow` must not touch.
+    let steady = relay_toml("steady", &broker, "steady/out", "", "input");
+    assert_eq!(
+        serve
+            .call("PUT", "/pipelines/steady", Some(steady.as_bytes()))
+            .status,
+        201
+    );
+    wait_connected(&serve, "steady");
+    let steady_since = serve.pipeline("steady")["deployed_at_unix"].clone();
+    let steady_out = Collector::subscribe(broker.port, &["steady/out"]);
 
     // Records flow from a publisher thread while the pipeline is replaced twice (new
     // components each time: the old version drains before the new one takes the source).
@@ -196,6 +207,11 @@ fn deploy_replace_and_undeploy_while_records_flow_lose_nothing() {
     );
     publisher.join().expect("publisher");
     seen.extend(collector.take(3_000 - seen.len()));
+    // `steady` was not restarted and still flows.
+    assert_eq!(serve.pipeline("steady")["deployed_at_unix"], steady_since);
+    assert_eq!(serve.pipeline("steady")["status"]["state"], "running");
+    publish_all(broker.port, "steady/in", &payloads(0..20));
+    assert_eq!(counts(&steady_out.take(20)).len(), 20);
     let all = counts(&seen);
     let twice: Vec<&String> = all
         .iter()
@@ -246,7 +262,7 @@ fn deploy_replace_and_undeploy_while_records_flow_lose_nothing() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("sluice_pipeline_deployments_total 4"),
+        metrics.contains("sluice_pipeline_deployments_total 5"),
         "{metrics}"
     );
 }
@@ -317,6 +333,10 @@ fn a_restarted_host_comes_back_with_the_same_pipelines_and_udf_versions() {
     let rolled = serve.cli(&["udf", "rollback", "tagger"]);
     assert!(rolled.status.success(), "{rolled:?}");
     assert_eq!(version_of(&serve), version_a);
+    // The transform swaps between batches, in the background: wait until it did.
+    // (the first swap since this host started; the registry's own line says "rolled back").
+    let swapped = serve.wait_for_log("udf swapped between batches");
+    assert!(swapped.contains(&format!("to={version_a}")), "{swapped}");
     publish_all(broker.port, "tagged/in", &payloads(2..3));
     assert_eq!(collector.take(1)[0].1, b"2|a");
     assert!(serve.stop().success());

@@ -52,7 +52,8 @@ struct Deployment {
     /// Its original text (for persistence and `GET`), when it came from TOML.
     source: Option<String>,
     stop: watch::Sender<bool>,
-    supervisor: JoinHandle<()>,
+    /// Taken when a drain starts.
+    supervisor: Option<JoinHandle<()>>,
     probes: Vec<Arc<Probe>>,
     state: Arc<Mutex<PipelineState>>,
     deployed_at: SystemTime,
@@ -126,11 +127,12 @@ impl Topology {
         // Build before touching the old pipeline: a bad config leaves it running.
         let (attempt_stop, attempt_stop_rx) = watch::channel(false);
         let tasks = build_pipeline(&spec, &self.context, &probes, &attempt_stop_rx)?;
-        let replaced = self.lock().remove(&name);
+        // The old version stays listed (as stopping) until the new one takes its place.
+        let replaced = self.lock().get_mut(&name).map(Deployment::begin_drain);
         let outcome = match replaced {
-            Some(old) => {
+            Some(draining) => {
                 tracing::info!(pipeline = %name, "replacing: draining the old version first");
-                old.drain().await;
+                finish_drain(&name, draining).await;
                 Deployed::Replaced
             }
             None => Deployed::Created,
@@ -152,7 +154,7 @@ impl Topology {
                 spec,
                 source,
                 stop,
-                supervisor,
+                supervisor: Some(supervisor),
                 probes,
                 state,
                 deployed_at: SystemTime::now(),
@@ -216,11 +218,24 @@ impl Deployment {
     }
 
     /// Signals stop and waits until every record in flight was delivered and acknowledged.
-    async fn drain(self) {
+    async fn drain(mut self) {
+        let draining = self.begin_drain();
+        finish_drain(&self.spec.name, draining).await;
+    }
+
+    /// Marks it stopping and signals stop; returns the supervisor to wait for.
+    fn begin_drain(&mut self) -> Option<JoinHandle<()>> {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = PipelineState::Stopping;
         let _ = self.stop.send(true);
-        if let Err(err) = self.supervisor.await {
-            tracing::error!(pipeline = %self.spec.name, "pipeline supervisor failed: {err}");
+        self.supervisor.take()
+    }
+}
+
+/// Waits for a draining pipeline's supervisor to finish.
+async fn finish_drain(name: &str, supervisor: Option<JoinHandle<()>>) {
+    if let Some(supervisor) = supervisor {
+        if let Err(err) = supervisor.await {
+            tracing::error!(pipeline = %name, "pipeline supervisor failed: {err}");
         }
     }
 }
