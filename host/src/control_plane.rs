@@ -226,7 +226,7 @@ impl ControlPlane {
         }
         let swapped = self.udfs.deploy(name, wasm)?;
         // Accepted: it is the version a restart (or a pipeline deployed later) loads.
-        write_atomically(&self.udfs.dir().join(format!("{name}.wasm")), wasm, None)?;
+        self.save_current(name, wasm)?;
         let version = format!("{name}@{}", &crate::udf_runtime::sha256_hex(wasm)[..8]);
         Ok(UdfPushed {
             name: name.to_string(),
@@ -241,15 +241,9 @@ impl ControlPlane {
             return Err(ChangeError::BadName(name.to_string()));
         }
         let version = self.udfs.rollback(name)?;
-        let archived = self
-            .udfs
-            .dir()
-            .join(".versions")
-            .join(format!("{version}.wasm"));
+        let archived = self.udfs.archived_path(&version);
         match std::fs::read(&archived) {
-            Ok(bytes) => {
-                write_atomically(&self.udfs.dir().join(format!("{name}.wasm")), &bytes, None)?
-            }
+            Ok(bytes) => self.save_current(name, &bytes)?,
             Err(err) => tracing::warn!(
                 udf = name,
                 "rolled back, but {} is unreadable ({err}); a restart loads the newer file",
@@ -257,6 +251,12 @@ impl ControlPlane {
             ),
         }
         Ok(version)
+    }
+
+    /// Makes `wasm` the file a restart (or a pipeline deployed later) loads for `name`.
+    fn save_current(&self, name: &str, wasm: &[u8]) -> Result<(), StateError> {
+        let path = self.udfs.dir().join(format!("{name}.wasm"));
+        write_atomically(&path, wasm, None).map_err(|source| StateError { path, source })
     }
 
     /// Every UDF in use.

@@ -69,11 +69,8 @@ impl StateDir {
 
     /// Saves a deployed pipeline's TOML.
     pub fn save_pipeline(&self, name: &str, toml: &str) -> Result<(), StateError> {
-        write_atomically(
-            &self.pipelines_dir().join(format!("{name}.toml")),
-            toml.as_bytes(),
-            None,
-        )
+        let path = self.pipelines_dir().join(format!("{name}.toml"));
+        write_atomically(&path, toml.as_bytes(), None).map_err(|source| StateError { path, source })
     }
 
     /// Forgets an undeployed pipeline.
@@ -127,7 +124,8 @@ impl StateDir {
             path: PathBuf::from("/dev/urandom"),
             source,
         })?;
-        write_atomically(&path, token.as_bytes(), Some(0o600))?;
+        write_atomically(&path, token.as_bytes(), Some(0o600))
+            .map_err(|source| StateError { path, source })?;
         Ok((token, true))
     }
 
@@ -145,12 +143,9 @@ fn random_token() -> std::io::Result<String> {
     Ok(hex::encode(bytes))
 }
 
-/// Writes `bytes` to a temporary file beside `path` and renames it into place.
-pub fn write_atomically(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(), StateError> {
-    let err = |source| StateError {
-        path: path.to_path_buf(),
-        source,
-    };
+/// Writes `bytes` to a temporary file beside `path` and renames it into place, so a reader
+/// (a watching host, a restart after a crash) never sees half a file.
+pub fn write_atomically(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -165,11 +160,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<
     }
     #[cfg(not(unix))]
     let _ = mode;
-    let mut file = options.open(&tmp).map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    file.sync_all().map_err(err)?;
+    let mut file = options.open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
     drop(file);
-    std::fs::rename(&tmp, path).map_err(err)
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

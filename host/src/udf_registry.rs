@@ -11,6 +11,7 @@
 //! accepted version is archived as `<udf_dir>/.versions/NAME@SHA8.wasm`, which is what
 //! `module = "NAME@SHA8"` pins to and what [`UdfRegistry::rollback`] goes back to.
 
+use crate::state_dir::write_atomically;
 use crate::udf_runtime::{LoadError, UdfLimits, UdfModule, UdfRuntime};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -230,9 +231,7 @@ impl UdfRegistry {
     /// else the archived copy.
     pub fn pinned(&self, name: &str, sha: &str) -> Result<UdfModule, RegistryError> {
         let current = self.dir.join(format!("{name}.wasm"));
-        let archived = self
-            .versions_dir()
-            .join(format!("{name}@{}.wasm", &sha[..8]));
+        let archived = self.archived_path(&format!("{name}@{}", &sha[..8]));
         for candidate in [current, archived] {
             // Hash first: only the matching version is compiled (a broken current file does
             // not hide an archived one).
@@ -372,6 +371,11 @@ impl UdfRegistry {
         self.dir.join(".versions")
     }
 
+    /// Where version `NAME@SHA8` is archived.
+    pub fn archived_path(&self, version: &str) -> PathBuf {
+        self.versions_dir().join(format!("{version}.wasm"))
+    }
+
     /// Where the rollback history of `name` is kept: previous versions, newest first.
     fn history_path(&self, name: &str) -> PathBuf {
         self.versions_dir().join(format!("{name}.history"))
@@ -381,10 +385,8 @@ impl UdfRegistry {
     fn save_history(&self, name: &str, previous: &[UdfModule]) {
         let text: String = previous.iter().map(|m| m.version() + "\n").collect();
         let path = self.history_path(name);
-        let tmp = self.versions_dir().join(format!(".{name}.history.tmp"));
         let written = std::fs::create_dir_all(self.versions_dir())
-            .and_then(|()| std::fs::write(&tmp, text))
-            .and_then(|()| std::fs::rename(&tmp, &path));
+            .and_then(|()| write_atomically(&path, text.as_bytes(), None));
         if let Err(err) = written {
             tracing::warn!(udf = name, "cannot save {}: {err}", path.display());
         }
@@ -399,8 +401,7 @@ impl UdfRegistry {
         text.lines()
             .filter(|version| *version != live.version())
             .filter_map(|version| {
-                let bytes =
-                    std::fs::read(self.versions_dir().join(format!("{version}.wasm"))).ok()?;
+                let bytes = std::fs::read(self.archived_path(version)).ok()?;
                 self.runtime.load(name, &bytes).ok()
             })
             .take(MAX_PREVIOUS)
@@ -409,15 +410,12 @@ impl UdfRegistry {
 
     /// Keeps a copy of an accepted version for pinning and rollback across restarts.
     fn archive(&self, module: &UdfModule, wasm: &[u8]) {
-        let dir = self.versions_dir();
-        let path = dir.join(format!("{}.wasm", module.version()));
+        let path = self.archived_path(&module.version());
         if path.exists() {
             return;
         }
-        let tmp = dir.join(format!(".{}.tmp", module.version()));
-        let written = std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(&tmp, wasm))
-            .and_then(|()| std::fs::rename(&tmp, &path));
+        let written = std::fs::create_dir_all(self.versions_dir())
+            .and_then(|()| write_atomically(&path, wasm, None));
         if let Err(err) = written {
             tracing::warn!(
                 udf = module.name(),

@@ -104,11 +104,7 @@ pub async fn tap(
         .topology
         .pipeline(&name)
         .ok_or_else(not_found)?;
-    let probe = view
-        .probes
-        .iter()
-        .find(|p| *p.metrics.component == *component)
-        .ok_or_else(not_found)?;
+    let probe = view.probe(&component).ok_or_else(not_found)?;
     let mut messages = probe.tap.subscribe();
     drop(view);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, Infallible>>(64);

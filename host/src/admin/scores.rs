@@ -157,11 +157,7 @@ impl Scoreboard {
         let Some(stream) = score_stream(&view.spec) else {
             return;
         };
-        let Some(probe) = view
-            .probes
-            .iter()
-            .find(|p| *p.metrics.component == *stream.component)
-        else {
+        let Some(probe) = view.probe(&stream.component) else {
             return;
         };
         let mut messages = probe.tap.subscribe();

@@ -190,10 +190,8 @@ fn build_module(args: &UdfBuildArgs) -> Result<(), String> {
     let udf_dir = args.udf_dir.clone().unwrap_or_else(default_udf_dir);
     std::fs::create_dir_all(&udf_dir).map_err(|e| format!("{}: {e}", udf_dir.display()))?;
     let dest = udf_dir.join(format!("{name}.wasm"));
-    // Write then rename, so a watching host never reads a half-written module.
-    let tmp = udf_dir.join(format!(".{name}.wasm.tmp"));
-    std::fs::write(&tmp, &wasm)
-        .and_then(|()| std::fs::rename(&tmp, &dest))
+    // Atomically, so a watching host never reads a half-written module.
+    sluice::state_dir::write_atomically(&dest, &wasm, None)
         .map_err(|e| format!("{}: {e}", dest.display()))?;
     println!("name     {name}");
     println!("version  {}", module.version());

@@ -206,6 +206,13 @@ impl Topology {
     }
 }
 
+impl PipelineView {
+    /// The probe of component `name`, if the pipeline has one.
+    pub fn probe(&self, name: &str) -> Option<&Arc<Probe>> {
+        self.probes.iter().find(|p| *p.metrics.component == *name)
+    }
+}
+
 impl Deployment {
     fn view(&self) -> PipelineView {
         PipelineView {
