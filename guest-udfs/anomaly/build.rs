@@ -68,7 +68,7 @@ fn main() {
     for (l, (w, b)) in model.weights.iter().zip(&model.biases).enumerate() {
         assert_eq!(w.len(), layers[l] * layers[l + 1], "weights[{l}] length");
         assert_eq!(b.len(), layers[l + 1], "biases[{l}] length");
-        emit_f32(&mut out, &format!("WEIGHTS_{l}"), w);
+        emit_f32_rows(&mut out, &format!("WEIGHTS_{l}"), w, layers[l]);
         emit_f64(&mut out, &format!("BIASES_{l}"), b);
     }
     let dest = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("model.rs");
@@ -89,15 +89,21 @@ fn emit_f64(out: &mut String, name: &str, values: &[&RawValue]) {
     out.push_str("];\n");
 }
 
-fn emit_f32(out: &mut String, name: &str, values: &[&RawValue]) {
-    writeln!(out, "pub static {name}: [f32; {}] = [", values.len()).unwrap();
-    for raw in values {
-        let v: f32 = raw
-            .get()
-            .trim()
-            .parse()
-            .unwrap_or_else(|err| panic!("{name}: {}: {err}", raw.get()));
-        writeln!(out, "f32::from_bits({:#010x}),", v.to_bits()).unwrap();
+/// A weight matrix as `[[f32; COLS]; ROWS]`: one row of input weights per output neuron.
+fn emit_f32_rows(out: &mut String, name: &str, values: &[&RawValue], cols: usize) {
+    let rows = values.len() / cols;
+    writeln!(out, "pub static {name}: [[f32; {cols}]; {rows}] = [").unwrap();
+    for row in values.chunks(cols) {
+        out.push('[');
+        for raw in row {
+            let v: f32 = raw
+                .get()
+                .trim()
+                .parse()
+                .unwrap_or_else(|err| panic!("{name}: {}: {err}", raw.get()));
+            write!(out, "f32::from_bits({:#010x}),", v.to_bits()).unwrap();
+        }
+        out.push_str("],\n");
     }
     out.push_str("];\n");
 }

@@ -7,6 +7,7 @@
 
 pub mod model;
 pub mod payload;
+mod short_decimal;
 
 use sluice_udf::{export_udf, Config, Message, Udf, UdfError};
 

@@ -19,190 +19,255 @@ pub use weights::MODEL_NAME;
 /// Number of readings in one ECG event (the model's input width).
 pub const INPUTS: usize = weights::LAYERS[0];
 
-/// The widest layer; activations of every layer fit in a buffer this long.
-const WIDEST: usize = {
-    let mut widest = 0;
-    let mut i = 0;
-    while i < weights::LAYERS.len() {
-        if weights::LAYERS[i] > widest {
-            widest = weights::LAYERS[i];
-        }
-        i += 1;
-    }
-    widest
-};
-
-/// One dense layer: `out` rows of `inp` float32 weights, and one float64 bias per row.
-struct Layer {
-    weights: &'static [f32],
-    biases: &'static [f64],
-}
-
-static LAYERS: [Layer; 4] = [
-    Layer {
-        weights: &weights::WEIGHTS_0,
-        biases: &weights::BIASES_0,
-    },
-    Layer {
-        weights: &weights::WEIGHTS_1,
-        biases: &weights::BIASES_1,
-    },
-    Layer {
-        weights: &weights::WEIGHTS_2,
-        biases: &weights::BIASES_2,
-    },
-    Layer {
-        weights: &weights::WEIGHTS_3,
-        biases: &weights::BIASES_3,
-    },
-];
+const _: () = assert!(
+    weights::LAYERS.len() == 5,
+    "the forward pass below is written out for four dense layers"
+);
 
 /// The reconstruction mean squared error of one event, in the original (denormalised) units.
 ///
 /// A NaN reading is treated as H2O treats a missing value (normalised input 0); the payload
 /// parser never produces one.
 pub fn reconstruction_mse(readings: &[f64; INPUTS]) -> f64 {
-    let mut current = [0.0f64; WIDEST];
-    let mut next = [0.0f64; WIDEST];
-    for (i, (&v, x)) in readings.iter().zip(current.iter_mut()).enumerate() {
+    let mut input = [0.0f64; INPUTS];
+    for (i, (&v, x)) in readings.iter().zip(input.iter_mut()).enumerate() {
         *x = if v.is_nan() {
             0.0
         } else {
             (v - weights::INPUT_SUB[i]) * weights::INPUT_MUL[i]
         };
     }
-    let mut width = INPUTS;
-    for layer in &LAYERS {
-        let rows = layer.biases.len();
-        dense_tanh(layer, &current[..width], &mut next[..rows]);
-        std::mem::swap(&mut current, &mut next);
-        width = rows;
-    }
+    let hidden = dense_tanh(&weights::WEIGHTS_0, &weights::BIASES_0, &input);
+    let hidden = dense_tanh(&weights::WEIGHTS_1, &weights::BIASES_1, &hidden);
+    let hidden = dense_tanh(&weights::WEIGHTS_2, &weights::BIASES_2, &hidden);
+    let output: [f64; INPUTS] = dense_tanh(&weights::WEIGHTS_3, &weights::BIASES_3, &hidden);
+
+    // Summed in reading order; unrolled by eight so that the running sum stays in a register.
+    let squared_error = |k: usize| {
+        let recon = output[k] / weights::INPUT_MUL[k] + weights::INPUT_SUB[k];
+        let diff = readings[k] - recon;
+        diff * diff
+    };
+    let blocked = INPUTS - INPUTS % 8;
     let mut sum = 0.0f64;
-    for (k, &v) in readings.iter().enumerate() {
-        let recon = current[k] / weights::INPUT_MUL[k] + weights::INPUT_SUB[k];
-        let diff = v - recon;
-        sum += diff * diff;
+    for base in (0..blocked).step_by(8) {
+        unrolled!(8, |j| sum += squared_error(base + j));
     }
+    unrolled!(INPUTS % 8, |j| sum += squared_error(blocked + j));
     sum / INPUTS as f64
 }
 
 /// `out[r] = tanh(sum_c w[r][c] * x[c] + b[r])` with H2O's summation order.
-fn dense_tanh(layer: &Layer, x: &[f64], out: &mut [f64]) {
-    let cols = x.len();
-    // H2O: `multiple = (cols/8)*8 - 1`, loop `col < multiple` step 8; tail from `cols - cols%8`.
-    let blocked = cols - cols % 8;
-    for (r, y) in out.iter_mut().enumerate() {
-        let row = &layer.weights[r * cols..(r + 1) * cols];
-        let p = lanes::partial_sums(&row[..blocked], &x[..blocked]);
-        let mut acc = 0.0 + (((p[0] + p[1]) + p[2]) + p[3]);
-        acc += ((p[4] + p[5]) + p[6]) + p[7];
-        for c in blocked..cols {
-            acc += f64::from(row[c]) * x[c];
-        }
-        acc += layer.biases[r];
+#[inline(always)]
+fn dense_tanh<const IN: usize, const OUT: usize>(
+    weights: &[[f32; IN]; OUT],
+    biases: &[f64; OUT],
+    x: &[f64; IN],
+) -> [f64; OUT] {
+    let mut out = [0.0f64; OUT];
+    for ((y, row), bias) in out.iter_mut().zip(weights).zip(biases) {
+        let acc = dot(row, x) + bias;
         *y = 1.0 - 2.0 / (1.0 + (2.0 * acc).exp());
     }
+    out
 }
+
+/// One neuron's weighted sum in H2O's order: eight partial sums over blocks of eight columns
+/// (`multiple = (cols/8)*8 - 1`, loop `col < multiple` step 8), combined as
+/// `((p0+p1)+p2)+p3` then `((p4+p5)+p6)+p7`, then the tail columns one by one.
+///
+/// Straight-line code for the row's width: no loop back-edge while the partial sums are live.
+/// In Wasm every back-edge carries the deadline (epoch) check, whose out-of-line call made the
+/// register allocator keep loop-carried sums on the stack; unrolled, they stay in registers.
+#[inline(always)]
+fn dot<const IN: usize>(w: &[f32; IN], x: &[f64; IN]) -> f64 {
+    const { assert!(IN / 8 <= MAX_UNROLL, "a row wider than the unrolled dot product") };
+    let (w_blocks, w_tail) = w.as_chunks::<8>();
+    let (x_blocks, x_tail) = x.as_chunks::<8>();
+    let mut lanes = lanes::Sums::ZERO;
+    unrolled!(IN / 8, |b| lanes = lanes.add_block(&w_blocks[b], &x_blocks[b]));
+    let p = lanes.to_array();
+    let mut acc = 0.0 + (((p[0] + p[1]) + p[2]) + p[3]);
+    acc += ((p[4] + p[5]) + p[6]) + p[7];
+    unrolled!(IN % 8, |c| acc += f64::from(w_tail[c]) * x_tail[c]);
+    acc
+}
+
+/// The most blocks of eight columns [`unrolled!`] writes out.
+const MAX_UNROLL: usize = 32;
+
+/// `unrolled!(N, |i| BODY)` runs BODY for `i` in `0..N`, written out as straight-line code.
+/// `N` must be a constant (at most [`MAX_UNROLL`]): every `if` below folds away at compile time.
+macro_rules! unrolled {
+    ($n:expr, |$i:ident| $body:expr) => {
+        unrolled!(@each $n, $i, $body;
+            0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31)
+    };
+    (@each $n:expr, $i:ident, $body:expr; $($k:literal)*) => {
+        $(
+            if $k < $n {
+                let $i: usize = $k;
+                $body;
+            }
+        )*
+    };
+}
+use unrolled;
 
 /// H2O's eight partial sums `psum0..psum7` over blocks of eight columns.
 ///
 /// Each sum is an independent chain of `widen(w) * x` products added in column order, so
 /// computing two of them per f64x2 register (pairs (0,1), (2,3), (4,5), (6,7)) gives exactly
 /// the scalar bits: no reassociation, no fused multiply-add. One implementation per target,
-/// the same arithmetic in each; the scalar one is the reference.
+/// the same arithmetic in each; the scalar one ([`scalar_partial_sums`]) is the reference.
 mod lanes {
-    /// `w.len() == x.len()`, a multiple of 8.
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    pub(super) fn partial_sums(w: &[f32], x: &[f64]) -> [f64; 8] {
+    mod imp {
         use core::arch::wasm32::*;
-        let mut acc = [f64x2_splat(0.0); 4];
-        for (w8, x8) in w.chunks_exact(8).zip(x.chunks_exact(8)) {
-            // SAFETY: `chunks_exact(8)` gives 8 f32 (32 bytes) and 8 f64 (64 bytes); every load
-            // below reads 16 bytes inside them, and Wasm loads need no alignment.
-            let (w03, w47, xs) = unsafe {
-                let w = w8.as_ptr() as *const v128;
-                let x = x8.as_ptr() as *const v128;
-                (
-                    v128_load(w),
-                    v128_load(w.add(1)),
-                    [
-                        v128_load(x),
-                        v128_load(x.add(1)),
-                        v128_load(x.add(2)),
-                        v128_load(x.add(3)),
-                    ],
-                )
-            };
-            let ws = [
-                f64x2_promote_low_f32x4(w03),
-                f64x2_promote_low_f32x4(i64x2_shuffle::<1, 1>(w03, w03)),
-                f64x2_promote_low_f32x4(w47),
-                f64x2_promote_low_f32x4(i64x2_shuffle::<1, 1>(w47, w47)),
-            ];
-            for k in 0..4 {
-                acc[k] = f64x2_add(acc[k], f64x2_mul(ws[k], xs[k]));
+
+        /// Partial sums (0,1), (2,3), (4,5), (6,7), one f64x2 each.
+        #[derive(Clone, Copy)]
+        pub struct Sums([v128; 4]);
+
+        impl Sums {
+            pub const ZERO: Sums = Sums([f64x2(0.0, 0.0); 4]);
+
+            #[inline(always)]
+            pub fn add_block(self, w: &[f32; 8], x: &[f64; 8]) -> Sums {
+                // SAFETY: `w` is 32 bytes and `x` 64 bytes; every load below reads 16 bytes
+                // inside them, and Wasm loads need no alignment.
+                let (w03, w47, xs) = unsafe {
+                    let w = w.as_ptr() as *const v128;
+                    let x = x.as_ptr() as *const v128;
+                    (
+                        v128_load(w),
+                        v128_load(w.add(1)),
+                        [
+                            v128_load(x),
+                            v128_load(x.add(1)),
+                            v128_load(x.add(2)),
+                            v128_load(x.add(3)),
+                        ],
+                    )
+                };
+                let ws = [
+                    f64x2_promote_low_f32x4(w03),
+                    f64x2_promote_low_f32x4(i64x2_shuffle::<1, 1>(w03, w03)),
+                    f64x2_promote_low_f32x4(w47),
+                    f64x2_promote_low_f32x4(i64x2_shuffle::<1, 1>(w47, w47)),
+                ];
+                let a = self.0;
+                Sums([
+                    f64x2_add(a[0], f64x2_mul(ws[0], xs[0])),
+                    f64x2_add(a[1], f64x2_mul(ws[1], xs[1])),
+                    f64x2_add(a[2], f64x2_mul(ws[2], xs[2])),
+                    f64x2_add(a[3], f64x2_mul(ws[3], xs[3])),
+                ])
+            }
+
+            #[inline(always)]
+            pub fn to_array(self) -> [f64; 8] {
+                let a = self.0;
+                [
+                    f64x2_extract_lane::<0>(a[0]),
+                    f64x2_extract_lane::<1>(a[0]),
+                    f64x2_extract_lane::<0>(a[1]),
+                    f64x2_extract_lane::<1>(a[1]),
+                    f64x2_extract_lane::<0>(a[2]),
+                    f64x2_extract_lane::<1>(a[2]),
+                    f64x2_extract_lane::<0>(a[3]),
+                    f64x2_extract_lane::<1>(a[3]),
+                ]
             }
         }
-        let mut p = [0.0; 8];
-        for (k, a) in acc.iter().enumerate() {
-            p[2 * k] = f64x2_extract_lane::<0>(*a);
-            p[2 * k + 1] = f64x2_extract_lane::<1>(*a);
-        }
-        p
     }
 
-    /// `w.len() == x.len()`, a multiple of 8. SSE2 is part of the x86_64 baseline.
+    /// SSE2 is part of the x86_64 baseline.
     #[cfg(target_arch = "x86_64")]
-    pub(super) fn partial_sums(w: &[f32], x: &[f64]) -> [f64; 8] {
+    mod imp {
         use core::arch::x86_64::*;
-        // SAFETY: SSE2 is always available on x86_64. `chunks_exact(8)` gives 8 f32 (32 bytes)
-        // and 8 f64 (64 bytes); every unaligned load below reads 16 bytes inside them.
-        unsafe {
-            let mut acc = [_mm_setzero_pd(); 4];
-            for (w8, x8) in w.chunks_exact(8).zip(x.chunks_exact(8)) {
-                let w03 = _mm_loadu_ps(w8.as_ptr());
-                let w47 = _mm_loadu_ps(w8.as_ptr().add(4));
-                let ws = [
-                    _mm_cvtps_pd(w03),
-                    _mm_cvtps_pd(_mm_movehl_ps(w03, w03)),
-                    _mm_cvtps_pd(w47),
-                    _mm_cvtps_pd(_mm_movehl_ps(w47, w47)),
-                ];
-                let x = x8.as_ptr();
-                let xs = [
-                    _mm_loadu_pd(x),
-                    _mm_loadu_pd(x.add(2)),
-                    _mm_loadu_pd(x.add(4)),
-                    _mm_loadu_pd(x.add(6)),
-                ];
-                for k in 0..4 {
-                    acc[k] = _mm_add_pd(acc[k], _mm_mul_pd(ws[k], xs[k]));
+
+        /// Partial sums (0,1), (2,3), (4,5), (6,7), one f64x2 each.
+        #[derive(Clone, Copy)]
+        pub struct Sums([__m128d; 4]);
+
+        impl Sums {
+            // SAFETY: an all-zero bit pattern is 0.0 in every lane.
+            pub const ZERO: Sums = Sums(unsafe { core::mem::transmute::<[f64; 8], _>([0.0; 8]) });
+
+            #[inline(always)]
+            pub fn add_block(self, w: &[f32; 8], x: &[f64; 8]) -> Sums {
+                // SAFETY: SSE2 is always available on x86_64. `w` is 32 bytes and `x` 64 bytes;
+                // every unaligned load below reads 16 bytes inside them.
+                unsafe {
+                    let w03 = _mm_loadu_ps(w.as_ptr());
+                    let w47 = _mm_loadu_ps(w.as_ptr().add(4));
+                    let ws = [
+                        _mm_cvtps_pd(w03),
+                        _mm_cvtps_pd(_mm_movehl_ps(w03, w03)),
+                        _mm_cvtps_pd(w47),
+                        _mm_cvtps_pd(_mm_movehl_ps(w47, w47)),
+                    ];
+                    let x = x.as_ptr();
+                    let xs = [
+                        _mm_loadu_pd(x),
+                        _mm_loadu_pd(x.add(2)),
+                        _mm_loadu_pd(x.add(4)),
+                        _mm_loadu_pd(x.add(6)),
+                    ];
+                    let a = self.0;
+                    Sums([
+                        _mm_add_pd(a[0], _mm_mul_pd(ws[0], xs[0])),
+                        _mm_add_pd(a[1], _mm_mul_pd(ws[1], xs[1])),
+                        _mm_add_pd(a[2], _mm_mul_pd(ws[2], xs[2])),
+                        _mm_add_pd(a[3], _mm_mul_pd(ws[3], xs[3])),
+                    ])
                 }
             }
-            let mut p = [0.0; 8];
-            for (k, a) in acc.iter().enumerate() {
-                _mm_storeu_pd(p[2 * k..].as_mut_ptr(), *a);
+
+            #[inline(always)]
+            pub fn to_array(self) -> [f64; 8] {
+                // SAFETY: four f64x2 are eight f64, lanes in order.
+                unsafe { core::mem::transmute::<[__m128d; 4], [f64; 8]>(self.0) }
             }
-            p
         }
     }
 
-    /// `w.len() == x.len()`, a multiple of 8.
     #[cfg(not(any(
         all(target_arch = "wasm32", target_feature = "simd128"),
         target_arch = "x86_64"
     )))]
-    pub(super) fn partial_sums(w: &[f32], x: &[f64]) -> [f64; 8] {
-        super::scalar_partial_sums(w, x)
+    mod imp {
+        /// The eight partial sums, scalar.
+        #[derive(Clone, Copy)]
+        pub struct Sums([f64; 8]);
+
+        impl Sums {
+            pub const ZERO: Sums = Sums([0.0; 8]);
+
+            #[inline(always)]
+            pub fn add_block(mut self, w: &[f32; 8], x: &[f64; 8]) -> Sums {
+                for j in 0..8 {
+                    self.0[j] += f64::from(w[j]) * x[j];
+                }
+                self
+            }
+
+            #[inline(always)]
+            pub fn to_array(self) -> [f64; 8] {
+                self.0
+            }
+        }
     }
+
+    pub(super) use imp::Sums;
 }
 
 /// The reference: H2O's `psum0 += a[off] * x[col]; ... psum7 += a[off+7] * x[col+7]`.
-#[allow(dead_code)] // used on targets without f64x2 lanes, and by the tests
-fn scalar_partial_sums(w: &[f32], x: &[f64]) -> [f64; 8] {
+#[cfg(test)]
+fn scalar_partial_sums(w: &[[f32; 8]], x: &[[f64; 8]]) -> [f64; 8] {
     let mut p = [0.0f64; 8];
-    for (w8, x8) in w.chunks_exact(8).zip(x.chunks_exact(8)) {
+    for (w8, x8) in w.iter().zip(x) {
         for j in 0..8 {
             p[j] += f64::from(w8[j]) * x8[j];
         }
@@ -216,30 +281,85 @@ mod tests {
 
     #[test]
     fn lanes_give_the_scalar_bits() {
-        let w = &weights::WEIGHTS_0[..208];
+        let (w, _) = weights::WEIGHTS_0[0].as_chunks::<8>();
         let x: Vec<f64> = (0..208)
             .map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0)
             .collect();
-        let lanes = lanes::partial_sums(w, &x);
-        let scalar = scalar_partial_sums(w, &x);
-        assert_eq!(lanes.map(f64::to_bits), scalar.map(f64::to_bits));
+        let (x, _) = x.as_chunks::<8>();
+        let mut lanes = lanes::Sums::ZERO;
+        for (w8, x8) in w.iter().zip(x) {
+            lanes = lanes.add_block(w8, x8);
+        }
+        let scalar = scalar_partial_sums(w, x);
+        assert_eq!(
+            lanes.to_array().map(f64::to_bits),
+            scalar.map(f64::to_bits)
+        );
+    }
+
+    #[test]
+    fn dot_products_follow_h2o_order() {
+        // Straight from H2O's POJO: the blocked partial sums, combined, then the tail columns.
+        fn h2o_dot(w: &[f32], x: &[f64]) -> f64 {
+            let cols = x.len();
+            let mut p = [0.0f64; 8];
+            let multiple = (cols / 8) * 8 - 1;
+            let mut col = 0;
+            while col < multiple {
+                for j in 0..8 {
+                    p[j] += f64::from(w[col + j]) * x[col + j];
+                }
+                col += 8;
+            }
+            let mut acc = 0.0 + (((p[0] + p[1]) + p[2]) + p[3]);
+            acc += ((p[4] + p[5]) + p[6]) + p[7];
+            for c in cols - cols % 8..cols {
+                acc += f64::from(w[c]) * x[c];
+            }
+            acc
+        }
+        let x: Vec<f64> = (0..INPUTS).map(|i| ((i * 53 % 97) as f64 - 48.0) / 9.0).collect();
+        let x210: &[f64; INPUTS] = x.as_slice().try_into().unwrap();
+        let x50: &[f64; 50] = x[..50].try_into().unwrap();
+        let x20: &[f64; 20] = x[..20].try_into().unwrap();
+        for r in [0, 7, 49] {
+            assert_eq!(
+                dot(&weights::WEIGHTS_0[r], x210).to_bits(),
+                h2o_dot(&weights::WEIGHTS_0[r], x210).to_bits()
+            );
+        }
+        for r in [0, 19] {
+            assert_eq!(
+                dot(&weights::WEIGHTS_1[r], x50).to_bits(),
+                h2o_dot(&weights::WEIGHTS_1[r], x50).to_bits()
+            );
+        }
+        for r in [0, 49] {
+            assert_eq!(
+                dot(&weights::WEIGHTS_2[r], x20).to_bits(),
+                h2o_dot(&weights::WEIGHTS_2[r], x20).to_bits()
+            );
+        }
+        for r in [0, 209] {
+            assert_eq!(
+                dot(&weights::WEIGHTS_3[r], x50).to_bits(),
+                h2o_dot(&weights::WEIGHTS_3[r], x50).to_bits()
+            );
+        }
     }
 
     #[test]
     fn layer_shapes_match_the_model() {
         assert_eq!(weights::LAYERS, [210, 50, 20, 50, 210]);
-        let mut inp = INPUTS;
-        for layer in &LAYERS {
-            assert_eq!(layer.weights.len(), inp * layer.biases.len());
-            inp = layer.biases.len();
-        }
-        assert_eq!(inp, INPUTS, "an autoencoder reconstructs its input");
+        assert_eq!(weights::WEIGHTS_0.len(), 50);
+        assert_eq!(weights::WEIGHTS_0[0].len(), INPUTS);
+        assert_eq!(weights::WEIGHTS_3.len(), INPUTS, "an autoencoder reconstructs its input");
     }
 
     #[test]
     fn weights_are_exact_float32_parses_of_the_model_text() {
         // First weight of the model file is written `-0.03864945`.
-        assert_eq!(weights::WEIGHTS_0[0], "-0.03864945".parse::<f32>().unwrap());
+        assert_eq!(weights::WEIGHTS_0[0][0], "-0.03864945".parse::<f32>().unwrap());
         assert_eq!(weights::INPUT_MUL[0], 0.20920502092050208);
     }
 
