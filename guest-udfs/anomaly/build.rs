@@ -1,5 +1,5 @@
 //! Embeds `model/ecg_autoencoder.json` as Rust constants, each number parsed from its exact
-//! decimal text into its own type (weights f32, the rest f64): no double rounding, no file
+//! decimal text into its own type (weights f32, widened exactly to f64; the rest f64): no double rounding, no file
 //! access at run time.
 
 use serde::Deserialize;
@@ -68,7 +68,7 @@ fn main() {
     for (l, (w, b)) in model.weights.iter().zip(&model.biases).enumerate() {
         assert_eq!(w.len(), layers[l] * layers[l + 1], "weights[{l}] length");
         assert_eq!(b.len(), layers[l + 1], "biases[{l}] length");
-        emit_f32_rows(&mut out, &format!("WEIGHTS_{l}"), w, layers[l]);
+        emit_weight_rows(&mut out, &format!("WEIGHTS_{l}"), w, layers[l]);
         emit_f64(&mut out, &format!("BIASES_{l}"), b);
     }
     let dest = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("model.rs");
@@ -89,10 +89,12 @@ fn emit_f64(out: &mut String, name: &str, values: &[&RawValue]) {
     out.push_str("];\n");
 }
 
-/// A weight matrix as `[[f32; COLS]; ROWS]`: one row of input weights per output neuron.
-fn emit_f32_rows(out: &mut String, name: &str, values: &[&RawValue], cols: usize) {
+/// A weight matrix as `[[f64; COLS]; ROWS]`, one row of input weights per output neuron. Each
+/// weight is parsed as the float32 H2O stores, then widened to f64: H2O widens every weight
+/// before it multiplies, and widening is exact, so doing it once here gives the same products.
+fn emit_weight_rows(out: &mut String, name: &str, values: &[&RawValue], cols: usize) {
     let rows = values.len() / cols;
-    writeln!(out, "pub static {name}: [[f32; {cols}]; {rows}] = [").unwrap();
+    writeln!(out, "pub static {name}: [[f64; {cols}]; {rows}] = [").unwrap();
     for row in values.chunks(cols) {
         out.push('[');
         for raw in row {
@@ -101,7 +103,7 @@ fn emit_f32_rows(out: &mut String, name: &str, values: &[&RawValue], cols: usize
                 .trim()
                 .parse()
                 .unwrap_or_else(|err| panic!("{name}: {}: {err}", raw.get()));
-            write!(out, "f32::from_bits({:#010x}),", v.to_bits()).unwrap();
+            write!(out, "f64::from_bits({:#018x}),", f64::from(v).to_bits()).unwrap();
         }
         out.push_str("],\n");
     }

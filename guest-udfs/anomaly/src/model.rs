@@ -1,7 +1,8 @@
 //! The H2O autoencoder's forward pass and reconstruction error, in H2O's exact arithmetic.
 //!
 //! Follows the generated POJO step by step (see `model/README.md` and the shared reference's
-//! README): float64 throughout, float32 weights widened before they multiply, each dot product
+//! README): float64 throughout, float32 weights widened before they multiply (widened once, exactly,
+//! at build time), each dot product
 //! summed in eight interleaved partial sums combined as `((p0+p1)+p2)+p3` then `((p4+p5)+p6)+p7`,
 //! then the tail columns, then the bias; `tanh` written as `1 - 2 / (1 + exp(2z))`.
 //!
@@ -60,7 +61,7 @@ pub fn reconstruction_mse(readings: &[f64; INPUTS]) -> f64 {
 /// `out[r] = tanh(sum_c w[r][c] * x[c] + b[r])` with H2O's summation order.
 #[inline(always)]
 fn dense_tanh<const IN: usize, const OUT: usize>(
-    weights: &[[f32; IN]; OUT],
+    weights: &[[f64; IN]; OUT],
     biases: &[f64; OUT],
     x: &[f64; IN],
 ) -> [f64; OUT] {
@@ -80,16 +81,22 @@ fn dense_tanh<const IN: usize, const OUT: usize>(
 /// In Wasm every back-edge carries the deadline (epoch) check, whose out-of-line call made the
 /// register allocator keep loop-carried sums on the stack; unrolled, they stay in registers.
 #[inline(always)]
-fn dot<const IN: usize>(w: &[f32; IN], x: &[f64; IN]) -> f64 {
-    const { assert!(IN / 8 <= MAX_UNROLL, "a row wider than the unrolled dot product") };
+fn dot<const IN: usize>(w: &[f64; IN], x: &[f64; IN]) -> f64 {
+    const {
+        assert!(
+            IN / 8 <= MAX_UNROLL,
+            "a row wider than the unrolled dot product"
+        )
+    };
     let (w_blocks, w_tail) = w.as_chunks::<8>();
     let (x_blocks, x_tail) = x.as_chunks::<8>();
     let mut lanes = lanes::Sums::ZERO;
-    unrolled!(IN / 8, |b| lanes = lanes.add_block(&w_blocks[b], &x_blocks[b]));
+    unrolled!(IN / 8, |b| lanes =
+        lanes.add_block(&w_blocks[b], &x_blocks[b]));
     let p = lanes.to_array();
     let mut acc = 0.0 + (((p[0] + p[1]) + p[2]) + p[3]);
     acc += ((p[4] + p[5]) + p[6]) + p[7];
-    unrolled!(IN % 8, |c| acc += f64::from(w_tail[c]) * x_tail[c]);
+    unrolled!(IN % 8, |c| acc += w_tail[c] * x_tail[c]);
     acc
 }
 
@@ -133,15 +140,19 @@ mod lanes {
             pub const ZERO: Sums = Sums([f64x2(0.0, 0.0); 4]);
 
             #[inline(always)]
-            pub fn add_block(self, w: &[f32; 8], x: &[f64; 8]) -> Sums {
-                // SAFETY: `w` is 32 bytes and `x` 64 bytes; every load below reads 16 bytes
-                // inside them, and Wasm loads need no alignment.
-                let (w03, w47, xs) = unsafe {
+            pub fn add_block(self, w: &[f64; 8], x: &[f64; 8]) -> Sums {
+                // SAFETY: `w` and `x` are 64 bytes each; every load below reads 16 bytes inside
+                // them, and Wasm loads need no alignment.
+                let (ws, xs) = unsafe {
                     let w = w.as_ptr() as *const v128;
                     let x = x.as_ptr() as *const v128;
                     (
-                        v128_load(w),
-                        v128_load(w.add(1)),
+                        [
+                            v128_load(w),
+                            v128_load(w.add(1)),
+                            v128_load(w.add(2)),
+                            v128_load(w.add(3)),
+                        ],
                         [
                             v128_load(x),
                             v128_load(x.add(1)),
@@ -150,12 +161,6 @@ mod lanes {
                         ],
                     )
                 };
-                let ws = [
-                    f64x2_promote_low_f32x4(w03),
-                    f64x2_promote_low_f32x4(i64x2_shuffle::<1, 1>(w03, w03)),
-                    f64x2_promote_low_f32x4(w47),
-                    f64x2_promote_low_f32x4(i64x2_shuffle::<1, 1>(w47, w47)),
-                ];
                 let a = self.0;
                 Sums([
                     f64x2_add(a[0], f64x2_mul(ws[0], xs[0])),
@@ -193,20 +198,20 @@ mod lanes {
 
         impl Sums {
             // SAFETY: an all-zero bit pattern is 0.0 in every lane.
-            pub const ZERO: Sums = Sums(unsafe { core::mem::transmute::<[f64; 8], _>([0.0; 8]) });
+            pub const ZERO: Sums =
+                Sums(unsafe { core::mem::transmute::<[f64; 8], [__m128d; 4]>([0.0; 8]) });
 
             #[inline(always)]
-            pub fn add_block(self, w: &[f32; 8], x: &[f64; 8]) -> Sums {
-                // SAFETY: SSE2 is always available on x86_64. `w` is 32 bytes and `x` 64 bytes;
+            pub fn add_block(self, w: &[f64; 8], x: &[f64; 8]) -> Sums {
+                // SAFETY: SSE2 is always available on x86_64. `w` and `x` are 64 bytes each;
                 // every unaligned load below reads 16 bytes inside them.
                 unsafe {
-                    let w03 = _mm_loadu_ps(w.as_ptr());
-                    let w47 = _mm_loadu_ps(w.as_ptr().add(4));
+                    let w = w.as_ptr();
                     let ws = [
-                        _mm_cvtps_pd(w03),
-                        _mm_cvtps_pd(_mm_movehl_ps(w03, w03)),
-                        _mm_cvtps_pd(w47),
-                        _mm_cvtps_pd(_mm_movehl_ps(w47, w47)),
+                        _mm_loadu_pd(w),
+                        _mm_loadu_pd(w.add(2)),
+                        _mm_loadu_pd(w.add(4)),
+                        _mm_loadu_pd(w.add(6)),
                     ];
                     let x = x.as_ptr();
                     let xs = [
@@ -246,9 +251,9 @@ mod lanes {
             pub const ZERO: Sums = Sums([0.0; 8]);
 
             #[inline(always)]
-            pub fn add_block(mut self, w: &[f32; 8], x: &[f64; 8]) -> Sums {
+            pub fn add_block(mut self, w: &[f64; 8], x: &[f64; 8]) -> Sums {
                 for j in 0..8 {
-                    self.0[j] += f64::from(w[j]) * x[j];
+                    self.0[j] += w[j] * x[j];
                 }
                 self
             }
@@ -265,11 +270,11 @@ mod lanes {
 
 /// The reference: H2O's `psum0 += a[off] * x[col]; ... psum7 += a[off+7] * x[col+7]`.
 #[cfg(test)]
-fn scalar_partial_sums(w: &[[f32; 8]], x: &[[f64; 8]]) -> [f64; 8] {
+fn scalar_partial_sums(w: &[[f64; 8]], x: &[[f64; 8]]) -> [f64; 8] {
     let mut p = [0.0f64; 8];
     for (w8, x8) in w.iter().zip(x) {
         for j in 0..8 {
-            p[j] += f64::from(w8[j]) * x8[j];
+            p[j] += w8[j] * x8[j];
         }
     }
     p
@@ -291,34 +296,33 @@ mod tests {
             lanes = lanes.add_block(w8, x8);
         }
         let scalar = scalar_partial_sums(w, x);
-        assert_eq!(
-            lanes.to_array().map(f64::to_bits),
-            scalar.map(f64::to_bits)
-        );
+        assert_eq!(lanes.to_array().map(f64::to_bits), scalar.map(f64::to_bits));
     }
 
     #[test]
     fn dot_products_follow_h2o_order() {
         // Straight from H2O's POJO: the blocked partial sums, combined, then the tail columns.
-        fn h2o_dot(w: &[f32], x: &[f64]) -> f64 {
+        fn h2o_dot(w: &[f64], x: &[f64]) -> f64 {
             let cols = x.len();
             let mut p = [0.0f64; 8];
             let multiple = (cols / 8) * 8 - 1;
             let mut col = 0;
             while col < multiple {
                 for j in 0..8 {
-                    p[j] += f64::from(w[col + j]) * x[col + j];
+                    p[j] += w[col + j] * x[col + j];
                 }
                 col += 8;
             }
             let mut acc = 0.0 + (((p[0] + p[1]) + p[2]) + p[3]);
             acc += ((p[4] + p[5]) + p[6]) + p[7];
             for c in cols - cols % 8..cols {
-                acc += f64::from(w[c]) * x[c];
+                acc += w[c] * x[c];
             }
             acc
         }
-        let x: Vec<f64> = (0..INPUTS).map(|i| ((i * 53 % 97) as f64 - 48.0) / 9.0).collect();
+        let x: Vec<f64> = (0..INPUTS)
+            .map(|i| ((i * 53 % 97) as f64 - 48.0) / 9.0)
+            .collect();
         let x210: &[f64; INPUTS] = x.as_slice().try_into().unwrap();
         let x50: &[f64; 50] = x[..50].try_into().unwrap();
         let x20: &[f64; 20] = x[..20].try_into().unwrap();
@@ -353,13 +357,28 @@ mod tests {
         assert_eq!(weights::LAYERS, [210, 50, 20, 50, 210]);
         assert_eq!(weights::WEIGHTS_0.len(), 50);
         assert_eq!(weights::WEIGHTS_0[0].len(), INPUTS);
-        assert_eq!(weights::WEIGHTS_3.len(), INPUTS, "an autoencoder reconstructs its input");
+        assert_eq!(
+            weights::WEIGHTS_3.len(),
+            INPUTS,
+            "an autoencoder reconstructs its input"
+        );
     }
 
     #[test]
     fn weights_are_exact_float32_parses_of_the_model_text() {
         // First weight of the model file is written `-0.03864945`.
-        assert_eq!(weights::WEIGHTS_0[0][0], "-0.03864945".parse::<f32>().unwrap());
+        let first: f32 = "-0.03864945".parse().unwrap();
+        assert_eq!(weights::WEIGHTS_0[0][0], f64::from(first));
+        // Every weight is a float32 value (widened exactly), as in H2O.
+        let all = [
+            weights::WEIGHTS_0.as_flattened(),
+            weights::WEIGHTS_1.as_flattened(),
+            weights::WEIGHTS_2.as_flattened(),
+            weights::WEIGHTS_3.as_flattened(),
+        ];
+        for w in all.concat() {
+            assert_eq!(f64::from(w as f32), w);
+        }
         assert_eq!(weights::INPUT_MUL[0], 0.20920502092050208);
     }
 

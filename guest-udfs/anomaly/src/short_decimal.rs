@@ -125,8 +125,8 @@ fn eight_digits(word: u64) -> u32 {
     let mul2 = 0x0000_2710_0000_0001u64; // 1 + (10_000 << 32)
     let v = word - u64::from(b'0') * ONES;
     let v = v.wrapping_mul(10).wrapping_add(v >> 8);
-    let v = ((v & mask).wrapping_mul(mul1)).wrapping_add(((v >> 16) & mask).wrapping_mul(mul2))
-        >> 32;
+    let v =
+        ((v & mask).wrapping_mul(mul1)).wrapping_add(((v >> 16) & mask).wrapping_mul(mul2)) >> 32;
     v as u32
 }
 
@@ -236,6 +236,9 @@ mod tests {
         assert!(all_digits(u64::from_le_bytes(*b"09876543")));
         assert!(!all_digits(u64::from_le_bytes(*b"0987654:")));
         assert!(!all_digits(u64::from_le_bytes(*b"/9876543")));
-        assert_eq!(bytes_equal(u64::from_le_bytes(*b"a#b##c!#"), b'#'), 0x8000_0080_8000_8000);
+        assert_eq!(
+            bytes_equal(u64::from_le_bytes(*b"a#b##c!#"), b'#'),
+            0x8000_0080_8000_8000
+        );
     }
 }
