@@ -3,8 +3,11 @@
 //! ratio. Run with `cargo xtask bench` (it builds `target/udfs/anomaly.wasm` first).
 //!
 //! Native and Wasm alternate in short rounds and the median of each is reported, so a noisy
-//! neighbour on a small machine skews both sides alike.
+//! neighbour on a small machine skews both sides alike. A second table does the same for each
+//! stage of the scoring alone (parse, model, `exp`, the boundary), from the anomaly crate's
+//! per-stage build `target/test-udfs/anomaly-stages.wasm`.
 
+use anomaly::stages::{self, Stage};
 use sluice::udf_runtime::{RuntimeOptions, UdfLimits, UdfRuntime};
 use sluice::Message;
 use std::hint::black_box;
@@ -76,6 +79,70 @@ fn main() {
         let (native, wasm) = (median(native), median(wasm));
         println!(
             "{batch_size:>10}  {native:>14.0}  {wasm:>14.0}  {:>12.3}",
+            wasm / native
+        );
+    }
+    stages(&runtime, &root, &payloads);
+}
+
+/// The same comparison for each stage of the scoring alone (batch 64), from the anomaly crate's
+/// per-stage build (`target/test-udfs/anomaly-stages.wasm`): where Wasm and native differ.
+fn stages(runtime: &UdfRuntime, root: &std::path::Path, payloads: &[Vec<u8>]) {
+    let path = std::env::var_os("SLUICE_TEST_FIXTURE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/test-udfs"))
+        .join("anomaly-stages.wasm");
+    let module = match runtime.load_file(&path, None) {
+        Ok(module) => module,
+        Err(err) => {
+            println!("\n(no per-stage table: {err}; `cargo xtask bench` builds it)");
+            return;
+        }
+    };
+    let batch: Vec<Message> = payloads
+        .iter()
+        .cycle()
+        .take(64)
+        .map(|p| Message::from_value(p.clone()))
+        .collect();
+    println!(
+        "\nBy stage (batch 64; microseconds per record, median of {ROUNDS} alternating rounds)"
+    );
+    println!(
+        "{:>10}  {:>14}  {:>14}  {:>12}",
+        "stage", "native us", "wasm us", "wasm/native"
+    );
+    for stage in Stage::ALL {
+        let config = vec![("stage".to_string(), stage.name().to_string())];
+        let mut worker = module
+            .instantiate(config, UdfLimits::default())
+            .expect("init the stage UDF");
+        let mut native = Vec::new();
+        let mut wasm = Vec::new();
+        for _ in 0..ROUNDS {
+            native.push(measure(batch.len(), || {
+                for msg in &batch {
+                    let value = stages::run(stage, black_box(&msg.value)).expect("valid");
+                    black_box(Message {
+                        key: msg.key.clone(),
+                        value,
+                        headers: msg.headers.clone(),
+                        timestamp_ms: msg.timestamp_ms,
+                    });
+                }
+            }));
+            wasm.push(measure(batch.len(), || {
+                let results = worker.process(black_box(&batch));
+                assert!(results.iter().all(Result::is_ok));
+                black_box(results);
+            }));
+        }
+        let (native, wasm) = (median(native), median(wasm));
+        println!(
+            "{:>10}  {:>14.2}  {:>14.2}  {:>12.3}",
+            stage.name(),
+            1e6 / native,
+            1e6 / wasm,
             wasm / native
         );
     }

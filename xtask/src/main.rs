@@ -173,21 +173,29 @@ fn build(host: HostBuild) -> Result<PathBuf> {
             .map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()))?;
         eprintln!("xtask: {}", to.display());
     }
-    // The hot-reload tests need a second version of a module: the tagger with another tag.
-    run(cargo().args([
-        "build",
-        "--release",
-        "--target",
-        WASM_TARGET,
-        "--package",
-        "tagger",
-        "--features",
-        "variant-b",
-    ]))?;
-    let to = target.join("test-udfs").join("tagger-b.wasm");
-    std::fs::copy(built.join("tagger.wasm"), &to)
-        .map_err(|e| format!("copying tagger (variant b) to {}: {e}", to.display()))?;
-    eprintln!("xtask: {}", to.display());
+    // Second builds of two guests, with a feature: the hot-reload tests need the tagger with
+    // another tag; the benchmark needs the anomaly crate's per-stage UDF.
+    let variants = [
+        ("tagger", "variant-b", "tagger-b.wasm"),
+        ("anomaly", "bench-stages", "anomaly-stages.wasm"),
+    ];
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--target", WASM_TARGET]);
+    for (package, feature, _) in variants {
+        cmd.args([
+            "--package",
+            package,
+            "--features",
+            &format!("{package}/{feature}"),
+        ]);
+    }
+    run(&mut cmd)?;
+    for (package, feature, file) in variants {
+        let to = target.join("test-udfs").join(file);
+        std::fs::copy(built.join(format!("{package}.wasm")), &to)
+            .map_err(|e| format!("copying {package} ({feature}) to {}: {e}", to.display()))?;
+        eprintln!("xtask: {}", to.display());
+    }
     Ok(target.join("udfs"))
 }
 
@@ -361,7 +369,8 @@ fn bench() -> Result<()> {
     build(HostBuild::Binaries)?;
     run(cargo()
         .args(["bench", "--package", "sluice", "--bench", "udf_throughput"])
-        .env("SLUICE_TEST_UDF_DIR", target_dir().join("udfs")))
+        .env("SLUICE_TEST_UDF_DIR", target_dir().join("udfs"))
+        .env("SLUICE_TEST_FIXTURE_DIR", target_dir().join("test-udfs")))
 }
 
 fn lint() -> Result<()> {

@@ -8,6 +8,7 @@
 pub mod model;
 pub mod payload;
 mod short_decimal;
+pub mod stages;
 
 use sluice_udf::{export_udf, Config, Message, Udf, UdfError};
 
@@ -37,4 +38,34 @@ impl Udf for AnomalyUdf {
     }
 }
 
+#[cfg(not(feature = "bench-stages"))]
 export_udf!(AnomalyUdf);
+
+/// The benchmark's build of this crate (`anomaly-stages.wasm`): runs the [`stages::Stage`] named by
+/// the `stage` config key.
+#[cfg(feature = "bench-stages")]
+pub struct StagesUdf(stages::Stage);
+
+#[cfg(feature = "bench-stages")]
+impl Udf for StagesUdf {
+    fn init(config: &Config) -> Result<Self, UdfError> {
+        let name = config.require("stage")?;
+        stages::Stage::from_name(name)
+            .map(StagesUdf)
+            .ok_or_else(|| {
+                let known: Vec<&str> = stages::Stage::ALL.iter().map(|s| s.name()).collect();
+                UdfError::invalid_input(format!(
+                    "config: unknown stage `{name}` (one of {})",
+                    known.join(", ")
+                ))
+            })
+    }
+
+    fn process(&mut self, msg: Message) -> Result<Vec<Message>, UdfError> {
+        let value = stages::run(self.0, &msg.value).map_err(UdfError::invalid_input)?;
+        Ok(vec![msg.with_value(value)])
+    }
+}
+
+#[cfg(feature = "bench-stages")]
+export_udf!(StagesUdf);

@@ -1,0 +1,116 @@
+//! The scoring split into stages, for the benchmark only: each runs one part of the work alone,
+//! so that `cargo xtask bench` can say where Wasm and native differ (parse, model, `exp`, or the
+//! component boundary) instead of one number for everything.
+//!
+//! Natively the benchmark calls [`run`]; in Wasm it runs the `anomaly-stages.wasm` build of this
+//! crate (feature `bench-stages`), whose UDF calls the same function, picked by its `stage`
+//! config key.
+
+use crate::model::{self, INPUTS};
+use crate::payload;
+
+/// One part of scoring an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// All of it: what the anomaly UDF does.
+    All,
+    /// Parse the payload into readings.
+    Parse,
+    /// The forward pass and the reconstruction error, on readings derived from the payload length.
+    Model,
+    /// Only the `exp` calls the forward pass makes (one per neuron).
+    Exp,
+    /// Nothing: the value comes back as it went in. In Wasm, the cost of crossing the boundary.
+    Echo,
+}
+
+impl Stage {
+    /// Every stage, in the order the benchmark prints them.
+    pub const ALL: [Stage; 5] = [
+        Stage::All,
+        Stage::Parse,
+        Stage::Model,
+        Stage::Exp,
+        Stage::Echo,
+    ];
+
+    /// The `stage` config value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::All => "all",
+            Stage::Parse => "parse",
+            Stage::Model => "model",
+            Stage::Exp => "exp",
+            Stage::Echo => "echo",
+        }
+    }
+
+    /// The stage called `name`.
+    pub fn from_name(name: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|stage| stage.name() == name)
+    }
+}
+
+/// The neurons of the model: one `exp` each.
+const NEURONS: usize = 50 + 20 + 50 + INPUTS;
+
+/// Runs one stage on a payload and returns a small value that depends on all of its work (so the
+/// compiler cannot drop any of it); `All` returns the score JSON, `Echo` the payload.
+pub fn run(stage: Stage, value: &[u8]) -> Result<Vec<u8>, payload::PayloadError> {
+    Ok(match stage {
+        Stage::All => crate::score_payload(value)?.1.into_bytes(),
+        Stage::Parse => {
+            let event = payload::parse_event(value)?;
+            let sum: f64 = event.readings.iter().sum();
+            sum.to_le_bytes().to_vec()
+        }
+        Stage::Model => {
+            let mut readings = [0.0f64; INPUTS];
+            for (i, r) in readings.iter_mut().enumerate() {
+                *r = ((i * 37 + value.len()) % 101) as f64 / 10.0 - 5.0;
+            }
+            model::reconstruction_mse(&readings).to_le_bytes().to_vec()
+        }
+        Stage::Exp => {
+            let base = value.len() as f64 * 1e-6;
+            let mut sum = 0.0f64;
+            for i in 0..NEURONS {
+                sum += (base + i as f64 * 0.01 - 1.5).exp();
+            }
+            sum.to_le_bytes().to_vec()
+        }
+        Stage::Echo => value.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for stage in Stage::ALL {
+            assert_eq!(Stage::from_name(stage.name()), Some(stage));
+        }
+        assert_eq!(Stage::from_name("everything"), None);
+    }
+
+    #[test]
+    fn all_is_the_udf_and_parse_rejects_bad_payloads() {
+        let payload = format!("7,{}", vec!["1.5"; INPUTS].join("#"));
+        let all = run(Stage::All, payload.as_bytes()).unwrap();
+        assert_eq!(
+            all,
+            crate::score_payload(payload.as_bytes())
+                .unwrap()
+                .1
+                .into_bytes()
+        );
+        let parsed = run(Stage::Parse, payload.as_bytes()).unwrap();
+        assert_eq!(parsed, (1.5 * INPUTS as f64).to_le_bytes().to_vec());
+        assert!(run(Stage::Parse, b"7,1#2").is_err());
+        assert_eq!(run(Stage::Echo, b"abc").unwrap(), b"abc");
+        let model = f64::from_le_bytes(run(Stage::Model, b"abc").unwrap().try_into().unwrap());
+        assert!(model.is_finite() && model > 0.0);
+    }
+}
