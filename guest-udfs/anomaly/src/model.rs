@@ -80,6 +80,8 @@ fn dense_tanh<const IN: usize, const OUT: usize>(
 /// Straight-line code for the row's width: no loop back-edge while the partial sums are live.
 /// In Wasm every back-edge carries the deadline (epoch) check, whose out-of-line call made the
 /// register allocator keep loop-carried sums on the stack; unrolled, they stay in registers.
+/// Every two blocks the sums are anchored (see `Sums::anchor`), so the Wasm build computes them
+/// as it goes instead of loading the whole row first.
 #[inline(always)]
 fn dot<const IN: usize>(w: &[f64; IN], x: &[f64; IN]) -> f64 {
     const {
@@ -91,8 +93,12 @@ fn dot<const IN: usize>(w: &[f64; IN], x: &[f64; IN]) -> f64 {
     let (w_blocks, w_tail) = w.as_chunks::<8>();
     let (x_blocks, x_tail) = x.as_chunks::<8>();
     let mut lanes = lanes::Sums::ZERO;
-    unrolled!(IN / 8, |b| lanes =
-        lanes.add_block(&w_blocks[b], &x_blocks[b]));
+    unrolled!(IN / 8, |b| {
+        lanes = lanes.add_block(&w_blocks[b], &x_blocks[b]);
+        if b % 2 == 1 {
+            lanes.anchor(); // two blocks' weights (8 registers) live at a time
+        }
+    });
     let p = lanes.to_array();
     let mut acc = 0.0 + (((p[0] + p[1]) + p[2]) + p[3]);
     acc += ((p[4] + p[5]) + p[6]) + p[7];
@@ -136,6 +142,9 @@ mod lanes {
         #[derive(Clone, Copy)]
         pub struct Sums([v128; 4]);
 
+        /// Where [`Sums::anchor`] writes; never read.
+        static mut ANCHOR_SINK: [v128; 4] = [f64x2(0.0, 0.0); 4];
+
         impl Sums {
             pub const ZERO: Sums = Sums([f64x2(0.0, 0.0); 4]);
 
@@ -162,12 +171,30 @@ mod lanes {
                     )
                 };
                 let a = self.0;
-                Sums([
+                let sums = [
                     f64x2_add(a[0], f64x2_mul(ws[0], xs[0])),
                     f64x2_add(a[1], f64x2_mul(ws[1], xs[1])),
                     f64x2_add(a[2], f64x2_mul(ws[2], xs[2])),
                     f64x2_add(a[3], f64x2_mul(ws[3], xs[3])),
-                ])
+                ];
+                Sums(sums)
+            }
+
+            /// Makes the sums computed here, not later. Cranelift (which compiles the module in
+            /// the host) places pure arithmetic at its first use; a row's sums are first used
+            /// after its last block, so all the multiplies and adds sank below all the loads,
+            /// and the loaded weights spilled to the stack and came back. A (volatile) store is
+            /// a use that cannot move, so the arithmetic up to it happens in place.
+            #[inline(always)]
+            pub fn anchor(self) {
+                // SAFETY: the guest is single-threaded and nothing reads the sink; each write is
+                // 16 bytes inside the 64-byte static.
+                unsafe {
+                    let sink = core::ptr::addr_of_mut!(ANCHOR_SINK) as *mut v128;
+                    for (k, sum) in self.0.into_iter().enumerate() {
+                        core::ptr::write_volatile(sink.add(k), sum);
+                    }
+                }
             }
 
             #[inline(always)]
@@ -230,6 +257,10 @@ mod lanes {
                 }
             }
 
+            /// Only the Wasm build needs to pin where its sums are computed.
+            #[inline(always)]
+            pub fn anchor(self) {}
+
             #[inline(always)]
             pub fn to_array(self) -> [f64; 8] {
                 // SAFETY: four f64x2 are eight f64, lanes in order.
@@ -257,6 +288,10 @@ mod lanes {
                 }
                 self
             }
+
+            /// Only the Wasm build needs to pin where its sums are computed.
+            #[inline(always)]
+            pub fn anchor(self) {}
 
             #[inline(always)]
             pub fn to_array(self) -> [f64; 8] {
