@@ -41,6 +41,8 @@ fn error(event_id: Option<i64>, reason: String) -> PayloadError {
     PayloadError { event_id, reason }
 }
 
+#[cold]
+#[inline(never)]
 fn wrong_count(event_id: Option<i64>, count: usize) -> PayloadError {
     error(
         event_id,
@@ -82,17 +84,7 @@ pub fn parse_event(payload: &[u8]) -> Result<EcgEvent, PayloadError> {
         let rest = &fields[at..];
         let (value, len) = match short_decimal::parse_field(rest) {
             Some(short) => short,
-            None => {
-                let len = rest.iter().position(|&b| b == b'#').unwrap_or(rest.len());
-                let field = &rest[..len];
-                let value = match parse_reading(field.trim_ascii()) {
-                    Some(value) => value,
-                    None => parse_reading_slow(field).map_err(|reason| {
-                        error(here, format!("reading {} of {INPUTS} {reason}", i + 1))
-                    })?,
-                };
-                (value, len)
-            }
+            None => long_field(rest, here, i)?,
         };
         *slot = value;
         at += len;
@@ -109,6 +101,23 @@ pub fn parse_event(payload: &[u8]) -> Result<EcgEvent, PayloadError> {
         }
     }
     Ok(EcgEvent { event_id, readings })
+}
+
+/// A field [`short_decimal`] declines (eight bytes or longer, or not a plain decimal): its value
+/// and length, or what is wrong with reading `i`. Kept out of line, so that the loop over the
+/// fields has no calls but this one (in Wasm, every call in a loop made the register allocator
+/// keep the loop's state on the stack).
+#[cold]
+#[inline(never)]
+fn long_field(rest: &[u8], here: Option<i64>, i: usize) -> Result<(f64, usize), PayloadError> {
+    let len = rest.iter().position(|&b| b == b'#').unwrap_or(rest.len());
+    let field = &rest[..len];
+    let value = match parse_reading(field.trim_ascii()) {
+        Some(value) => value,
+        None => parse_reading_slow(field)
+            .map_err(|reason| error(here, format!("reading {} of {INPUTS} {reason}", i + 1)))?,
+    };
+    Ok((value, len))
 }
 
 /// Any field the fast path declines: Unicode whitespace, exponents, long mantissas, junk.

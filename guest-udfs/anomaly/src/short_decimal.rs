@@ -93,12 +93,18 @@ pub fn parse_field(rest: &[u8]) -> Option<(f64, usize)> {
 fn load(bytes: &[u8]) -> u64 {
     match bytes.first_chunk::<8>() {
         Some(eight) => u64::from_le_bytes(*eight),
-        None => {
-            let mut eight = [0u8; 8];
-            eight[..bytes.len()].copy_from_slice(bytes);
-            u64::from_le_bytes(eight)
-        }
+        None => load_short(bytes),
     }
+}
+
+/// [`load`] for the last few bytes of the input: out of line, as it copies with a call.
+#[cold]
+#[inline(never)]
+fn load_short(bytes: &[u8]) -> u64 {
+    let mut eight = [0u8; 8];
+    let n = bytes.len().min(8);
+    eight[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(eight)
 }
 
 /// The high bit set in every byte of `word` equal to `byte`, and nowhere else (no carries
@@ -117,9 +123,11 @@ fn all_digits(word: u64) -> bool {
         == 0x3333_3333_3333_3333
 }
 
-/// The value of eight ASCII digits, the first byte most significant.
+/// The value of eight ASCII digits, the first byte most significant. At most 99 999 999, so an
+/// `i32`: Cranelift converts a signed integer to f64 in one instruction, an unsigned one with a
+/// compare and branch.
 #[inline(always)]
-fn eight_digits(word: u64) -> u32 {
+fn eight_digits(word: u64) -> i32 {
     let mask = 0x0000_00ff_0000_00ffu64;
     let mul1 = 0x000f_4240_0000_0064u64; // 100 + (1_000_000 << 32)
     let mul2 = 0x0000_2710_0000_0001u64; // 1 + (10_000 << 32)
@@ -127,7 +135,7 @@ fn eight_digits(word: u64) -> u32 {
     let v = v.wrapping_mul(10).wrapping_add(v >> 8);
     let v =
         ((v & mask).wrapping_mul(mul1)).wrapping_add(((v >> 16) & mask).wrapping_mul(mul2)) >> 32;
-    v as u32
+    v as i32
 }
 
 #[cfg(test)]
