@@ -224,9 +224,13 @@ impl ControlPlane {
         if !is_valid_name(name) {
             return Err(ChangeError::BadName(name.to_string()));
         }
-        let swapped = self.udfs.deploy(name, wasm)?;
+        // One change across the deployment and the file, so the directory watcher cannot read
+        // the previous file in between and put the previous version back.
+        let change = self.udfs.change();
+        let swapped = change.deploy(name, wasm)?;
         // Accepted: it is the version a restart (or a pipeline deployed later) loads.
         self.save_current(name, wasm)?;
+        drop(change);
         let version = format!("{name}@{}", &crate::udf_runtime::sha256_hex(wasm)[..8]);
         Ok(UdfPushed {
             name: name.to_string(),
@@ -240,7 +244,8 @@ impl ControlPlane {
         if !is_valid_name(name) {
             return Err(ChangeError::BadName(name.to_string()));
         }
-        let version = self.udfs.rollback(name)?;
+        let change = self.udfs.change(); // as in `push_udf`
+        let version = change.rollback(name)?;
         let archived = self.udfs.archived_path(&version);
         match std::fs::read(&archived) {
             Ok(bytes) => self.save_current(name, &bytes)?,
@@ -250,6 +255,7 @@ impl ControlPlane {
                 archived.display()
             ),
         }
+        drop(change);
         Ok(version)
     }
 

@@ -124,12 +124,31 @@ pub struct UdfRegistry {
     runtime: Arc<UdfRuntime>,
     dir: PathBuf,
     entries: Mutex<HashMap<String, Entry>>,
-    /// Serialises deployments so two versions of one name never race.
+    /// Serialises changes of live versions (and subscriptions) so two versions of one name
+    /// never race; see [`UdfRegistry::change`].
     deploying: Mutex<()>,
     /// Versions that went live after the first (reloads, uploads, rollbacks).
     swaps: AtomicU64,
     /// Versions refused.
     refusals: AtomicU64,
+}
+
+/// A change of live versions in progress (see [`UdfRegistry::change`]).
+pub struct UdfChange<'a> {
+    registry: &'a UdfRegistry,
+    _exclusive: std::sync::MutexGuard<'a, ()>,
+}
+
+impl UdfChange<'_> {
+    /// [`UdfRegistry::deploy`], within this change.
+    pub fn deploy(&self, name: &str, wasm: &[u8]) -> Result<Option<String>, RegistryError> {
+        self.registry.deploy_exclusive(name, wasm)
+    }
+
+    /// [`UdfRegistry::rollback`], within this change.
+    pub fn rollback(&self, name: &str) -> Result<String, RegistryError> {
+        self.registry.rollback_exclusive(name)
+    }
 }
 
 /// Why a version was refused or a lookup failed.
@@ -250,16 +269,38 @@ impl UdfRegistry {
 
     /// Reads `<dir>/<name>.wasm` again; deploys it if its bytes changed. Returns the new version.
     pub fn reload(&self, name: &str) -> Result<Option<String>, RegistryError> {
+        // Read under the change lock: a file read before a concurrent change saved its own file
+        // would put an older version back.
+        let change = self.change();
         let path = self.dir.join(format!("{name}.wasm"));
         let bytes = std::fs::read(&path).map_err(|source| LoadError::Read { path, source })?;
-        self.deploy(name, &bytes)
+        change.deploy(name, &bytes)
     }
 
     /// Makes `wasm` the live version of `name` if it compiles, fits the world and `init`s with
     /// every user's config; otherwise refuses it and keeps the old one. `Ok(None)`: these bytes
     /// are already live, or nobody uses the name (it is archived for later either way).
     pub fn deploy(&self, name: &str, wasm: &[u8]) -> Result<Option<String>, RegistryError> {
-        let _deploying = self.deploying.lock().unwrap_or_else(|p| p.into_inner());
+        self.change().deploy(name, wasm)
+    }
+
+    /// Puts the previous version of `name` live again.
+    pub fn rollback(&self, name: &str) -> Result<String, RegistryError> {
+        self.change().rollback(name)
+    }
+
+    /// Starts a change of live versions: exclusive with every other change and with the
+    /// directory watcher's reloads until dropped. A caller that also writes `<dir>/<name>.wasm`
+    /// (the control plane saving what it deployed) holds it across the write, so the watcher
+    /// never reads the older file after the newer version went live and puts the older back.
+    pub fn change(&self) -> UdfChange<'_> {
+        UdfChange {
+            registry: self,
+            _exclusive: self.deploying.lock().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+
+    fn deploy_exclusive(&self, name: &str, wasm: &[u8]) -> Result<Option<String>, RegistryError> {
         let candidate = match self.try_candidate(name, wasm) {
             Ok(candidate) => candidate,
             Err(err) => {
@@ -317,9 +358,7 @@ impl UdfRegistry {
         Ok(Some(module))
     }
 
-    /// Puts the previous version of `name` live again.
-    pub fn rollback(&self, name: &str) -> Result<String, RegistryError> {
-        let _deploying = self.deploying.lock().unwrap_or_else(|p| p.into_inner());
+    fn rollback_exclusive(&self, name: &str) -> Result<String, RegistryError> {
         let mut entries = self.lock();
         let entry = entries
             .get_mut(name)
