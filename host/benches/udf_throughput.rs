@@ -54,10 +54,9 @@ fn main() {
             .take(batch_size)
             .map(|p| Message::from_value(p.clone()))
             .collect();
-        let mut native = Vec::new();
-        let mut wasm = Vec::new();
-        for _ in 0..ROUNDS {
-            native.push(measure(batch_size, || {
+        let (native, wasm) = alternate(
+            batch_size,
+            || {
                 for msg in &batch {
                     let (event_id, json) =
                         anomaly::score_payload(black_box(&msg.value)).expect("valid");
@@ -69,14 +68,9 @@ fn main() {
                         timestamp_ms: msg.timestamp_ms,
                     });
                 }
-            }));
-            wasm.push(measure(batch_size, || {
-                let results = worker.process(black_box(&batch));
-                assert!(results.iter().all(Result::is_ok));
-                black_box(results);
-            }));
-        }
-        let (native, wasm) = (median(native), median(wasm));
+            },
+            || process_all_ok(&mut worker, &batch),
+        );
         println!(
             "{batch_size:>10}  {native:>14.0}  {wasm:>14.0}  {:>12.3}",
             wasm / native
@@ -117,10 +111,9 @@ fn stages(runtime: &UdfRuntime, root: &std::path::Path, payloads: &[Vec<u8>]) {
         let mut worker = module
             .instantiate(config, UdfLimits::default())
             .expect("init the stage UDF");
-        let mut native = Vec::new();
-        let mut wasm = Vec::new();
-        for _ in 0..ROUNDS {
-            native.push(measure(batch.len(), || {
+        let (native, wasm) = alternate(
+            batch.len(),
+            || {
                 for msg in &batch {
                     let value = stages::run(stage, black_box(&msg.value)).expect("valid");
                     black_box(Message {
@@ -130,14 +123,9 @@ fn stages(runtime: &UdfRuntime, root: &std::path::Path, payloads: &[Vec<u8>]) {
                         timestamp_ms: msg.timestamp_ms,
                     });
                 }
-            }));
-            wasm.push(measure(batch.len(), || {
-                let results = worker.process(black_box(&batch));
-                assert!(results.iter().all(Result::is_ok));
-                black_box(results);
-            }));
-        }
-        let (native, wasm) = (median(native), median(wasm));
+            },
+            || process_all_ok(&mut worker, &batch),
+        );
         println!(
             "{:>10}  {:>14.2}  {:>14.2}  {:>12.3}",
             stage.name(),
@@ -146,6 +134,24 @@ fn stages(runtime: &UdfRuntime, root: &std::path::Path, payloads: &[Vec<u8>]) {
             wasm / native
         );
     }
+}
+
+/// Records/s of `native` and of `wasm` (each processing `records` records per call): the medians
+/// of [`ROUNDS`] rounds, the two sides alternating.
+fn alternate(records: usize, mut native: impl FnMut(), mut wasm: impl FnMut()) -> (f64, f64) {
+    let (mut native_rates, mut wasm_rates) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        native_rates.push(measure(records, &mut native));
+        wasm_rates.push(measure(records, &mut wasm));
+    }
+    (median(native_rates), median(wasm_rates))
+}
+
+/// One batch through the Wasm UDF; every record must succeed.
+fn process_all_ok(worker: &mut sluice::udf_runtime::UdfWorker, batch: &[Message]) {
+    let results = worker.process(black_box(batch));
+    assert!(results.iter().all(Result::is_ok));
+    black_box(results);
 }
 
 /// Records per second of `run`, which processes `records` records per call.

@@ -20,6 +20,17 @@ pub use weights::MODEL_NAME;
 /// Number of readings in one ECG event (the model's input width).
 pub const INPUTS: usize = weights::LAYERS[0];
 
+/// Neurons of the hidden and output layers: one `exp` each per event.
+pub const NEURONS: usize = {
+    let mut neurons = 0;
+    let mut i = 1;
+    while i < weights::LAYERS.len() {
+        neurons += weights::LAYERS[i];
+        i += 1;
+    }
+    neurons
+};
+
 const _: () = assert!(
     weights::LAYERS.len() == 5,
     "the forward pass below is written out for four dense layers"
@@ -358,33 +369,17 @@ mod tests {
         let x: Vec<f64> = (0..INPUTS)
             .map(|i| ((i * 53 % 97) as f64 - 48.0) / 9.0)
             .collect();
-        let x210: &[f64; INPUTS] = x.as_slice().try_into().unwrap();
-        let x50: &[f64; 50] = x[..50].try_into().unwrap();
-        let x20: &[f64; 20] = x[..20].try_into().unwrap();
-        for r in [0, 7, 49] {
-            assert_eq!(
-                dot(&weights::WEIGHTS_0[r], x210).to_bits(),
-                h2o_dot(&weights::WEIGHTS_0[r], x210).to_bits()
-            );
+        // Every row of every layer, on the first IN values of `x`.
+        fn check_layer<const IN: usize, const OUT: usize>(w: &[[f64; IN]; OUT], x: &[f64]) {
+            let x: &[f64; IN] = x[..IN].try_into().unwrap();
+            for (r, row) in w.iter().enumerate() {
+                assert_eq!(dot(row, x).to_bits(), h2o_dot(row, x).to_bits(), "row {r}");
+            }
         }
-        for r in [0, 19] {
-            assert_eq!(
-                dot(&weights::WEIGHTS_1[r], x50).to_bits(),
-                h2o_dot(&weights::WEIGHTS_1[r], x50).to_bits()
-            );
-        }
-        for r in [0, 49] {
-            assert_eq!(
-                dot(&weights::WEIGHTS_2[r], x20).to_bits(),
-                h2o_dot(&weights::WEIGHTS_2[r], x20).to_bits()
-            );
-        }
-        for r in [0, 209] {
-            assert_eq!(
-                dot(&weights::WEIGHTS_3[r], x50).to_bits(),
-                h2o_dot(&weights::WEIGHTS_3[r], x50).to_bits()
-            );
-        }
+        check_layer(&weights::WEIGHTS_0, &x);
+        check_layer(&weights::WEIGHTS_1, &x);
+        check_layer(&weights::WEIGHTS_2, &x);
+        check_layer(&weights::WEIGHTS_3, &x);
     }
 
     #[test]

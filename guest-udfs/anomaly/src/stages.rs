@@ -6,7 +6,7 @@
 //! crate (feature `bench-stages`), whose UDF calls the same function, picked by its `stage`
 //! config key.
 
-use crate::model::{self, INPUTS};
+use crate::model::{self, INPUTS, NEURONS};
 use crate::payload;
 
 /// One part of scoring an event.
@@ -50,9 +50,6 @@ impl Stage {
         Stage::ALL.into_iter().find(|stage| stage.name() == name)
     }
 }
-
-/// The neurons of the model: one `exp` each.
-const NEURONS: usize = 50 + 20 + 50 + INPUTS;
 
 /// Runs one stage on a payload and returns a small value that depends on all of its work (so the
 /// compiler cannot drop any of it); `All` returns the score JSON, `Echo` the payload.
