@@ -79,11 +79,7 @@ fn main() {
 fn emit_f64(out: &mut String, name: &str, values: &[&RawValue]) {
     writeln!(out, "pub static {name}: [f64; {}] = [", values.len()).unwrap();
     for raw in values {
-        let v: f64 = raw
-            .get()
-            .trim()
-            .parse()
-            .unwrap_or_else(|err| panic!("{name}: {}: {err}", raw.get()));
+        let v: f64 = parse_number(name, raw);
         writeln!(out, "f64::from_bits({:#018x}),", v.to_bits()).unwrap();
     }
     out.push_str("];\n");
@@ -98,14 +94,21 @@ fn emit_weight_rows(out: &mut String, name: &str, values: &[&RawValue], cols: us
     for row in values.chunks(cols) {
         out.push('[');
         for raw in row {
-            let v: f32 = raw
-                .get()
-                .trim()
-                .parse()
-                .unwrap_or_else(|err| panic!("{name}: {}: {err}", raw.get()));
+            let v: f32 = parse_number(name, raw);
             write!(out, "f64::from_bits({:#018x}),", f64::from(v).to_bits()).unwrap();
         }
         out.push_str("],\n");
     }
     out.push_str("];\n");
+}
+
+/// One number of array `name`, parsed from its exact decimal text as `T` (no double rounding).
+fn parse_number<T: std::str::FromStr>(name: &str, raw: &RawValue) -> T
+where
+    T::Err: std::fmt::Display,
+{
+    raw.get()
+        .trim()
+        .parse()
+        .unwrap_or_else(|err| panic!("{name}: {}: {err}", raw.get()))
 }

@@ -183,6 +183,13 @@ impl Serve {
             .expect("run the sluice client")
     }
 
+    /// Deploys a new pipeline `name` through `PUT /pipelines/{name}` and checks it was created
+    /// (201).
+    pub fn create_pipeline(&self, name: &str, toml: &str) {
+        let answer = self.call("PUT", &format!("/pipelines/{name}"), Some(toml.as_bytes()));
+        assert_eq!(answer.status, 201, "{}", answer.body);
+    }
+
     /// The status of pipeline `name` (panics if it is not deployed).
     pub fn pipeline(&self, name: &str) -> serde_json::Value {
         let answer = self.call("GET", &format!("/pipelines/{name}"), None);

@@ -166,12 +166,7 @@ fn deploy_replace_and_undeploy_while_records_flow_lose_nothing() {
     wait_connected(&serve, "flow");
     // Another pipeline, which the changes to `flow` must not touch.
     let steady = relay_toml("steady", &broker, "steady/out", "", "input");
-    assert_eq!(
-        serve
-            .call("PUT", "/pipelines/steady", Some(steady.as_bytes()))
-            .status,
-        201
-    );
+    serve.create_pipeline("steady", &steady);
     wait_connected(&serve, "steady");
     let steady_since = serve.pipeline("steady")["deployed_at_unix"].clone();
     let steady_out = Collector::subscribe(broker.port, &["steady/out"]);
@@ -291,12 +286,7 @@ fn a_restarted_host_comes_back_with_the_same_pipelines_and_udf_versions() {
     ]);
     assert!(pushed.status.success(), "{pushed:?}");
     let toml = relay_toml("tagged", &broker, "tagged/out", TAGGER, "tag");
-    assert_eq!(
-        serve
-            .call("PUT", "/pipelines/tagged", Some(toml.as_bytes()))
-            .status,
-        201
-    );
+    serve.create_pipeline("tagged", &toml);
     wait_connected(&serve, "tagged");
     publish_all(broker.port, "tagged/in", &payloads(0..1));
     assert_eq!(collector.take(1)[0].1, b"0|a");
@@ -449,19 +439,9 @@ fn a_pipeline_failing_at_run_time_is_reported_and_does_not_stop_the_others() {
         &format!("broker.url = \"mqtt://127.0.0.1:{dead_port}\"\ntopic"),
     );
     assert!(broken.contains(&dead_port.to_string()));
-    assert_eq!(
-        serve
-            .call("PUT", "/pipelines/broken", Some(broken.as_bytes()))
-            .status,
-        201
-    );
+    serve.create_pipeline("broken", &broken);
     let healthy = relay_toml("healthy", &broker, "healthy/out", "", "input");
-    assert_eq!(
-        serve
-            .call("PUT", "/pipelines/healthy", Some(healthy.as_bytes()))
-            .status,
-        201
-    );
+    serve.create_pipeline("healthy", &healthy);
     // The failure shows in status: the sink is not connected and says why.
     serve.wait_until("the broken sink reports its error", |_| {
         let status = serve.pipeline("broken");

@@ -200,8 +200,7 @@ fn the_dashboard_charts_scores_and_lists_alerts_live() {
     .expect("anomaly.wasm (run `cargo xtask test`)");
     let serve = Serve::start(state.path(), &[]);
     let pipeline = ECG_PIPELINE.replace("BROKER", &broker.url());
-    let deployed = serve.call("PUT", "/pipelines/ecg", Some(pipeline.as_bytes()));
-    assert_eq!(deployed.status, 201, "{}", deployed.body);
+    serve.create_pipeline("ecg", &pipeline);
     serve.wait_until("the ECG source is connected", |_| {
         serve.pipeline("ecg")["components"][0]["connected"] == true
     });
