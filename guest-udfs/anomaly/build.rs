@@ -7,6 +7,9 @@ use serde_json::value::RawValue;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+#[path = "build/exp_table.rs"]
+mod exp_table;
+
 #[derive(Deserialize)]
 struct Model<'a> {
     name: String,
@@ -71,8 +74,14 @@ fn main() {
         emit_weight_rows(&mut out, &format!("WEIGHTS_{l}"), w, layers[l]);
         emit_f64(&mut out, &format!("BIASES_{l}"), b);
     }
-    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("model.rs");
-    std::fs::write(&dest, out)
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    write(&out_dir.join("model.rs"), &out);
+    println!("cargo:rerun-if-changed=build/exp_table.rs");
+    write(&out_dir.join("exp_table.rs"), &exp_table::source());
+}
+
+fn write(dest: &std::path::Path, text: &str) {
+    std::fs::write(dest, text)
         .unwrap_or_else(|err| panic!("cannot write {}: {err}", dest.display()));
 }
 

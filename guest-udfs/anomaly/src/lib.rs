@@ -5,6 +5,7 @@
 //! and as the `wasm32-wasip2` component `target/udfs/anomaly.wasm`. Thresholding is the
 //! pipeline's job (a `filter` on `anomaly_val`), so every event's score comes out.
 
+mod exp;
 pub mod model;
 pub mod payload;
 mod short_decimal;
