@@ -43,6 +43,25 @@ pub fn parse_field(rest: &[u8]) -> Option<(f64, usize)> {
     } else {
         return None; // eight bytes or more: the general path
     };
+    parse_first(word, len)
+}
+
+/// [`parse_field`] for a field known to be followed by a `#` within `eight`, the next eight
+/// bytes of the input: its value and length, or `None` (no `#` in them, or not a short decimal).
+#[inline(always)]
+pub fn parse_hashed(eight: &[u8; 8]) -> Option<(f64, usize)> {
+    let word = u64::from_le_bytes(*eight);
+    let hashes = bytes_equal(word, b'#');
+    if hashes == 0 {
+        return None;
+    }
+    let len = (hashes.trailing_zeros() / 8) as usize;
+    parse_first(word, len)
+}
+
+/// The value of the field in the first `len` bytes of `word` (`len <= 8`).
+#[inline(always)]
+fn parse_first(word: u64, len: usize) -> Option<(f64, usize)> {
     let field = word & LOW_BYTES[len];
 
     // Trim spaces: the run of space bytes from the start, and the run that ends the field.
@@ -149,6 +168,18 @@ mod tests {
     }
 
     fn check(rest: &str) {
+        // With a `#` in its first eight bytes, `parse_hashed` answers as `parse_field` does.
+        if let Some(eight) = rest.as_bytes().first_chunk::<8>() {
+            if eight.contains(&b'#') {
+                assert_eq!(
+                    parse_hashed(eight).map(|(v, len)| (v.to_bits(), len)),
+                    parse_field(rest.as_bytes()).map(|(v, len)| (v.to_bits(), len)),
+                    "{rest:?}"
+                );
+            } else {
+                assert_eq!(parse_hashed(eight), None, "{rest:?}");
+            }
+        }
         match parse_field(rest.as_bytes()) {
             Some((value, len)) => {
                 assert_eq!(
