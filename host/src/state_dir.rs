@@ -67,6 +67,11 @@ impl StateDir {
         self.root.join("udfs")
     }
 
+    /// Where pipelines without a dead-letter sink keep failed records (created on first use).
+    pub fn dead_letter_dir(&self) -> PathBuf {
+        self.root.join("dead-letters")
+    }
+
     /// Saves a deployed pipeline's TOML.
     pub fn save_pipeline(&self, name: &str, toml: &str) -> Result<(), StateError> {
         let path = self.pipelines_dir().join(format!("{name}.toml"));

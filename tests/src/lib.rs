@@ -7,6 +7,7 @@
 pub mod kafka;
 pub mod serve;
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -296,11 +297,15 @@ impl SluiceRun {
 
     /// Starts `sluice run FILE --udf-dir DIR` with logs at info level.
     pub fn start_with_udf_dir(pipeline: &Path, udf_dir: &Path) -> Self {
+        Self::start_with_args(pipeline, &[OsStr::new("--udf-dir"), udf_dir.as_os_str()])
+    }
+
+    /// Starts `sluice run FILE ARGS...` with logs at info level.
+    pub fn start_with_args(pipeline: &Path, args: &[&OsStr]) -> Self {
         let mut child = Command::new(sluice_bin())
             .arg("run")
             .arg(pipeline)
-            .arg("--udf-dir")
-            .arg(udf_dir)
+            .args(args)
             .env("SLUICE_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

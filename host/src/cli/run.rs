@@ -1,7 +1,7 @@
 //! `sluice run FILE...`: run pipelines until Ctrl-C or SIGTERM, then drain in-flight records.
 //! Exit status: 0 after a clean stop, 1 when a pipeline file is invalid or cannot start.
 
-use super::{default_cache_dir, default_udf_dir, load_pipeline, LoadFailure};
+use super::{default_cache_dir, default_state_dir, default_udf_dir, load_pipeline, LoadFailure};
 use sluice::topology::{self, RunContext};
 use sluice::udf_registry::UdfRegistry;
 use sluice::udf_runtime::{RuntimeOptions, UdfRuntime};
@@ -21,6 +21,10 @@ pub struct RunArgs {
     /// Do not watch the UDF directory for new module versions (no hot reload).
     #[arg(long)]
     no_watch: bool,
+    /// Where pipelines without a dead-letter sink keep failed records, one JSON-lines file per
+    /// pipeline [default: STATE_DIR/dead-letters, STATE_DIR as for `sluice serve`].
+    #[arg(long, value_name = "DIR")]
+    dead_letter_dir: Option<PathBuf>,
 }
 
 /// Runs the command.
@@ -50,7 +54,13 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
     };
     let udfs = UdfRegistry::new(udf_runtime, args.udf_dir.unwrap_or_else(default_udf_dir));
-    let context = RunContext { udfs: udfs.clone() };
+    let context = RunContext {
+        udfs: udfs.clone(),
+        dead_letter_dir: Some(
+            args.dead_letter_dir
+                .unwrap_or_else(|| default_state_dir().join("dead-letters")),
+        ),
+    };
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

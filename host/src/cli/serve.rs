@@ -27,7 +27,8 @@ pub struct ServeArgs {
     /// Address of the admin API and dashboard (port 0: any free port, printed at start).
     #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
-    /// Where deployed pipelines, uploaded UDFs and a generated admin token are kept
+    /// Where deployed pipelines, uploaded UDFs, a generated admin token and the dead letters of
+    /// pipelines without a dead-letter sink (`dead-letters/<pipeline>.jsonl`) are kept
     /// [default: $SLUICE_STATE_DIR, else $XDG_STATE_HOME/sluice, else ~/.local/state/sluice].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -70,7 +71,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     } else {
         Some(udfs.watch()?)
     };
-    let topology = Topology::new(RunContext { udfs }, Arc::new(HostMetrics::default()));
+    let context = RunContext {
+        udfs,
+        dead_letter_dir: Some(state.dead_letter_dir()),
+    };
+    let topology = Topology::new(context, Arc::new(HostMetrics::default()));
     let env: Env = Arc::new(|name: &str| std::env::var(name).ok());
     let control = ControlPlane::new(topology.clone(), state.clone(), env);
     let tokio = tokio::runtime::Builder::new_multi_thread()

@@ -6,10 +6,12 @@
 //! sources wait for the acknowledgements of what they emitted before disconnecting.
 
 mod ack;
+pub mod dead_letter_file;
 pub mod supervisor;
 mod wiring;
 
 pub use ack::Ack;
+pub use dead_letter_file::DeadLetterFile;
 pub use supervisor::Topology;
 
 use crate::message::Message;
@@ -147,12 +149,32 @@ impl Outputs {
 #[derive(Clone)]
 pub struct DeadLetters {
     pipeline: Arc<str>,
-    /// The dead-letter sink's input and probe.
-    target: Option<(mpsc::Sender<Record>, Arc<Probe>)>,
+    route: DeadLetterRoute,
+}
+
+/// A pipeline's dead-letter destination.
+#[derive(Clone)]
+pub enum DeadLetterRoute {
+    /// The pipeline's dead-letter sink: its input and probe; the file if that sink is gone.
+    Sink(
+        mpsc::Sender<Record>,
+        Arc<Probe>,
+        Option<Arc<DeadLetterFile>>,
+    ),
+    /// A JSON-lines file (no dead-letter sink, or the dead-letter sink's own failures).
+    File(Arc<DeadLetterFile>),
+    /// Nowhere configured: logged (value included) and dropped. Only when the host was given
+    /// no dead-letter directory.
+    Log,
 }
 
 impl DeadLetters {
-    /// Sends `record` to the dead-letter sink with the reason and origin; without one, logs it.
+    /// Dead letters of `pipeline` go along `route`.
+    pub fn new(pipeline: Arc<str>, route: DeadLetterRoute) -> Self {
+        DeadLetters { pipeline, route }
+    }
+
+    /// Sends `record` to the dead-letter destination with the reason and origin.
     /// `from` is the component that gives up on the record (its error count goes up).
     pub async fn send(&self, mut record: Record, from: &ComponentMetrics, reason: &str) {
         let component: &str = &from.component;
@@ -170,29 +192,49 @@ impl DeadLetters {
             .msg
             .headers
             .push((HEADER_PIPELINE.into(), self.pipeline.as_bytes().to_vec()));
-        match &self.target {
-            Some((target, probe)) => {
+        let file = match &self.route {
+            DeadLetterRoute::Sink(target, probe, file) => {
                 probe.metrics.record_in();
                 probe.observe(&record.msg);
-                if let Err(returned) = target.send(record).await {
-                    tracing::error!(pipeline = %self.pipeline, component, "dead-letter sink is gone; record dropped: {reason}");
-                    drop(returned);
+                match target.send(record).await {
+                    Ok(()) => return,
+                    Err(mpsc::error::SendError(returned)) => {
+                        tracing::error!(pipeline = %self.pipeline, component, "dead-letter sink is gone");
+                        record = returned;
+                        file.as_ref()
+                    }
                 }
             }
-            None => {
-                let preview: String = String::from_utf8_lossy(&record.msg.value)
-                    .chars()
-                    .take(200)
-                    .collect();
-                tracing::error!(
-                    pipeline = %self.pipeline,
+            DeadLetterRoute::File(file) => Some(file),
+            DeadLetterRoute::Log => None,
+        };
+        match file.map(|file| (file, file.append(&record.msg))) {
+            Some((_, Ok(()))) => {}
+            Some((file, Err(err))) => {
+                self.log_dropped(
+                    &record,
                     component,
-                    value = %preview,
-                    "no dead-letter sink configured; record logged and dropped: {reason}"
+                    &format!("cannot write {}: {err}", file.path().display()),
+                    reason,
                 );
-                record.ack.done();
             }
+            None => self.log_dropped(&record, component, "no dead-letter destination", reason),
         }
+        record.ack.done();
+    }
+
+    /// The last resort: the record, its value included, goes to the log.
+    fn log_dropped(&self, record: &Record, component: &str, why: &str, reason: &str) {
+        let preview: String = String::from_utf8_lossy(&record.msg.value)
+            .chars()
+            .take(200)
+            .collect();
+        tracing::error!(
+            pipeline = %self.pipeline,
+            component,
+            value = %preview,
+            "{why}; record logged and dropped: {reason}"
+        );
     }
 }
 
@@ -201,6 +243,10 @@ impl DeadLetters {
 pub struct RunContext {
     /// The UDF modules by name (and the Wasm runtime behind them), with hot reload.
     pub udfs: Arc<UdfRegistry>,
+    /// Where pipelines without a dead-letter sink keep failed records (`<pipeline>.jsonl`, see
+    /// [`DeadLetterFile`]); also where a dead-letter sink's own failures go. `None`: logged and
+    /// dropped.
+    pub dead_letter_dir: Option<std::path::PathBuf>,
 }
 
 /// What a component task needs to know about where it runs.

@@ -3,6 +3,7 @@
 //! A pipeline builds whole or not at all.
 
 use super::{BuildError, ComponentContext, ComponentTask, DeadLetters, Outputs, Probe, Record};
+use super::{DeadLetterFile, DeadLetterRoute};
 use super::{RunContext, CHANNEL_CAPACITY};
 use crate::metrics::ComponentMetrics;
 use crate::pipeline::{PipelineSpec, SinkConfig, SourceConfig, TransformConfig};
@@ -75,17 +76,33 @@ pub fn build_pipeline(
         senders.insert(name.clone(), tx);
         receivers.insert(name, rx);
     }
-    let dead_letter_target = match &spec.dead_letter {
-        Some(name) => match senders.get(name) {
-            Some(tx) => Some((tx.clone(), probe(name)?)),
-            None => None,
-        },
-        None => None,
+    let file = context
+        .dead_letter_dir
+        .as_deref()
+        .map(|dir| Arc::new(DeadLetterFile::new(dir, &spec.name)));
+    let file_route = || match &file {
+        Some(file) => DeadLetterRoute::File(file.clone()),
+        None => DeadLetterRoute::Log,
     };
-    let dead_letters = DeadLetters {
-        pipeline: pipeline.clone(),
-        target: dead_letter_target,
+    let sink_route = match spec
+        .dead_letter
+        .as_ref()
+        .and_then(|name| senders.get(name).map(|tx| (name, tx)))
+    {
+        Some((name, tx)) => DeadLetterRoute::Sink(tx.clone(), probe(name)?, file.clone()),
+        None => {
+            match &file {
+                Some(file) => {
+                    tracing::info!(pipeline = %spec.name, "no dead-letter sink: failed records go to {}", file.path().display())
+                }
+                None => {
+                    tracing::warn!(pipeline = %spec.name, "no dead-letter sink and no dead-letter directory: failed records are only logged")
+                }
+            }
+            file_route()
+        }
     };
+    let dead_letters = DeadLetters::new(pipeline.clone(), sink_route);
     // Outputs of each source/transform: the channels of everything naming it as an input.
     let mut outputs: HashMap<&str, Outputs> = HashMap::new();
     for (consumer, inputs) in spec
@@ -112,11 +129,9 @@ pub fn build_pipeline(
             pipeline: pipeline.clone(),
             component: component.into(),
             dead_letters: if spec.dead_letter.as_deref() == Some(component) {
-                // The dead-letter sink must not feed itself, or its channel would never close.
-                DeadLetters {
-                    pipeline: pipeline.clone(),
-                    target: None,
-                }
+                // The dead-letter sink must not feed itself, or its channel would never close:
+                // what it cannot deliver goes to the file.
+                DeadLetters::new(pipeline.clone(), file_route())
             } else {
                 dead_letters.clone()
             },
