@@ -297,3 +297,71 @@ pub async fn run(
     tracing::info!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn record(value: &str) -> (Record, Arc<AtomicBool>) {
+        let acked = Arc::new(AtomicBool::new(false));
+        let flag = acked.clone();
+        let record = Record {
+            msg: Message::from_value(value),
+            ack: Ack::new(move || flag.store(true, Ordering::SeqCst)),
+        };
+        (record, acked)
+    }
+
+    fn metrics(component: &str, role: &'static str) -> ComponentMetrics {
+        ComponentMetrics::new("p".into(), component.into(), role, "console")
+    }
+
+    #[tokio::test]
+    async fn a_gone_dead_letter_sink_falls_back_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Arc::new(DeadLetterFile::new(dir.path(), "p"));
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let probe = Arc::new(Probe::new(metrics("dead", "sink")));
+        let route = DeadLetterRoute::Sink(tx, probe, Some(file.clone()));
+        let dead_letters = DeadLetters::new("p".into(), route);
+        let (record, acked) = record("bad");
+        let from = metrics("score", "transform");
+        dead_letters.send(record, &from, "not a number").await;
+
+        assert!(
+            acked.load(Ordering::SeqCst),
+            "kept in the file, so acknowledged"
+        );
+        let line = std::fs::read_to_string(file.path()).unwrap();
+        let json: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(json["value"], "bad");
+        assert_eq!(
+            json["headers"][0],
+            serde_json::json!({"name": HEADER_ERROR, "value": "not a number"})
+        );
+        assert_eq!(from.errors.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_live_dead_letter_sink_gets_the_record_with_its_headers() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let probe = Arc::new(Probe::new(metrics("dead", "sink")));
+        let dead_letters = DeadLetters::new("p".into(), DeadLetterRoute::Sink(tx, probe, None));
+        let (record, acked) = record("bad");
+        dead_letters
+            .send(record, &metrics("score", "transform"), "why")
+            .await;
+        let got = rx.recv().await.unwrap();
+        assert_eq!(got.msg.header(HEADER_ERROR), Some(&b"why"[..]));
+        assert_eq!(got.msg.header(HEADER_COMPONENT), Some(&b"score"[..]));
+        assert_eq!(got.msg.header(HEADER_PIPELINE), Some(&b"p"[..]));
+        assert!(
+            !acked.load(Ordering::SeqCst),
+            "the sink acknowledges, not the router"
+        );
+        got.ack.done();
+        assert!(acked.load(Ordering::SeqCst));
+    }
+}
