@@ -14,9 +14,18 @@ pub mod stages;
 use sluice_udf::{export_udf, Config, Message, Udf, UdfError};
 
 /// Scores one payload: the JSON score on success, or what was wrong with the payload.
+///
+/// Readings so large that the score overflows (say `1e300`) are an error, not an `inf` that
+/// JSON cannot carry.
 pub fn score_payload(value: &[u8]) -> Result<(i64, String), payload::PayloadError> {
     let event = payload::parse_event(value)?;
     let mse = model::reconstruction_mse(&event.readings);
+    if !mse.is_finite() {
+        return Err(payload::PayloadError {
+            event_id: Some(event.event_id),
+            reason: format!("readings out of range: the reconstruction error is {mse}"),
+        });
+    }
     Ok((event.event_id, payload::score_json(event.event_id, mse)))
 }
 
@@ -70,3 +79,23 @@ impl Udf for StagesUdf {
 
 #[cfg(feature = "bench-stages")]
 export_udf!(StagesUdf);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overflowing_score_is_an_error_naming_the_event() {
+        let mut readings = vec!["0"; model::INPUTS];
+        readings[3] = "1e300";
+        let err = score_payload(format!("5,{}", readings.join("#")).as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "event 5: readings out of range: the reconstruction error is inf"
+        );
+        // Large but representable: a valid JSON number.
+        readings[3] = "1e150";
+        let (_, json) = score_payload(format!("5,{}", readings.join("#")).as_bytes()).unwrap();
+        assert!(json.ends_with("e297}"), "{json}");
+    }
+}

@@ -125,10 +125,10 @@ fn dense_tanh_paired<const IN: usize, const OUT: usize>(
 /// Whether [`dense_tanh`] computes two rows at a time.
 const PAIRED_ROWS: bool = cfg!(target_arch = "wasm32");
 
-/// H2O's `tanh`: `1 - 2 / (1 + exp(2z))`.
+/// H2O's `tanh`: `1 - 2 / (1 + exp(2z))` (exactly; see [`crate::exp::exp_clamped`]).
 #[inline(always)]
 fn tanh(z: f64) -> f64 {
-    1.0 - 2.0 / (1.0 + crate::exp::exp(2.0 * z))
+    1.0 - 2.0 / (1.0 + crate::exp::exp_clamped(2.0 * z))
 }
 
 /// One neuron's weighted sum in H2O's order: eight partial sums over blocks of eight columns
