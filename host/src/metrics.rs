@@ -65,6 +65,29 @@ pub enum Connection {
     Up = 1,
 }
 
+/// The part a component plays in its pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads from a broker.
+    Source,
+    /// Turns records into records (UDF, filter).
+    Transform,
+    /// Writes to a destination.
+    Sink,
+}
+
+impl Role {
+    /// `source`, `transform` or `sink`, as in the API and the Prometheus labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Transform => "transform",
+            Role::Sink => "sink",
+        }
+    }
+}
+
 /// The counters of one component of one pipeline.
 #[derive(Debug)]
 pub struct ComponentMetrics {
@@ -72,8 +95,8 @@ pub struct ComponentMetrics {
     pub pipeline: Arc<str>,
     /// The component.
     pub component: Arc<str>,
-    /// `source`, `transform` or `sink`.
-    pub role: &'static str,
+    /// Source, transform or sink.
+    pub role: Role,
     /// The component type (`mqtt`, `udf`...).
     pub kind: &'static str,
     /// Records received from upstream (for sources: from the broker).
@@ -95,12 +118,7 @@ pub struct ComponentMetrics {
 
 impl ComponentMetrics {
     /// Fresh counters.
-    pub fn new(
-        pipeline: Arc<str>,
-        component: Arc<str>,
-        role: &'static str,
-        kind: &'static str,
-    ) -> Self {
+    pub fn new(pipeline: Arc<str>, component: Arc<str>, role: Role, kind: &'static str) -> Self {
         let connection = match kind {
             "mqtt" | "kafka" | "elasticsearch" => Connection::Down,
             _ => Connection::NotApplicable,
@@ -198,7 +216,7 @@ pub struct ComponentSnapshot {
     /// The component.
     pub name: String,
     /// `source`, `transform` or `sink`.
-    pub role: &'static str,
+    pub role: Role,
     /// The component type.
     pub kind: &'static str,
     /// Records received.
@@ -238,7 +256,7 @@ pub fn render_prometheus(
             "pipeline=\"{}\",component=\"{}\",role=\"{}\",kind=\"{}\"",
             escape(&c.pipeline),
             escape(&c.component),
-            c.role,
+            c.role.as_str(),
             c.kind
         )
     };
@@ -422,7 +440,7 @@ mod tests {
         let c = Arc::new(ComponentMetrics::new(
             "p\"1".into(),
             "score".into(),
-            "transform",
+            Role::Transform,
             "udf",
         ));
         c.record_in();

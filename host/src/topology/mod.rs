@@ -15,7 +15,7 @@ pub use dead_letter_file::DeadLetterFile;
 pub use supervisor::Topology;
 
 use crate::message::Message;
-use crate::metrics::{ComponentMetrics, HostMetrics};
+use crate::metrics::{ComponentMetrics, HostMetrics, Role};
 use crate::pipeline::PipelineSpec;
 use crate::udf_registry::UdfRegistry;
 use std::future::Future;
@@ -117,7 +117,7 @@ impl Outputs {
     /// A closed downstream (shutdown) drops its share without acknowledging it.
     pub async fn send(&self, record: Record) {
         let metrics = &self.owner.metrics;
-        if metrics.role == "source" {
+        if metrics.role == Role::Source {
             metrics.record_in();
         }
         metrics.record_out();
@@ -138,7 +138,7 @@ impl Outputs {
 
     async fn deliver(target: &mpsc::Sender<Record>, probe: &Probe, record: Record) {
         probe.metrics.record_in();
-        if probe.metrics.role == "sink" {
+        if probe.metrics.role == Role::Sink {
             probe.observe(&record.msg);
         }
         let _ = target.send(record).await;
@@ -313,7 +313,7 @@ mod tests {
         (record, acked)
     }
 
-    fn metrics(component: &str, role: &'static str) -> ComponentMetrics {
+    fn metrics(component: &str, role: Role) -> ComponentMetrics {
         ComponentMetrics::new("p".into(), component.into(), role, "console")
     }
 
@@ -323,11 +323,11 @@ mod tests {
         let file = Arc::new(DeadLetterFile::new(dir.path(), "p"));
         let (tx, rx) = mpsc::channel(1);
         drop(rx);
-        let probe = Arc::new(Probe::new(metrics("dead", "sink")));
+        let probe = Arc::new(Probe::new(metrics("dead", Role::Sink)));
         let route = DeadLetterRoute::Sink(tx, probe, Some(file.clone()));
         let dead_letters = DeadLetters::new("p".into(), route);
         let (record, acked) = record("bad");
-        let from = metrics("score", "transform");
+        let from = metrics("score", Role::Transform);
         dead_letters.send(record, &from, "not a number").await;
 
         assert!(
@@ -347,11 +347,11 @@ mod tests {
     #[tokio::test]
     async fn a_live_dead_letter_sink_gets_the_record_with_its_headers() {
         let (tx, mut rx) = mpsc::channel(1);
-        let probe = Arc::new(Probe::new(metrics("dead", "sink")));
+        let probe = Arc::new(Probe::new(metrics("dead", Role::Sink)));
         let dead_letters = DeadLetters::new("p".into(), DeadLetterRoute::Sink(tx, probe, None));
         let (record, acked) = record("bad");
         dead_letters
-            .send(record, &metrics("score", "transform"), "why")
+            .send(record, &metrics("score", Role::Transform), "why")
             .await;
         let got = rx.recv().await.unwrap();
         assert_eq!(got.msg.header(HEADER_ERROR), Some(&b"why"[..]));

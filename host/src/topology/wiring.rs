@@ -5,7 +5,7 @@
 use super::{BuildError, ComponentContext, ComponentTask, DeadLetters, Outputs, Probe, Record};
 use super::{DeadLetterFile, DeadLetterRoute};
 use super::{RunContext, CHANNEL_CAPACITY};
-use crate::metrics::ComponentMetrics;
+use crate::metrics::{ComponentMetrics, Role};
 use crate::pipeline::{PipelineSpec, SinkConfig, SourceConfig, TransformConfig};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,16 +24,16 @@ pub fn probes_for(spec: &PipelineSpec) -> Vec<Arc<Probe>> {
     };
     spec.sources
         .iter()
-        .map(|c| probe(&c.name, "source", c.config.kind()))
+        .map(|c| probe(&c.name, Role::Source, c.config.kind()))
         .chain(
             spec.transforms
                 .iter()
-                .map(|c| probe(&c.name, "transform", c.config.kind())),
+                .map(|c| probe(&c.name, Role::Transform, c.config.kind())),
         )
         .chain(
             spec.sinks
                 .iter()
-                .map(|c| probe(&c.name, "sink", c.config.kind())),
+                .map(|c| probe(&c.name, Role::Sink, c.config.kind())),
         )
         .collect()
 }
