@@ -37,9 +37,18 @@ pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
         && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name.chars().all(is_name_char)
+}
+
+/// A character [`is_valid_name`] allows: an ASCII letter or digit, `-`, `_` or `.`.
+pub fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+}
+
+/// The dead-letter directory of the state directory at `root` (see [`StateDir::dead_letter_dir`]);
+/// `sluice run` uses it without opening the state directory.
+pub fn dead_letter_dir(root: &Path) -> PathBuf {
+    root.join("dead-letters")
 }
 
 impl StateDir {
@@ -69,7 +78,7 @@ impl StateDir {
 
     /// Where pipelines without a dead-letter sink keep failed records (created on first use).
     pub fn dead_letter_dir(&self) -> PathBuf {
-        self.root.join("dead-letters")
+        dead_letter_dir(&self.root)
     }
 
     /// Saves a deployed pipeline's TOML.

@@ -2,6 +2,7 @@
 //! Exit status: 0 after a clean stop, 1 when a pipeline file is invalid or cannot start.
 
 use super::{default_cache_dir, default_state_dir, default_udf_dir, load_pipeline, LoadFailure};
+use sluice::state_dir::dead_letter_dir;
 use sluice::topology::{self, RunContext};
 use sluice::udf_registry::UdfRegistry;
 use sluice::udf_runtime::{RuntimeOptions, UdfRuntime};
@@ -56,10 +57,9 @@ pub fn run(args: RunArgs) -> ExitCode {
     let udfs = UdfRegistry::new(udf_runtime, args.udf_dir.unwrap_or_else(default_udf_dir));
     let context = RunContext {
         udfs: udfs.clone(),
-        dead_letter_dir: Some(
-            args.dead_letter_dir
-                .unwrap_or_else(|| default_state_dir().join("dead-letters")),
-        ),
+        dead_letter_dir: args
+            .dead_letter_dir
+            .unwrap_or_else(|| dead_letter_dir(&default_state_dir())),
     };
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -73,7 +73,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let context = RunContext {
         udfs,
-        dead_letter_dir: Some(state.dead_letter_dir()),
+        dead_letter_dir: state.dead_letter_dir(),
     };
     let topology = Topology::new(context, Arc::new(HostMetrics::default()));
     let env: Env = Arc::new(|name: &str| std::env::var(name).ok());

@@ -6,6 +6,7 @@
 //! base64 under `key_base64`, `value_base64` or a header's `value_base64`; headers in order.
 
 use crate::message::Message;
+use crate::state_dir::is_name_char;
 use base64::Engine as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -23,13 +24,7 @@ impl DeadLetterFile {
     pub fn new(dir: &Path, pipeline: &str) -> Self {
         let stem: String = pipeline
             .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                    c
-                } else {
-                    '_'
-                }
-            })
+            .map(|c| if is_name_char(c) { c } else { '_' })
             .collect();
         let stem = stem.trim_start_matches('.');
         let stem = if stem.is_empty() { "pipeline" } else { stem };
@@ -48,22 +43,22 @@ impl DeadLetterFile {
     pub fn append(&self, msg: &Message) -> std::io::Result<()> {
         let mut line = message_json(msg).to_string();
         line.push('\n');
-        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        if file.is_none() {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            *file = Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?,
-            );
+        let mut opened = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        let file = match opened.as_mut() {
+            Some(file) => file,
+            None => opened.insert(self.open()?),
+        };
+        file.write_all(line.as_bytes())
+    }
+
+    fn open(&self) -> std::io::Result<std::fs::File> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
         }
-        match file.as_mut() {
-            Some(file) => file.write_all(line.as_bytes()),
-            None => Ok(()),
-        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
     }
 }
 

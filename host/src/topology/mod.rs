@@ -156,16 +156,9 @@ pub struct DeadLetters {
 #[derive(Clone)]
 pub enum DeadLetterRoute {
     /// The pipeline's dead-letter sink: its input and probe; the file if that sink is gone.
-    Sink(
-        mpsc::Sender<Record>,
-        Arc<Probe>,
-        Option<Arc<DeadLetterFile>>,
-    ),
+    Sink(mpsc::Sender<Record>, Arc<Probe>, Arc<DeadLetterFile>),
     /// A JSON-lines file (no dead-letter sink, or the dead-letter sink's own failures).
     File(Arc<DeadLetterFile>),
-    /// Nowhere configured: logged (value included) and dropped. Only when the host was given
-    /// no dead-letter directory.
-    Log,
 }
 
 impl DeadLetters {
@@ -201,40 +194,27 @@ impl DeadLetters {
                     Err(mpsc::error::SendError(returned)) => {
                         tracing::error!(pipeline = %self.pipeline, component, "dead-letter sink is gone");
                         record = returned;
-                        file.as_ref()
+                        file
                     }
                 }
             }
-            DeadLetterRoute::File(file) => Some(file),
-            DeadLetterRoute::Log => None,
+            DeadLetterRoute::File(file) => file,
         };
-        match file.map(|file| (file, file.append(&record.msg))) {
-            Some((_, Ok(()))) => {}
-            Some((file, Err(err))) => {
-                self.log_dropped(
-                    &record,
-                    component,
-                    &format!("cannot write {}: {err}", file.path().display()),
-                    reason,
-                );
-            }
-            None => self.log_dropped(&record, component, "no dead-letter destination", reason),
+        if let Err(err) = file.append(&record.msg) {
+            // The last resort: the record, its value included, goes to the log.
+            let preview: String = String::from_utf8_lossy(&record.msg.value)
+                .chars()
+                .take(200)
+                .collect();
+            tracing::error!(
+                pipeline = %self.pipeline,
+                component,
+                value = %preview,
+                "cannot write {}: {err}; record logged and dropped: {reason}",
+                file.path().display()
+            );
         }
         record.ack.done();
-    }
-
-    /// The last resort: the record, its value included, goes to the log.
-    fn log_dropped(&self, record: &Record, component: &str, why: &str, reason: &str) {
-        let preview: String = String::from_utf8_lossy(&record.msg.value)
-            .chars()
-            .take(200)
-            .collect();
-        tracing::error!(
-            pipeline = %self.pipeline,
-            component,
-            value = %preview,
-            "{why}; record logged and dropped: {reason}"
-        );
     }
 }
 
@@ -244,9 +224,8 @@ pub struct RunContext {
     /// The UDF modules by name (and the Wasm runtime behind them), with hot reload.
     pub udfs: Arc<UdfRegistry>,
     /// Where pipelines without a dead-letter sink keep failed records (`<pipeline>.jsonl`, see
-    /// [`DeadLetterFile`]); also where a dead-letter sink's own failures go. `None`: logged and
-    /// dropped.
-    pub dead_letter_dir: Option<std::path::PathBuf>,
+    /// [`DeadLetterFile`]); also where a dead-letter sink's own failures go.
+    pub dead_letter_dir: std::path::PathBuf,
 }
 
 /// What a component task needs to know about where it runs.
@@ -324,7 +303,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(1);
         drop(rx);
         let probe = Arc::new(Probe::new(metrics("dead", Role::Sink)));
-        let route = DeadLetterRoute::Sink(tx, probe, Some(file.clone()));
+        let route = DeadLetterRoute::Sink(tx, probe, file.clone());
         let dead_letters = DeadLetters::new("p".into(), route);
         let (record, acked) = record("bad");
         let from = metrics("score", Role::Transform);
@@ -348,7 +327,10 @@ mod tests {
     async fn a_live_dead_letter_sink_gets_the_record_with_its_headers() {
         let (tx, mut rx) = mpsc::channel(1);
         let probe = Arc::new(Probe::new(metrics("dead", Role::Sink)));
-        let dead_letters = DeadLetters::new("p".into(), DeadLetterRoute::Sink(tx, probe, None));
+        let dir = tempfile::tempdir().unwrap();
+        let file = Arc::new(DeadLetterFile::new(dir.path(), "p"));
+        let dead_letters =
+            DeadLetters::new("p".into(), DeadLetterRoute::Sink(tx, probe, file.clone()));
         let (record, acked) = record("bad");
         dead_letters
             .send(record, &metrics("score", Role::Transform), "why")
@@ -363,5 +345,9 @@ mod tests {
         );
         got.ack.done();
         assert!(acked.load(Ordering::SeqCst));
+        assert!(
+            !file.path().exists(),
+            "nothing in the file while the sink takes records"
+        );
     }
 }

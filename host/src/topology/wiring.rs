@@ -76,33 +76,19 @@ pub fn build_pipeline(
         senders.insert(name.clone(), tx);
         receivers.insert(name, rx);
     }
-    let file = context
-        .dead_letter_dir
-        .as_deref()
-        .map(|dir| Arc::new(DeadLetterFile::new(dir, &spec.name)));
-    let file_route = || match &file {
-        Some(file) => DeadLetterRoute::File(file.clone()),
-        None => DeadLetterRoute::Log,
-    };
-    let sink_route = match spec
+    let file = Arc::new(DeadLetterFile::new(&context.dead_letter_dir, &spec.name));
+    let dead_letter_sink = spec
         .dead_letter
         .as_ref()
-        .and_then(|name| senders.get(name).map(|tx| (name, tx)))
-    {
+        .and_then(|name| senders.get(name).map(|tx| (name, tx)));
+    let route = match dead_letter_sink {
         Some((name, tx)) => DeadLetterRoute::Sink(tx.clone(), probe(name)?, file.clone()),
         None => {
-            match &file {
-                Some(file) => {
-                    tracing::info!(pipeline = %spec.name, "no dead-letter sink: failed records go to {}", file.path().display())
-                }
-                None => {
-                    tracing::warn!(pipeline = %spec.name, "no dead-letter sink and no dead-letter directory: failed records are only logged")
-                }
-            }
-            file_route()
+            tracing::info!(pipeline = %spec.name, "no dead-letter sink: failed records go to {}", file.path().display());
+            DeadLetterRoute::File(file.clone())
         }
     };
-    let dead_letters = DeadLetters::new(pipeline.clone(), sink_route);
+    let dead_letters = DeadLetters::new(pipeline.clone(), route);
     // Outputs of each source/transform: the channels of everything naming it as an input.
     let mut outputs: HashMap<&str, Outputs> = HashMap::new();
     for (consumer, inputs) in spec
@@ -131,7 +117,7 @@ pub fn build_pipeline(
             dead_letters: if spec.dead_letter.as_deref() == Some(component) {
                 // The dead-letter sink must not feed itself, or its channel would never close:
                 // what it cannot deliver goes to the file.
-                DeadLetters::new(pipeline.clone(), file_route())
+                DeadLetters::new(pipeline.clone(), DeadLetterRoute::File(file.clone()))
             } else {
                 dead_letters.clone()
             },
