@@ -1,6 +1,7 @@
 //! Embeds `model/ecg_autoencoder.json` as Rust constants, each number parsed from its exact
-//! decimal text into its own type (weights f32, widened exactly to f64; the rest f64): no double rounding, no file
-//! access at run time.
+//! decimal text into its own type (weights f32, widened exactly to f64; the rest f64): no double
+//! rounding, no file access at run time. Also writes the constants of `src/exp.rs`
+//! (`build/exp_table.rs`).
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -89,7 +90,7 @@ fn emit_f64(out: &mut String, name: &str, values: &[&RawValue]) {
     writeln!(out, "pub static {name}: [f64; {}] = [", values.len()).unwrap();
     for raw in values {
         let v: f64 = parse_number(name, raw);
-        writeln!(out, "f64::from_bits({:#018x}),", v.to_bits()).unwrap();
+        writeln!(out, "{},", bits(v)).unwrap();
     }
     out.push_str("];\n");
 }
@@ -104,7 +105,7 @@ fn emit_weight_rows(out: &mut String, name: &str, values: &[&RawValue], cols: us
         out.push('[');
         for raw in row {
             let v: f32 = parse_number(name, raw);
-            write!(out, "f64::from_bits({:#018x}),", f64::from(v).to_bits()).unwrap();
+            write!(out, "{},", bits(f64::from(v))).unwrap();
         }
         out.push_str("],\n");
     }
@@ -120,4 +121,9 @@ where
         .trim()
         .parse()
         .unwrap_or_else(|err| panic!("{name}: {}: {err}", raw.get()))
+}
+
+/// `value` as an exact Rust expression (its bits, so no decimal round trip).
+fn bits(value: f64) -> String {
+    format!("f64::from_bits({:#018x})", value.to_bits())
 }

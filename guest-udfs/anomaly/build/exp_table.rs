@@ -3,6 +3,7 @@
 //! Taylor series of `exp`. Nothing is copied from a libm; every constant can be re-derived by
 //! running this.
 
+use crate::bits;
 use std::fmt::Write as _;
 
 /// Table size: `exp` reduces its argument to `|r| <= ln2 / (2N)`.
@@ -81,39 +82,24 @@ pub fn source() -> String {
         "/// `log2` of the table size.\npub const LOG2_N: u32 = {LOG2_N};"
     )
     .unwrap();
-    writeln!(
-        out,
-        "/// `ln2 / N`, high part (32 significant bits).\npub const LN2_HI_N: f64 = f64::from_bits({:#018x});",
-        hi.to_bits()
-    )
-    .unwrap();
-    writeln!(
-        out,
-        "/// `ln2 / N - LN2_HI_N`.\npub const LN2_LO_N: f64 = f64::from_bits({:#018x});",
-        lo.to_bits()
-    )
-    .unwrap();
-    writeln!(
-        out,
-        "/// `N / ln2`.\npub const INV_LN2_N: f64 = f64::from_bits({:#018x});",
-        inv.to_bits()
-    )
-    .unwrap();
+    let mut constant = |doc: &str, name: &str, value: f64| {
+        writeln!(out, "/// {doc}\npub const {name}: f64 = {};", bits(value)).unwrap();
+    };
+    constant(
+        "`ln2 / N`, high part (32 significant bits).",
+        "LN2_HI_N",
+        hi,
+    );
+    constant("`ln2 / N - LN2_HI_N`.", "LN2_LO_N", lo);
+    constant("`N / ln2`.", "INV_LN2_N", inv);
     writeln!(
         out,
         "/// `2^(i/N) = TABLE[i].0 + TABLE[i].1`.\npub static TABLE: [(f64, f64); {n}] = ["
     )
     .unwrap();
     for i in 0..n {
-        let y = mul(ln2, Dd(f64::from(i) / f64::from(n), 0.0));
-        let t = exp_small(y);
-        writeln!(
-            out,
-            "(f64::from_bits({:#018x}), f64::from_bits({:#018x})),",
-            t.0.to_bits(),
-            t.1.to_bits()
-        )
-        .unwrap();
+        let t = exp_small(mul(ln2, Dd(f64::from(i) / f64::from(n), 0.0)));
+        writeln!(out, "({}, {}),", bits(t.0), bits(t.1)).unwrap();
     }
     out.push_str("];\n");
     out

@@ -5,8 +5,9 @@
 //! Table-driven (Tang's method): `x = k ln2/N + r` with `|r| <= ln2/(2N)`, so
 //! `exp(x) = 2^(k/N) * exp(r)`, with `2^(k/N)` from a table of `N` double-double values and
 //! `exp(r) - 1` from its Taylor polynomial. The only error that reaches the result is the last
-//! rounding plus at most about 2^-10 ulp (N = 1024), so it rounds like the JVM's `Math.exp` (and glibc's) except in
-//! rare near-halfway cases; the parity tests check the effect on H2O's scores. Arguments are
+//! rounding plus at most about 2^-10 ulp (N = 1024), so it rounds like the JVM's `Math.exp`
+//! (and glibc's) except in rare near-halfway cases; the parity tests check the effect on H2O's
+//! scores. Arguments are
 //! clamped to `±FAST_LIMIT` (short of overflow, underflow and subnormals), which changes no
 //! `tanh` the model computes.
 

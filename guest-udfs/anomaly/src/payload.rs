@@ -131,9 +131,9 @@ pub fn parse_event(payload: &[u8]) -> Result<EcgEvent, PayloadError> {
 }
 
 /// A field [`short_decimal`] declines (eight bytes or longer, or not a plain decimal): its value
-/// and length, or what is wrong with reading `i`. Kept out of line, so that the loop over the
-/// fields has no calls but this one (in Wasm, every call in a loop made the register allocator
-/// keep the loop's state on the stack).
+/// and length, or what is wrong with reading `i`. Kept out of line, and called only from the
+/// general step (in Wasm, every call in a loop made the register allocator keep the loop's
+/// state on the stack).
 #[cold]
 #[inline(never)]
 fn long_field(rest: &[u8], here: Option<i64>, i: usize) -> Result<(f64, usize), PayloadError> {
