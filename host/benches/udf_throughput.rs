@@ -2,8 +2,10 @@
 //! against the same scoring code compiled natively, measured in the same run and printed as a
 //! ratio. Run with `cargo xtask bench` (it builds `target/udfs/anomaly.wasm` first).
 //!
-//! Native and Wasm alternate in short rounds and the median of each is reported, so a noisy
-//! neighbour on a small machine skews both sides alike. A second table does the same for each
+//! Native and Wasm alternate in short rounds. Each Wasm round is compared with the native round
+//! just before it (the two ran under the same machine conditions), and the table shows the
+//! median of those ratios with their range, so a noisy neighbour on a small machine skews both
+//! sides of a ratio alike and shows up as a wide range. A second table does the same for each
 //! stage of the scoring alone (parse, model, `exp`, the boundary), from the anomaly crate's
 //! per-stage build `target/test-udfs/anomaly-stages.wasm`.
 
@@ -15,9 +17,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Rounds per side and batch size.
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 9;
 /// Each round runs at least this long.
-const ROUND_TIME: Duration = Duration::from_millis(400);
+const ROUND_TIME: Duration = Duration::from_millis(300);
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -40,12 +42,13 @@ fn main() {
         .expect("init");
 
     println!(
-        "ECG anomaly UDF throughput ({} distinct events, cycled; median of {ROUNDS} alternating rounds)",
+        "ECG anomaly UDF throughput ({} distinct events, cycled; {ROUNDS} alternating rounds: \
+         median rates, median and range of the per-round ratios)",
         payloads.len()
     );
     println!(
-        "{:>10}  {:>14}  {:>14}  {:>12}",
-        "batch", "native rec/s", "wasm rec/s", "wasm/native"
+        "{:>10}  {:>14}  {:>14}  {:>12}  {:>13}",
+        "batch", "native rec/s", "wasm rec/s", "wasm/native", "range"
     );
     for batch_size in [1usize, 64, 1024] {
         let batch: Vec<Message> = payloads
@@ -54,7 +57,7 @@ fn main() {
             .take(batch_size)
             .map(|p| Message::from_value(p.clone()))
             .collect();
-        let (native, wasm) = alternate(
+        let rounds = alternate(
             batch_size,
             || {
                 for msg in &batch {
@@ -72,8 +75,11 @@ fn main() {
             || process_all_ok(&mut worker, &batch),
         );
         println!(
-            "{batch_size:>10}  {native:>14.0}  {wasm:>14.0}  {:>12.3}",
-            wasm / native
+            "{batch_size:>10}  {:>14.0}  {:>14.0}  {:>12.3}  {:>13}",
+            rounds.native,
+            rounds.wasm,
+            rounds.ratio,
+            rounds.range()
         );
     }
     stages(&runtime, &root, &payloads);
@@ -100,18 +106,18 @@ fn stages(runtime: &UdfRuntime, root: &std::path::Path, payloads: &[Vec<u8>]) {
         .map(|p| Message::from_value(p.clone()))
         .collect();
     println!(
-        "\nBy stage (batch 64; microseconds per record, median of {ROUNDS} alternating rounds)"
+        "\nBy stage (batch 64; microseconds per record; {ROUNDS} alternating rounds as above)"
     );
     println!(
-        "{:>10}  {:>14}  {:>14}  {:>12}",
-        "stage", "native us", "wasm us", "wasm/native"
+        "{:>10}  {:>14}  {:>14}  {:>12}  {:>13}",
+        "stage", "native us", "wasm us", "wasm/native", "range"
     );
     for stage in Stage::ALL {
         let config = vec![("stage".to_string(), stage.name().to_string())];
         let mut worker = module
             .instantiate(config, UdfLimits::default())
             .expect("init the stage UDF");
-        let (native, wasm) = alternate(
+        let rounds = alternate(
             batch.len(),
             || {
                 for msg in &batch {
@@ -127,24 +133,55 @@ fn stages(runtime: &UdfRuntime, root: &std::path::Path, payloads: &[Vec<u8>]) {
             || process_all_ok(&mut worker, &batch),
         );
         println!(
-            "{:>10}  {:>14.2}  {:>14.2}  {:>12.3}",
+            "{:>10}  {:>14.2}  {:>14.2}  {:>12.3}  {:>13}",
             stage.name(),
-            1e6 / native,
-            1e6 / wasm,
-            wasm / native
+            1e6 / rounds.native,
+            1e6 / rounds.wasm,
+            rounds.ratio,
+            rounds.range()
         );
     }
 }
 
-/// Records/s of `native` and of `wasm` (each processing `records` records per call): the medians
-/// of [`ROUNDS`] rounds, the two sides alternating.
-fn alternate(records: usize, mut native: impl FnMut(), mut wasm: impl FnMut()) -> (f64, f64) {
-    let (mut native_rates, mut wasm_rates) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        native_rates.push(measure(records, &mut native));
-        wasm_rates.push(measure(records, &mut wasm));
+/// What [`alternate`] measured.
+struct Rounds {
+    /// Median records/s of the native rounds.
+    native: f64,
+    /// Median records/s of the Wasm rounds.
+    wasm: f64,
+    /// Median of the per-round ratios (each Wasm round over the native round just before it).
+    ratio: f64,
+    /// The lowest per-round ratio.
+    lowest: f64,
+    /// The highest per-round ratio.
+    highest: f64,
+}
+
+impl Rounds {
+    fn range(&self) -> String {
+        format!("{:.3}-{:.3}", self.lowest, self.highest)
     }
-    (median(native_rates), median(wasm_rates))
+}
+
+/// Records/s of `native` and of `wasm` (each processing `records` records per call) over
+/// [`ROUNDS`] rounds, the two sides alternating.
+fn alternate(records: usize, mut native: impl FnMut(), mut wasm: impl FnMut()) -> Rounds {
+    let (mut native_rates, mut wasm_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let n = measure(records, &mut native);
+        let w = measure(records, &mut wasm);
+        native_rates.push(n);
+        wasm_rates.push(w);
+        ratios.push(w / n);
+    }
+    ratios.sort_by(f64::total_cmp);
+    Rounds {
+        native: median(native_rates),
+        wasm: median(wasm_rates),
+        ratio: median(ratios.clone()),
+        lowest: ratios[0],
+        highest: ratios[ratios.len() - 1],
+    }
 }
 
 /// One batch through the Wasm UDF; every record must succeed.
