@@ -128,12 +128,14 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    /// Creates the consumer and subscribes (librdkafka connects lazily).
+    /// Creates the consumer (librdkafka connects lazily). It joins the group only when it runs:
+    /// a pipeline being replaced builds its new version while the old one still drains, and a
+    /// member that joined then would take partitions before the old one committed its last
+    /// offsets (and read those records again).
     pub fn build(
         config: KafkaSourceConfig,
         ctx: &crate::topology::ComponentContext,
     ) -> Result<Self, String> {
-        use rdkafka::consumer::Consumer;
         let mut client = rdkafka::ClientConfig::new();
         for (key, value) in &config.options {
             client.set(key, value);
@@ -151,17 +153,14 @@ impl KafkaSource {
         let consumer: rdkafka::consumer::StreamConsumer = client
             .create()
             .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
-        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
         Ok(KafkaSource {
             config,
             consumer: std::sync::Arc::new(consumer),
         })
     }
 
-    /// Consumes until shutdown, then waits for in-flight records and commits what they allow.
+    /// Joins the group and consumes until shutdown, then waits for in-flight records, commits
+    /// what they allow and leaves the group.
     pub fn run(
         self,
         outputs: crate::topology::Outputs,
@@ -177,6 +176,13 @@ impl KafkaSource {
             let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
             let mut shutdown = ctx.shutdown.clone();
             let component = ctx.component.clone();
+            let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+            if let Err(err) = consumer.subscribe(&topics) {
+                let reason = format!("kafka: cannot subscribe to {topics:?}: {err}");
+                tracing::error!(%component, "{reason}");
+                ctx.metrics.report_error(&reason);
+                return; // the supervisor restarts the pipeline with backoff
+            }
             let mut announced = false;
             let lag_watch = tokio::spawn(watch_lag(consumer.clone(), ctx.metrics.clone()));
             loop {
@@ -279,8 +285,16 @@ impl KafkaSource {
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
-            if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
-                tracing::debug!(%component, "final commit: {err}");
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {}
+                // Nothing stored since the last commit.
+                Err(rdkafka::error::KafkaError::ConsumerCommit(
+                    rdkafka::types::RDKafkaErrorCode::NoOffset,
+                )) => {}
+                Err(err) => tracing::warn!(
+                    %component,
+                    "final commit failed ({err}); the records after the last commit will be consumed again"
+                ),
             }
             lag_watch.abort();
             consumer.unsubscribe();
