@@ -341,7 +341,42 @@ async fn watch_lag(
 
 #[cfg(test)]
 mod tests {
-    use super::OffsetTracker;
+    use super::{KafkaSource, KafkaSourceConfig, OffsetTracker};
+    use crate::metrics::{ComponentMetrics, Role};
+    use crate::topology::{ComponentContext, DeadLetterFile, DeadLetterRoute, DeadLetters};
+    use std::sync::Arc;
+
+    /// A replacement is built while the old version still drains: building must not join the
+    /// consumer group, or the new member takes partitions before the old one's final commit.
+    #[tokio::test]
+    async fn building_does_not_join_the_group() {
+        use rdkafka::consumer::Consumer;
+        let dir = tempfile::tempdir().unwrap();
+        let file = Arc::new(DeadLetterFile::new(dir.path(), "p"));
+        let ctx = ComponentContext {
+            pipeline: "p".into(),
+            component: "input".into(),
+            dead_letters: DeadLetters::new("p".into(), DeadLetterRoute::File(file)),
+            shutdown: tokio::sync::watch::channel(false).1,
+            metrics: Arc::new(ComponentMetrics::new(
+                "p".into(),
+                "input".into(),
+                Role::Source,
+                "kafka",
+            )),
+        };
+        let config = KafkaSourceConfig {
+            brokers: "127.0.0.1:9".into(), // never contacted: librdkafka connects lazily
+            topics: vec!["in".into()],
+            group_id: "g".into(),
+            auto_offset_reset: "earliest".into(),
+            decoding: Default::default(),
+            options: Default::default(),
+        };
+        let source = KafkaSource::build(config, &ctx).expect("build");
+        let subscription = source.consumer.subscription().expect("subscription");
+        assert_eq!(subscription.count(), 0, "subscribed at build time");
+    }
 
     #[test]
     fn stores_only_contiguous_finished_offsets() {
