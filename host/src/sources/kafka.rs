@@ -128,7 +128,7 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    /// Creates the consumer (librdkafka connects lazily). It joins the group only when it runs:
+    /// Creates the consumer, subscribed to nothing yet. It joins the group only when it runs:
     /// a pipeline being replaced builds its new version while the old one still drains, and a
     /// member that joined then would take partitions before the old one committed its last
     /// offsets (and read those records again).
@@ -366,7 +366,7 @@ mod tests {
             )),
         };
         let config = KafkaSourceConfig {
-            brokers: "127.0.0.1:9".into(), // never contacted: librdkafka connects lazily
+            brokers: "127.0.0.1:9".into(), // nothing listens there: building needs no broker
             topics: vec!["in".into()],
             group_id: "g".into(),
             auto_offset_reset: "earliest".into(),
