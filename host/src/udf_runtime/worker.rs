@@ -8,7 +8,7 @@
 //! 3. A batch that faults, or answers with the wrong number of results, is retried record by
 //!    record, so only the poison record comes back as an error and every other record is processed.
 
-use super::bindings::{self, WitMessage, WitUdfError};
+use super::bindings::{self, WitMessage, WitMessageIn, WitUdfError};
 use super::sandbox::HostState;
 use super::{deadline_ticks, RecordError, UdfLimits, UdfModule};
 use crate::message::Message;
@@ -99,7 +99,18 @@ impl UdfWorker {
             });
         };
         arm(&mut live.store, &self.limits);
-        let input: Vec<WitMessage> = batch.iter().map(to_wit).collect();
+        // Headers as borrowed pairs (no allocation for a record without headers).
+        let headers: Vec<Vec<(&str, &[u8])>> = batch.iter().map(borrowed_headers).collect();
+        let input: Vec<WitMessageIn> = batch
+            .iter()
+            .zip(&headers)
+            .map(|(message, headers)| WitMessageIn {
+                key: message.key.as_deref(),
+                value: &message.value,
+                headers,
+                timestamp_ms: message.timestamp_ms,
+            })
+            .collect();
         match live.udf.call_process(&mut live.store, &input) {
             Ok(results) if results.len() == batch.len() => Ok(results
                 .into_iter()
@@ -140,7 +151,12 @@ impl UdfWorker {
             .instantiate(&mut store)
             .map_err(|err| classify(&err, &store, &self.limits))?;
         arm(&mut store, &self.limits);
-        match udf.call_init(&mut store, &self.config) {
+        let config: Vec<(&str, &str)> = self
+            .config
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
+        match udf.call_init(&mut store, &config) {
             Ok(Ok(())) => Ok(Live { store, udf }),
             Ok(Err(WitUdfError::InvalidInput(reason))) => Err(RecordError::InvalidInput(reason)),
             Ok(Err(WitUdfError::Failed(reason))) => Err(RecordError::Failed(reason)),
@@ -189,13 +205,13 @@ fn classify(err: &wasmtime::Error, store: &Store<HostState>, limits: &UdfLimits)
     }
 }
 
-fn to_wit(message: &Message) -> WitMessage {
-    WitMessage {
-        key: message.key.clone(),
-        value: message.value.clone(),
-        headers: message.headers.clone(),
-        timestamp_ms: message.timestamp_ms,
-    }
+/// A message's headers as the borrowed pairs the bindings lower.
+fn borrowed_headers(message: &Message) -> Vec<(&str, &[u8])> {
+    message
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_slice()))
+        .collect()
 }
 
 fn from_wit(message: WitMessage) -> Message {
