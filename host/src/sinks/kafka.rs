@@ -58,7 +58,8 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    /// Creates the producer (librdkafka connects lazily).
+    /// Creates the producer. Nothing is produced until the sink runs; an idempotent producer
+    /// may already connect, to obtain its producer id.
     pub fn build(
         config: KafkaSinkConfig,
         ctx: &crate::topology::ComponentContext,
