@@ -56,14 +56,36 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
+/// A cargo command at the workspace root, without the variables `cargo run` set for xtask
+/// itself. Build scripts (ring's, for one) rerun when such a variable changes, so leaving
+/// `CARGO_MANIFEST_DIR=.../xtask` in place made every build through xtask and every plain
+/// `cargo build` invalidate the other's artifacts.
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_run) {
+            cmd.env_remove(name);
+        }
+    }
     cmd
 }
 
+/// Whether `cargo run` sets the variable `name` for the binary it runs (describing that binary).
+fn set_by_cargo_run(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+        )
+}
+
 fn run(cmd: &mut Command) -> Result<()> {
-    eprintln!("xtask: running {cmd:?}");
+    eprintln!("xtask: running {}", describe(cmd));
     let status = cmd
         .status()
         .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
@@ -72,6 +94,20 @@ fn run(cmd: &mut Command) -> Result<()> {
     } else {
         Err(format!("{cmd:?} failed with {status}"))
     }
+}
+
+/// The command as a shell would read it: the variables it sets, the program, its arguments
+/// (the variables it removes are left out; see [`cargo`]).
+fn describe(cmd: &Command) -> String {
+    let mut words: Vec<String> = cmd
+        .get_envs()
+        .filter_map(|(name, value)| {
+            value.map(|value| format!("{}={:?}", name.to_string_lossy(), value))
+        })
+        .collect();
+    words.push(format!("{:?}", cmd.get_program()));
+    words.extend(cmd.get_args().map(|arg| format!("{arg:?}")));
+    words.join(" ")
 }
 
 /// Adds the wasm32-wasip2 target when rustup does not list it (RUSTUP_AUTO_INSTALL=0 here).
@@ -321,7 +357,7 @@ fn test(extra: &[String]) -> Result<()> {
 /// `tests: N passed, N failed, N ignored`, so CI sees the whole run rather than the last crate.
 fn run_counting_tests(cmd: &mut Command) -> Result<()> {
     use std::io::{BufRead, BufReader};
-    eprintln!("xtask: running {cmd:?}");
+    eprintln!("xtask: running {}", describe(cmd));
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -393,4 +429,31 @@ fn lint() -> Result<()> {
         cmd.args(["--package", &guest.package]);
     }
     run(cmd.args(["--", "-D", "warnings"]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_commands_do_not_inherit_what_cargo_run_set_for_xtask() {
+        // `cargo test` sets these for this test binary, as `cargo run` does for xtask.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
+        let cmd = cargo();
+        let removed: Vec<_> = cmd
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            removed.iter().any(|n| n == "CARGO_MANIFEST_DIR"),
+            "{removed:?}"
+        );
+        assert!(removed.iter().any(|n| n == "CARGO_PKG_NAME"), "{removed:?}");
+        // The cargo to run and the target directory are the caller's, and stay.
+        assert!(!set_by_cargo_run("CARGO"));
+        assert!(!set_by_cargo_run("CARGO_TARGET_DIR"));
+        assert!(!set_by_cargo_run("CARGO_HOME"));
+    }
 }
