@@ -54,6 +54,26 @@ impl ModuleRef {
     }
 }
 
+/// Where accepted versions are archived, inside the UDF directory.
+const VERSIONS_DIR: &str = ".versions";
+
+/// The file in the UDF directory `dir` that holds version `name@sha` (`sha`: at least the first
+/// 8 hex digits of its sha256, lowercase), with its bytes: `<dir>/<name>.wasm` when it matches,
+/// else the archived `<dir>/.versions/NAME@SHA8.wasm`. Files are hashed, not compiled, so a
+/// broken current file does not hide an archived version.
+pub fn find_version(dir: &Path, name: &str, sha: &str) -> Option<(PathBuf, Vec<u8>)> {
+    let current = dir.join(format!("{name}.wasm"));
+    let archived = dir
+        .join(VERSIONS_DIR)
+        .join(format!("{name}@{}.wasm", sha.get(..8)?));
+    [current, archived].into_iter().find_map(|candidate| {
+        let bytes = std::fs::read(&candidate).ok()?;
+        crate::udf_runtime::sha256_hex(&bytes)
+            .starts_with(sha)
+            .then_some((candidate, bytes))
+    })
+}
+
 /// What status shows about one module name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdfStatus {
@@ -249,16 +269,8 @@ impl UdfRegistry {
     /// Exactly version `name@sha` (a prefix of the sha256): the current file if it matches,
     /// else the archived copy.
     pub fn pinned(&self, name: &str, sha: &str) -> Result<UdfModule, RegistryError> {
-        let current = self.dir.join(format!("{name}.wasm"));
-        let archived = self.archived_path(&format!("{name}@{}", &sha[..8]));
-        for candidate in [current, archived] {
-            // Hash first: only the matching version is compiled (a broken current file does
-            // not hide an archived one).
-            if let Ok(bytes) = std::fs::read(&candidate) {
-                if crate::udf_runtime::sha256_hex(&bytes).starts_with(sha) {
-                    return Ok(self.runtime.load(name, &bytes)?);
-                }
-            }
+        if let Some((_, bytes)) = find_version(&self.dir, name, sha) {
+            return Ok(self.runtime.load(name, &bytes)?);
         }
         Err(RegistryError::NoSuchVersion {
             name: name.to_string(),
@@ -407,7 +419,7 @@ impl UdfRegistry {
     }
 
     fn versions_dir(&self) -> PathBuf {
-        self.dir.join(".versions")
+        self.dir.join(VERSIONS_DIR)
     }
 
     /// Where version `NAME@SHA8` is archived.

@@ -252,3 +252,43 @@ fn bench_counts_failed_records_and_refuses_missing_input() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_pinned_version_runs_from_the_current_file_or_the_archive() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let udf_dir = dir.path().to_str().unwrap();
+    let a = std::fs::read(common::fixture("tagger")).expect("tagger");
+    let b = std::fs::read(common::fixture("tagger-b")).expect("tagger-b");
+    let sha8 = |bytes: &[u8]| sluice::udf_runtime::sha256_hex(bytes)[..8].to_string();
+    // B is the current file; A is archived, as the registry keeps an earlier version.
+    std::fs::write(dir.path().join("tagger.wasm"), &b).expect("write b");
+    std::fs::create_dir(dir.path().join(".versions")).expect("versions dir");
+    let archived = dir
+        .path()
+        .join(format!(".versions/tagger@{}.wasm", sha8(&a)));
+    std::fs::write(archived, &a).expect("write a");
+
+    let run = |module: &str| sluice(&["udf", "test", module, "--udf-dir", udf_dir], Some("x\n"));
+    for (module, want) in [
+        ("tagger".to_string(), "x|b\n"),
+        (format!("tagger@{}", sha8(&b)), "x|b\n"),
+        (format!("tagger@{}", sha8(&a)), "x|a\n"),
+    ] {
+        let out = run(&module);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{module}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), want, "{module}");
+    }
+
+    let out = run("tagger@00000000");
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("tagger@00000000") && err.contains(".versions"),
+        "stderr: {err}"
+    );
+}

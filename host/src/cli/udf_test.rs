@@ -9,19 +9,20 @@
 //! module could not be loaded or initialised (the message names the module and why).
 
 use super::{default_cache_dir, default_udf_dir, parse_key_value};
-use sluice::transforms::udf::resolve_module;
+use sluice::udf_registry::{find_version, ModuleRef};
 use sluice::udf_runtime::{RuntimeOptions, UdfLimits, UdfRuntime, UdfWorker};
 use sluice::Message;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 /// Which UDF to load and the sandbox it runs in: shared by `udf test` and `udf bench`.
 #[derive(clap::Args)]
 pub struct UdfModuleArgs {
-    /// A `.wasm` path, or a module name looked up in the UDF directory.
+    /// A `.wasm` path, a module name looked up in the UDF directory, or `NAME@SHA8` for exactly
+    /// that version (the current file or an archived one), as in a pipeline's `module`.
     pub module: String,
     /// A config entry passed to the UDF's `init` (repeatable).
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
@@ -43,11 +44,34 @@ pub struct UdfModuleArgs {
     pub fuel: Option<u64>,
 }
 
+/// The file MODULE names: an existing file as given; otherwise a pipeline's `module` rules
+/// ([`ModuleRef::parse`]): a `.wasm` or separated path, a name as `<udf_dir>/<name>.wasm`, and
+/// `NAME@SHA8` as that version in the UDF directory, current or archived.
+fn module_file(module: &str, udf_dir: &Path) -> Result<PathBuf, String> {
+    if Path::new(module).is_file() {
+        return Ok(PathBuf::from(module));
+    }
+    match ModuleRef::parse(module) {
+        ModuleRef::Path(path) => Ok(path),
+        ModuleRef::Name(name) => Ok(udf_dir.join(format!("{name}.wasm"))),
+        ModuleRef::Pinned { name, sha } => find_version(udf_dir, &name, &sha)
+            .map(|(path, _)| path)
+            .ok_or_else(|| {
+                format!(
+                    "no version {name}@{sha} (looked at {dir}/{name}.wasm and {dir}/.versions/)",
+                    dir = udf_dir.display()
+                )
+            }),
+    }
+}
+
 impl UdfModuleArgs {
     /// Loads, compiles and `init`s the module; `Err` is the line to print (exit status 2).
     pub fn load(&self) -> Result<UdfWorker, String> {
         let udf_dir = self.udf_dir.clone().unwrap_or_else(default_udf_dir);
-        let path = resolve_module(&self.module, &udf_dir);
+        let path = module_file(&self.module, &udf_dir).map_err(|reason| {
+            format!("error: cannot load UDF module `{}`: {reason}", self.module)
+        })?;
         self.start(&path).map_err(|reason| {
             format!(
                 "error: cannot load UDF module `{}` ({}): {reason}",
@@ -242,4 +266,31 @@ fn feed(
     }
     out.flush()?;
     Ok(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::module_file;
+    use std::path::Path;
+
+    #[test]
+    fn module_names_and_paths() {
+        let dir = Path::new("udfs");
+        assert_eq!(
+            module_file("anomaly", dir).unwrap(),
+            Path::new("udfs/anomaly.wasm")
+        );
+        assert_eq!(module_file("x/y.wasm", dir).unwrap(), Path::new("x/y.wasm"));
+        assert_eq!(module_file("y.wasm", dir).unwrap(), Path::new("y.wasm"));
+        // An existing file, named without `.wasm`, is taken as it is.
+        let file = tempfile::NamedTempFile::new_in(".").unwrap();
+        let name = file.path().file_name().unwrap().to_str().unwrap();
+        assert_eq!(module_file(name, dir).unwrap(), Path::new(name));
+        // A pinned version that the directory does not hold is an error naming where it looked.
+        let err = module_file("anomaly@0123abcd", dir).unwrap_err();
+        assert!(
+            err.contains("anomaly@0123abcd") && err.contains("udfs/.versions/"),
+            "{err}"
+        );
+    }
 }

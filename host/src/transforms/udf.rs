@@ -260,32 +260,3 @@ async fn next_version(
     }
     Some(receiver.borrow_and_update().clone())
 }
-
-/// A module argument is a path when it names a `.wasm` file, contains a path separator, or is
-/// an existing file; otherwise it is a name looked up as `<udf_dir>/<name>.wasm`.
-pub fn resolve_module(module: &str, udf_dir: &std::path::Path) -> std::path::PathBuf {
-    let as_path = std::path::Path::new(module);
-    if module.ends_with(".wasm") || module.contains(std::path::MAIN_SEPARATOR) || as_path.is_file()
-    {
-        as_path.to_path_buf()
-    } else {
-        udf_dir.join(format!("{module}.wasm"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::resolve_module;
-    use std::path::Path;
-
-    #[test]
-    fn module_names_and_paths() {
-        let dir = Path::new("udfs");
-        assert_eq!(
-            resolve_module("anomaly", dir),
-            Path::new("udfs/anomaly.wasm")
-        );
-        assert_eq!(resolve_module("x/y.wasm", dir), Path::new("x/y.wasm"));
-        assert_eq!(resolve_module("y.wasm", dir), Path::new("y.wasm"));
-    }
-}
