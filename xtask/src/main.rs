@@ -401,10 +401,13 @@ fn count(summary: &str, label: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The same build as `test` and a `--workspace` bench: the same packages and features, so the
+/// bench and the tests reuse each other's artifacts (with `--package sluice`, the native anomaly
+/// crate and everything above it were built again each way).
 fn bench() -> Result<()> {
-    build(HostBuild::Binaries)?;
+    build(HostBuild::ForTests)?;
     run(cargo()
-        .args(["bench", "--package", "sluice", "--bench", "udf_throughput"])
+        .args(["bench", "--workspace", "--bench", "udf_throughput"])
         .env("SLUICE_TEST_UDF_DIR", target_dir().join("udfs"))
         .env("SLUICE_TEST_FIXTURE_DIR", target_dir().join("test-udfs")))
 }
