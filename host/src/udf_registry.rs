@@ -57,21 +57,38 @@ impl ModuleRef {
 /// Where accepted versions are archived, inside the UDF directory.
 const VERSIONS_DIR: &str = ".versions";
 
+/// Where version `NAME@SHA8` is archived in the UDF directory `dir`.
+fn archived_file(dir: &Path, version: &str) -> PathBuf {
+    dir.join(VERSIONS_DIR).join(format!("{version}.wasm"))
+}
+
 /// The file in the UDF directory `dir` that holds version `name@sha` (`sha`: at least the first
 /// 8 hex digits of its sha256, lowercase), with its bytes: `<dir>/<name>.wasm` when it matches,
 /// else the archived `<dir>/.versions/NAME@SHA8.wasm`. Files are hashed, not compiled, so a
 /// broken current file does not hide an archived version.
-pub fn find_version(dir: &Path, name: &str, sha: &str) -> Option<(PathBuf, Vec<u8>)> {
+pub fn find_version(
+    dir: &Path,
+    name: &str,
+    sha: &str,
+) -> Result<(PathBuf, Vec<u8>), RegistryError> {
     let current = dir.join(format!("{name}.wasm"));
-    let archived = dir
-        .join(VERSIONS_DIR)
-        .join(format!("{name}@{}.wasm", sha.get(..8)?));
-    [current, archived].into_iter().find_map(|candidate| {
-        let bytes = std::fs::read(&candidate).ok()?;
-        crate::udf_runtime::sha256_hex(&bytes)
-            .starts_with(sha)
-            .then_some((candidate, bytes))
-    })
+    let archived = sha
+        .get(..8)
+        .map(|sha8| archived_file(dir, &format!("{name}@{sha8}")));
+    [Some(current), archived]
+        .into_iter()
+        .flatten()
+        .find_map(|candidate| {
+            let bytes = std::fs::read(&candidate).ok()?;
+            crate::udf_runtime::sha256_hex(&bytes)
+                .starts_with(sha)
+                .then_some((candidate, bytes))
+        })
+        .ok_or_else(|| RegistryError::NoSuchVersion {
+            name: name.to_string(),
+            sha: sha.to_string(),
+            dir: dir.display().to_string(),
+        })
 }
 
 /// What status shows about one module name.
@@ -269,14 +286,8 @@ impl UdfRegistry {
     /// Exactly version `name@sha` (a prefix of the sha256): the current file if it matches,
     /// else the archived copy.
     pub fn pinned(&self, name: &str, sha: &str) -> Result<UdfModule, RegistryError> {
-        if let Some((_, bytes)) = find_version(&self.dir, name, sha) {
-            return Ok(self.runtime.load(name, &bytes)?);
-        }
-        Err(RegistryError::NoSuchVersion {
-            name: name.to_string(),
-            sha: sha.to_string(),
-            dir: self.dir.display().to_string(),
-        })
+        let (_, bytes) = find_version(&self.dir, name, sha)?;
+        Ok(self.runtime.load(name, &bytes)?)
     }
 
     /// Reads `<dir>/<name>.wasm` again; deploys it if its bytes changed. Returns the new version.
@@ -424,7 +435,7 @@ impl UdfRegistry {
 
     /// Where version `NAME@SHA8` is archived.
     pub fn archived_path(&self, version: &str) -> PathBuf {
-        self.versions_dir().join(format!("{version}.wasm"))
+        archived_file(&self.dir, version)
     }
 
     /// Where the rollback history of `name` is kept: previous versions, newest first.

@@ -56,12 +56,7 @@ fn module_file(module: &str, udf_dir: &Path) -> Result<PathBuf, String> {
         ModuleRef::Name(name) => Ok(udf_dir.join(format!("{name}.wasm"))),
         ModuleRef::Pinned { name, sha } => find_version(udf_dir, &name, &sha)
             .map(|(path, _)| path)
-            .ok_or_else(|| {
-                format!(
-                    "no version {name}@{sha} (looked at {dir}/{name}.wasm and {dir}/.versions/)",
-                    dir = udf_dir.display()
-                )
-            }),
+            .map_err(|err| err.to_string()),
     }
 }
 
