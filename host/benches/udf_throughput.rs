@@ -174,13 +174,12 @@ fn alternate(records: usize, mut native: impl FnMut(), mut wasm: impl FnMut()) -
         wasm_rates.push(w);
         ratios.push(w / n);
     }
-    ratios.sort_by(f64::total_cmp);
     Rounds {
         native: median(native_rates),
         wasm: median(wasm_rates),
-        ratio: median(ratios.clone()),
-        lowest: ratios[0],
-        highest: ratios[ratios.len() - 1],
+        lowest: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        highest: ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        ratio: median(ratios),
     }
 }
 

@@ -7,9 +7,8 @@
 //! `exp(r) - 1` from its Taylor polynomial. The only error that reaches the result is the last
 //! rounding plus at most about 2^-10 ulp (N = 1024), so it rounds like the JVM's `Math.exp`
 //! (and glibc's) except in rare near-halfway cases; the parity tests check the effect on H2O's
-//! scores. Arguments are
-//! clamped to `±FAST_LIMIT` (short of overflow, underflow and subnormals), which changes no
-//! `tanh` the model computes.
+//! scores. Arguments are clamped to `±FAST_LIMIT` (short of overflow, underflow and
+//! subnormals), which changes no `tanh` the model computes.
 
 mod constants {
     include!(concat!(env!("OUT_DIR"), "/exp_table.rs"));

@@ -201,7 +201,8 @@ fn parse_reading(field: &[u8]) -> Option<f64> {
 /// `{"eventid":N,"anomaly_val":X}` with `X` in shortest round-trip form.
 pub fn score_json(event_id: i64, mse: f64) -> String {
     // `{:?}` on f64 is Rust's shortest representation that round-trips (like serde_json's ryu
-    // output, but without a dependency); `score_payload` turns a non-finite score into an error first.
+    // output, but without a dependency); `score_payload` turns a non-finite score into an error
+    // first.
     format!("{{\"eventid\":{event_id},\"anomaly_val\":{mse:?}}}")
 }
 
