@@ -1,8 +1,8 @@
 //! A faithful stand-in for Elasticsearch's document API, for the embedded demo and for machines
 //! where no cluster can be installed: `POST /_bulk` (NDJSON `index` actions, per-item results with
 //! `status` and `error` exactly as Elasticsearch writes them) and `GET /{index}/_doc/{id}`
-//! (`found` / `_source`). Faults can be injected per document id: a 429 on the first attempt, or a
-//! 400 `mapper_parsing_exception` every time.
+//! (`found` / `_source`). Faults can be injected per document id: a 429 on the first attempt, a
+//! 400 `mapper_parsing_exception` every time, or no item in the first answer.
 //!
 //! The end-to-end tests talk to it over real HTTP; with `SLUICE_TEST_ELASTICSEARCH_URL` set they
 //! talk to a real cluster instead (and skip the fault injection, which only this server can do).
@@ -19,6 +19,10 @@ pub struct Faults {
     pub busy_once: HashSet<String>,
     /// Answer 400 `mapper_parsing_exception` for these ids, always.
     pub reject: HashSet<String>,
+    /// Index these ids but leave their items out of the answer the first time they are sent (no
+    /// Elasticsearch does this; a broken proxy might), so the answer has fewer items than the
+    /// request had documents.
+    pub unanswered_once: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -168,6 +172,9 @@ fn bulk(body: &[u8], state: &Mutex<State>, faults: &Faults) -> (u16, serde_json:
                 .docs
                 .insert((index.clone(), id.clone()), source.unwrap_or_default())
                 .is_none();
+            if first_time && faults.unanswered_once.contains(&id) {
+                continue;
+            }
             serde_json::json!({"index": {"_index": index, "_id": id, "_version": 1,
                 "result": if created { "created" } else { "updated" }, "status": if created { 201 } else { 200 }}})
         };

@@ -113,7 +113,8 @@ fn run(args: &Args) -> Result<bool, String> {
         "Publishing {} ECG events and one malformed message to MQTT `{SOURCE_TOPIC}`.\n",
         events
     );
-    publish(sensors.port, SOURCE_TOPIC, &payloads)?;
+    sluice_demo::mqtt::publish_all(sensors.port, "sluice-demo-sensors", SOURCE_TOPIC, &payloads)
+        .map_err(|e| format!("the sensors broker: {e}"))?;
 
     println!("Live, as results arrive on the output topics:");
     println!("  {:<30} {:>7}  {:<22}", "TOPIC", "EVENTID", "MSE");
@@ -368,33 +369,6 @@ fn kafka_consumer(brokers: &str) -> Result<BaseConsumer, String> {
         .assign(&topics)
         .map_err(|e| format!("Kafka assignment: {e}"))?;
     Ok(consumer)
-}
-
-/// Publishes `payloads` with QoS 1 and returns once the broker acknowledged all of them.
-fn publish(port: u16, topic: &str, payloads: &[String]) -> Result<(), String> {
-    let mut options = rumqttc::MqttOptions::new("sluice-demo-sensors", "127.0.0.1", port);
-    options.set_keep_alive(Duration::from_secs(30));
-    let (client, mut connection) = rumqttc::Client::new(options, 100);
-    for payload in payloads {
-        client
-            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.as_bytes())
-            .map_err(|e| format!("publish: {e}"))?;
-    }
-    let mut acked = 0;
-    for event in connection.iter() {
-        match event {
-            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
-                acked += 1;
-                if acked == payloads.len() {
-                    break;
-                }
-            }
-            Ok(_) => {}
-            Err(err) => return Err(format!("publishing to the sensors broker: {err}")),
-        }
-    }
-    let _ = client.disconnect();
-    Ok(())
 }
 
 /// Messages arriving on an MQTT topic, collected on a background thread.

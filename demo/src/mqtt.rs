@@ -1,4 +1,5 @@
-//! An in-process MQTT 3.1.1 broker (rumqttd) on a free local port.
+//! An in-process MQTT 3.1.1 broker (rumqttd) on a free local port, and a publisher that waits for
+//! the broker's acknowledgements (the demo's sensors, the end-to-end tests' input).
 
 use std::time::Duration;
 
@@ -55,4 +56,35 @@ impl EmbeddedMqttBroker {
             port,
         })
     }
+}
+
+/// Publishes `payloads` to `topic` at QoS 1 as MQTT client `client_id`, and returns once the
+/// broker on `127.0.0.1:port` acknowledged every one of them.
+pub fn publish_all(
+    port: u16,
+    client_id: &str,
+    topic: &str,
+    payloads: &[impl AsRef<[u8]>],
+) -> Result<(), String> {
+    let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_max_packet_size(16 << 20, 16 << 20);
+    // Room for every publish, so that all are queued before the connection is polled.
+    let (client, mut connection) = rumqttc::Client::new(options, payloads.len() + 10);
+    for payload in payloads {
+        client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.as_ref())
+            .map_err(|e| format!("publish: {e}"))?;
+    }
+    let (mut acked, mut events) = (0, connection.iter());
+    while acked < payloads.len() {
+        match events.next() {
+            Some(Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))) => acked += 1,
+            Some(Ok(_)) => {}
+            Some(Err(err)) => return Err(format!("publishing to port {port}: {err}")),
+            None => return Err(format!("publishing to port {port}: the connection ended")),
+        }
+    }
+    let _ = client.disconnect();
+    Ok(())
 }

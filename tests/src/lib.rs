@@ -257,29 +257,10 @@ impl Collector {
 
 /// Publishes payloads at QoS 1 and returns when the broker acknowledged all of them.
 pub fn publish_all(port: u16, topic: &str, payloads: &[Vec<u8>]) {
-    let mut options =
-        rumqttc::MqttOptions::new(format!("publisher-{}", free_port()), "127.0.0.1", port);
-    options.set_max_packet_size(16 << 20, 16 << 20);
-    let (client, mut connection) = rumqttc::Client::new(options, payloads.len() + 10);
-    for payload in payloads {
-        client
-            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.clone())
-            .expect("publish");
+    let client_id = format!("publisher-{}", free_port());
+    if let Err(err) = sluice_demo::mqtt::publish_all(port, &client_id, topic, payloads) {
+        panic!("publisher: {err}");
     }
-    let mut acked = 0;
-    for event in connection.iter() {
-        match event {
-            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
-                acked += 1;
-                if acked == payloads.len() {
-                    break;
-                }
-            }
-            Ok(_) => {}
-            Err(err) => panic!("publisher: {err}"),
-        }
-    }
-    let _ = client.disconnect();
 }
 
 /// A running `sluice run`, with its stdout and log lines readable as they come.

@@ -261,23 +261,20 @@ impl ElasticsearchSink {
                 body.extend_from_slice(&doc.source);
                 body.push(b'\n');
             }
-            let outcomes = match self.bulk(body).await {
-                Ok(outcomes) if outcomes.len() == batch.len() => outcomes,
-                Ok(outcomes) => {
+            let answer = self.bulk(body).await.and_then(|outcomes| {
+                if outcomes.len() == batch.len() {
+                    Ok(outcomes)
+                } else {
                     // Ids make a resend idempotent: retry the whole batch.
-                    let reason = format!(
+                    Err(RequestFailure::Retry(format!(
                         "_bulk answered {} items for {} documents",
                         outcomes.len(),
                         batch.len()
-                    );
-                    let delay = backoff.next_delay();
-                    tracing::warn!(component = %ctx.component, "elasticsearch: {reason}; retrying in {delay:?}");
-                    ctx.metrics.set_connection(crate::metrics::Connection::Down);
-                    ctx.metrics
-                        .report_error(&format!("elasticsearch: {reason}"));
-                    tokio::time::sleep(delay).await;
-                    continue;
+                    )))
                 }
+            });
+            let outcomes = match answer {
+                Ok(outcomes) => outcomes,
                 Err(RequestFailure::Reject(reason)) => {
                     for doc in batch {
                         ctx.dead_letters

@@ -85,14 +85,10 @@ impl KafkaSink {
             let KafkaSink { config, producer } = self;
             let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
             while let Some(record) = input.recv().await {
-                let payload = match config.encoding.encode(&record.msg.value) {
-                    Ok(payload) => payload,
-                    Err(reason) => {
-                        ctx.dead_letters
-                            .send(record, &ctx.metrics, &format!("encode: {reason}"))
-                            .await;
-                        continue;
-                    }
+                let Some((record, payload)) =
+                    super::encode_or_dead_letter(&config.encoding, record, &ctx).await
+                else {
+                    continue;
                 };
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     break;

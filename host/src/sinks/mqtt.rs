@@ -187,14 +187,10 @@ impl MqttSink {
             };
 
             while let Some(record) = input.recv().await {
-                let payload = match config.encoding.encode(&record.msg.value) {
-                    Ok(payload) => payload,
-                    Err(reason) => {
-                        ctx.dead_letters
-                            .send(record, &ctx.metrics, &format!("encode: {reason}"))
-                            .await;
-                        continue;
-                    }
+                let Some((record, payload)) =
+                    super::encode_or_dead_letter(&config.encoding, record, &ctx).await
+                else {
+                    continue;
                 };
                 let headers = record.msg.headers.clone();
                 pending
