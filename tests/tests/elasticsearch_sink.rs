@@ -100,23 +100,46 @@ fn every_score_is_indexed_under_its_event_id() {
     assert!(sluice.stop().success());
 }
 
+/// `sluice run` scoring into the fake server with `faults`, the ECG events published: `None` (and
+/// a line saying so) when the tests run against a real cluster, where faults cannot be injected.
+struct FaultyRun {
+    sluice: SluiceRun,
+    _file: sluice_e2e::PipelineFile,
+    _mqtt: Mosquitto,
+    fake: FakeElasticsearch,
+}
+
+impl FaultyRun {
+    fn start(faults: Faults) -> Option<Self> {
+        if std::env::var_os("SLUICE_TEST_ELASTICSEARCH_URL").is_some() {
+            eprintln!("skipped: fault injection needs the fake _bulk server");
+            return None;
+        }
+        let fake = FakeElasticsearch::start(faults).expect("fake elasticsearch");
+        let mqtt = Mosquitto::start();
+        let file = pipeline(&mqtt, &fake.url, "scores");
+        let sluice = SluiceRun::start(&file.path);
+        sluice.wait_for_log("mqtt source subscribed");
+        sluice_e2e::publish_all(mqtt.port, "electric-temperature", &payloads());
+        Some(FaultyRun {
+            sluice,
+            _file: file,
+            _mqtt: mqtt,
+            fake,
+        })
+    }
+}
+
 #[test]
 fn partial_failures_are_retried_or_dead_lettered() {
-    if std::env::var_os("SLUICE_TEST_ELASTICSEARCH_URL").is_some() {
-        eprintln!("skipped: fault injection needs the fake _bulk server");
-        return;
-    }
-    let faults = Faults {
+    let Some(faulty) = FaultyRun::start(Faults {
         busy_once: ["3", "7"].iter().map(|s| s.to_string()).collect(),
         reject: HashSet::from(["5".to_string()]),
         ..Faults::default()
+    }) else {
+        return;
     };
-    let fake = FakeElasticsearch::start(faults).expect("fake elasticsearch");
-    let mqtt = Mosquitto::start();
-    let file = pipeline(&mqtt, &fake.url, "scores");
-    let sluice = SluiceRun::start(&file.path);
-    sluice.wait_for_log("mqtt source subscribed");
-    sluice_e2e::publish_all(mqtt.port, "electric-temperature", &payloads());
+    let (fake, sluice) = (&faulty.fake, &faulty.sluice);
 
     let ids: Vec<String> = (1..=23)
         .filter(|i| *i != 5)
@@ -146,27 +169,20 @@ fn partial_failures_are_retried_or_dead_lettered() {
         dead[0]
     );
     assert!(fake.bulk_requests() >= 2, "the 429 items were sent again");
-    assert!(sluice.stop().success());
+    assert!(faulty.sluice.stop().success());
 }
 
 /// An answer with fewer items than the request had documents cannot say which document each item
 /// is about: the sink sends the whole batch again (ids make that idempotent) and reports it.
 #[test]
 fn a_short_bulk_answer_resends_the_batch() {
-    if std::env::var_os("SLUICE_TEST_ELASTICSEARCH_URL").is_some() {
-        eprintln!("skipped: fault injection needs the fake _bulk server");
-        return;
-    }
-    let faults = Faults {
+    let Some(faulty) = FaultyRun::start(Faults {
         unanswered_once: HashSet::from(["9".to_string()]),
         ..Faults::default()
+    }) else {
+        return;
     };
-    let fake = FakeElasticsearch::start(faults).expect("fake elasticsearch");
-    let mqtt = Mosquitto::start();
-    let file = pipeline(&mqtt, &fake.url, "scores");
-    let sluice = SluiceRun::start(&file.path);
-    sluice.wait_for_log("mqtt source subscribed");
-    sluice_e2e::publish_all(mqtt.port, "electric-temperature", &payloads());
+    let (fake, sluice) = (&faulty.fake, &faulty.sluice);
 
     let ids: Vec<String> = (1..=23).map(|i| i.to_string()).collect();
     let docs = wait_for_documents(&fake.url, "scores", &ids);
@@ -174,5 +190,5 @@ fn a_short_bulk_answer_resends_the_batch() {
     let line = sluice.wait_for_log("_bulk answered");
     assert!(line.contains("retrying in"), "{line}");
     assert!(fake.bulk_requests() >= 2, "the batch was sent again");
-    assert!(sluice.stop().success());
+    assert!(faulty.sluice.stop().success());
 }
