@@ -65,7 +65,7 @@ fn main() {
                         anomaly::score_payload(black_box(&msg.value)).expect("valid");
                     // The same work the guest does to build its output message.
                     black_box(Message {
-                        key: Some(event_id.to_string().into_bytes()),
+                        key: Some(anomaly::payload::decimal(event_id).into_bytes()),
                         value: json.into_bytes(),
                         headers: msg.headers.clone(),
                         timestamp_ms: msg.timestamp_ms,

@@ -44,7 +44,9 @@ impl Udf for AnomalyUdf {
 
     fn process(&mut self, msg: Message) -> Result<Vec<Message>, UdfError> {
         let (event_id, json) = score_payload(&msg.value).map_err(UdfError::invalid_input)?;
-        Ok(vec![msg.with_key(event_id.to_string()).with_value(json)])
+        Ok(vec![msg
+            .with_key(payload::decimal(event_id))
+            .with_value(json)])
     }
 }
 
