@@ -18,15 +18,16 @@ use sluice_udf::{export_udf, Config, Message, Udf, UdfError};
 /// Readings so large that the score overflows (say `1e300`) are an error, not an `inf` that
 /// JSON cannot carry.
 pub fn score_payload(value: &[u8]) -> Result<(i64, String), payload::PayloadError> {
-    let event = payload::parse_event(value)?;
-    let mse = model::reconstruction_mse(&event.readings);
+    let mut readings = [0.0f64; model::INPUTS];
+    let event_id = payload::parse_into(value, &mut readings)?;
+    let mse = model::reconstruction_mse(&readings);
     if !mse.is_finite() {
         return Err(payload::PayloadError {
-            event_id: Some(event.event_id),
+            event_id: Some(event_id),
             reason: format!("readings out of range: the reconstruction error is {mse}"),
         });
     }
-    Ok((event.event_id, payload::score_json(event.event_id, mse)))
+    Ok((event_id, payload::score_json(event_id, mse)))
 }
 
 /// The UDF: stateless, no config.

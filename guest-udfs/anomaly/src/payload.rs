@@ -57,6 +57,16 @@ fn wrong_count(event_id: Option<i64>, count: usize) -> PayloadError {
 /// `str::trim` and `str::parse`, so the accepted language is exactly that of
 /// `str::parse::<f64>` with surrounding whitespace allowed.
 pub fn parse_event(payload: &[u8]) -> Result<EcgEvent, PayloadError> {
+    let mut readings = [0.0f64; INPUTS];
+    let event_id = parse_into(payload, &mut readings)?;
+    Ok(EcgEvent { event_id, readings })
+}
+
+/// [`parse_event`] into `readings`, answering the event id. What the UDF calls: the readings
+/// are written where the model reads them. (Returning an [`EcgEvent`] moved them once more, a
+/// `memory.copy` that in Wasm is a call out of the compiled code.)
+#[inline(always)]
+pub fn parse_into(payload: &[u8], readings: &mut [f64; INPUTS]) -> Result<i64, PayloadError> {
     if payload.trim_ascii().is_empty() {
         return Err(error(None, "empty payload".into()));
     }
@@ -78,7 +88,6 @@ pub fn parse_event(payload: &[u8]) -> Result<EcgEvent, PayloadError> {
     let here = Some(event_id);
 
     let fields = &payload[comma + 1..];
-    let mut readings = [0.0f64; INPUTS];
     let mut i = 0; // the reading being parsed
     let mut at = 0; // where its field starts
     while i < INPUTS {
@@ -127,7 +136,7 @@ pub fn parse_event(payload: &[u8]) -> Result<EcgEvent, PayloadError> {
         }
         i += 1;
     }
-    Ok(EcgEvent { event_id, readings })
+    Ok(event_id)
 }
 
 /// A field [`short_decimal`] declines (eight bytes or longer, or not a plain decimal): its value

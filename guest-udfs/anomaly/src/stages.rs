@@ -57,8 +57,9 @@ pub fn run(stage: Stage, value: &[u8]) -> Result<Vec<u8>, payload::PayloadError>
     Ok(match stage {
         Stage::All => crate::score_payload(value)?.1.into_bytes(),
         Stage::Parse => {
-            let event = payload::parse_event(value)?;
-            sum_by_eights(INPUTS, |i| event.readings[i])
+            let mut readings = [0.0f64; INPUTS];
+            payload::parse_into(value, &mut readings)?;
+            sum_by_eights(INPUTS, |i| readings[i])
                 .to_le_bytes()
                 .to_vec()
         }
