@@ -212,7 +212,7 @@ pub fn score_json(event_id: i64, mse: f64) -> String {
     use std::fmt::Write as _;
     let mut json = String::with_capacity(64);
     json.push_str("{\"eventid\":");
-    json.push_str(&decimal(event_id));
+    push_decimal(&mut json, event_id);
     json.push_str(",\"anomaly_val\":");
     // `{:?}` on f64 is Rust's shortest representation that round-trips (like serde_json's ryu
     // output, but without a dependency); `score_payload` turns a non-finite score into an error
@@ -225,6 +225,13 @@ pub fn score_json(event_id: i64, mse: f64) -> String {
 /// `n` in decimal, as `i64`'s `Display` writes it, without the formatting machinery (whose
 /// indirect calls cost more in Wasm than natively).
 pub fn decimal(n: i64) -> String {
+    let mut text = String::with_capacity(20);
+    push_decimal(&mut text, n);
+    text
+}
+
+/// Appends [`decimal`]`(n)` to `out`.
+fn push_decimal(out: &mut String, n: i64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut rest = n.unsigned_abs();
@@ -236,12 +243,10 @@ pub fn decimal(n: i64) -> String {
             break;
         }
     }
-    let mut text = String::with_capacity(21 - at);
     if n < 0 {
-        text.push('-');
+        out.push('-');
     }
-    text.extend(digits[at..].iter().map(|&d| char::from(d)));
-    text
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 #[cfg(test)]
