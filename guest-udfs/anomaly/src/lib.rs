@@ -13,11 +13,12 @@ pub mod stages;
 
 use sluice_udf::{export_udf, Config, Message, Udf, UdfError};
 
-/// Scores one payload: the JSON score on success, or what was wrong with the payload.
+/// Scores one payload: the event id in decimal (the record's key) and the JSON score, or what
+/// was wrong with the payload.
 ///
 /// Readings so large that the score overflows (say `1e300`) are an error, not an `inf` that
 /// JSON cannot carry.
-pub fn score_payload(value: &[u8]) -> Result<(i64, String), payload::PayloadError> {
+pub fn score_payload(value: &[u8]) -> Result<(String, String), payload::PayloadError> {
     let mut readings = [0.0f64; model::INPUTS];
     let event_id = payload::parse_into(value, &mut readings)?;
     let mse = model::reconstruction_mse(&readings);
@@ -27,7 +28,10 @@ pub fn score_payload(value: &[u8]) -> Result<(i64, String), payload::PayloadErro
             reason: format!("readings out of range: the reconstruction error is {mse}"),
         });
     }
-    Ok((event_id, payload::score_json(event_id, mse)))
+    // Formatted once, for the key and the JSON.
+    let key = payload::decimal(event_id);
+    let json = payload::score_json(&key, mse);
+    Ok((key, json))
 }
 
 /// The UDF: stateless, no config.
@@ -44,10 +48,8 @@ impl Udf for AnomalyUdf {
     }
 
     fn process(&mut self, msg: Message) -> Result<Vec<Message>, UdfError> {
-        let (event_id, json) = score_payload(&msg.value).map_err(UdfError::invalid_input)?;
-        Ok(vec![msg
-            .with_key(payload::decimal(event_id))
-            .with_value(json)])
+        let (key, json) = score_payload(&msg.value).map_err(UdfError::invalid_input)?;
+        Ok(vec![msg.with_key(key).with_value(json)])
     }
 }
 

@@ -207,12 +207,13 @@ fn parse_reading(field: &[u8]) -> Option<f64> {
     Some(if negative { -value } else { value })
 }
 
-/// `{"eventid":N,"anomaly_val":X}` with `X` in shortest round-trip form.
-pub fn score_json(event_id: i64, mse: f64) -> String {
+/// `{"eventid":N,"anomaly_val":X}` with `N` the event id as [`decimal`] writes it and `X` in
+/// shortest round-trip form.
+pub fn score_json(event_id: &str, mse: f64) -> String {
     use std::fmt::Write as _;
     let mut json = String::with_capacity(64);
     json.push_str("{\"eventid\":");
-    push_decimal(&mut json, event_id);
+    json.push_str(event_id);
     json.push_str(",\"anomaly_val\":");
     // `{:?}` on f64 is Rust's shortest representation that round-trips (like serde_json's ryu
     // output, but without a dependency); `score_payload` turns a non-finite score into an error
@@ -225,13 +226,6 @@ pub fn score_json(event_id: i64, mse: f64) -> String {
 /// `n` in decimal, as `i64`'s `Display` writes it, without the formatting machinery (whose
 /// indirect calls cost more in Wasm than natively).
 pub fn decimal(n: i64) -> String {
-    let mut text = String::with_capacity(20);
-    push_decimal(&mut text, n);
-    text
-}
-
-/// Appends [`decimal`]`(n)` to `out`.
-fn push_decimal(out: &mut String, n: i64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut rest = n.unsigned_abs();
@@ -243,10 +237,12 @@ fn push_decimal(out: &mut String, n: i64) {
             break;
         }
     }
+    let mut text = String::with_capacity(21 - at);
     if n < 0 {
-        out.push('-');
+        text.push('-');
     }
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+    text.extend(digits[at..].iter().map(|&d| char::from(d)));
+    text
 }
 
 #[cfg(test)]
@@ -477,9 +473,9 @@ mod tests {
     #[test]
     fn score_json_is_shortest_round_trip() {
         assert_eq!(
-            score_json(106, 2.2022320685879437),
+            score_json("106", 2.2022320685879437),
             r#"{"eventid":106,"anomaly_val":2.2022320685879437}"#
         );
-        assert_eq!(score_json(1, 2.0), r#"{"eventid":1,"anomaly_val":2.0}"#);
+        assert_eq!(score_json("1", 2.0), r#"{"eventid":1,"anomaly_val":2.0}"#);
     }
 }
