@@ -203,6 +203,78 @@ fn init_failures_refuse_the_module() {
     }
 }
 
+/// Runs `f` on a thread and fails the test if it takes longer than `limit` (the guest's 30 s
+/// waits would otherwise only show as a slow test).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .expect("the UDF deadline did not end the guest's 30 s wait")
+}
+
+#[test]
+fn sleeping_past_the_deadline_is_a_timeout() {
+    // 30 s asked for, 200 ms allowed: the wait ends at the deadline, the call as a timeout.
+    let err = within(Duration::from_secs(15), || isolated("sleep", limits()));
+    assert_eq!(err.kind(), "timeout", "{err}");
+}
+
+#[test]
+fn polling_a_timer_past_the_deadline_is_a_timeout() {
+    let err = within(Duration::from_secs(15), || isolated("poll", limits()));
+    assert_eq!(err.kind(), "timeout", "{err}");
+}
+
+#[test]
+fn a_short_sleep_within_the_deadline_is_fine() {
+    let runtime = UdfRuntime::new(RuntimeOptions::default()).expect("runtime");
+    let mut worker = hostile(&runtime, &[], limits()).expect("starts");
+    let results = worker.process(&batch(&["nap", "nap"]));
+    assert_eq!(
+        results.iter().map(echoed).collect::<Vec<_>>(),
+        ["nap", "nap"]
+    );
+}
+
+#[test]
+fn init_obeys_the_deadline_and_may_print() {
+    let err = within(Duration::from_secs(15), || {
+        let runtime = UdfRuntime::new(RuntimeOptions::default()).expect("runtime");
+        hostile(&runtime, &[("init", "sleep")], limits()).err()
+    });
+    match err {
+        Some(LoadError::Init { error, .. }) => assert_eq!(error.kind(), "timeout", "{error}"),
+        other => panic!("expected init to time out, got {other:?}"),
+    }
+    let runtime = UdfRuntime::new(RuntimeOptions::default()).expect("runtime");
+    let mut worker = hostile(&runtime, &[("init", "print")], limits()).expect("printing is fine");
+    assert_eq!(echoed(&worker.process(&batch(&["x"]))[0]), "x");
+}
+
+/// Inside a tokio runtime's blocking pool (where the host runs UDFs), printing and waiting work
+/// too: WASI's blocking calls must not try to start a runtime within the runtime.
+#[test]
+fn printing_and_sleeping_work_on_the_hosts_blocking_threads() {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let results = tokio.block_on(async {
+        tokio::task::spawn_blocking(|| {
+            let runtime = UdfRuntime::new(RuntimeOptions::default()).expect("runtime");
+            let mut worker = hostile(&runtime, &[("init", "print")], limits()).expect("starts");
+            worker.process(&batch(&["log", "nap", "sleep"]))
+        })
+        .await
+        .expect("no panic")
+    });
+    assert_eq!(echoed(&results[0]), "log");
+    assert_eq!(echoed(&results[1]), "nap");
+    assert_eq!(results[2].clone().expect_err("timeout").kind(), "timeout");
+}
+
 #[test]
 fn guests_see_no_environment_files_or_network() {
     std::env::set_var("SLUICE_SECRET_FOR_TEST", "leak");

@@ -38,6 +38,26 @@ pub fn probes_for(spec: &PipelineSpec) -> Vec<Arc<Probe>> {
         .collect()
 }
 
+/// [`build_pipeline`] on a blocking thread: building runs UDF `init`, and a guest's WASI calls
+/// (printing, waiting) block, which must never happen on an async worker thread.
+pub async fn build_pipeline_blocking(
+    spec: Arc<PipelineSpec>,
+    context: RunContext,
+    probes: Vec<Arc<Probe>>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Vec<ComponentTask>, BuildError> {
+    let name = spec.name.clone();
+    tokio::task::spawn_blocking(move || build_pipeline(&spec, &context, &probes, &shutdown))
+        .await
+        .unwrap_or_else(|err| {
+            Err(BuildError {
+                pipeline: name,
+                component: "-".into(),
+                reason: format!("building panicked: {err}"),
+            })
+        })
+}
+
 /// Builds every component of `spec` into a task (not yet spawned). `probes` come from
 /// [`probes_for`] on the same spec; `shutdown` stops the sources.
 pub fn build_pipeline(
@@ -123,6 +143,7 @@ pub fn build_pipeline(
             },
             shutdown: shutdown.clone(),
             metrics: probe(component)?.metrics.clone(),
+            host_id: context.host_id.clone(),
         })
     };
     let outputs_of = |outputs: &mut HashMap<&str, Outputs>, name: &str| {

@@ -196,6 +196,14 @@ impl UdfRuntime {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| RuntimeError(format!("linking WASI: {e:#}")))?;
+        // The guest's monotonic clock is ours: its waits end at the call's deadline (sandbox.rs).
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<
+            HostState,
+            sandbox::HasDeadlineClock,
+        >(&mut linker, HostState::clock)
+        .map_err(|e| RuntimeError(format!("linking the monotonic clock: {e:#}")))?;
+        linker.allow_shadowing(false);
         bindings::Udf::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError(format!("linking the host interface: {e:#}")))?;
 

@@ -5,12 +5,21 @@
 //! - Linear memory capped per instance by [`MemoryCap`], which records that the cap was hit so
 //!   the resulting trap is reported as a memory-limit error, not a generic trap.
 //! - The `host` interface of `sluice:udf` (logging) forwards to `tracing` with the UDF name.
+//! - Waiting is bounded by the call's deadline: the monotonic clock WASI gives the guest
+//!   ([`DeadlineClock`]) ends every wait (`sleep`, `poll` on a timer) at the latest when the
+//!   current call's deadline passes, and a wait cut short that way marks the call as timed out
+//!   (`HostState::overslept`), whatever the guest does after it wakes. Nothing else in this WASI context can block (no files, sockets or stdin; guest
+//!   output is written at once), so a call's wall-clock time is bounded whatever it waits on.
 
 use super::bindings::{self, Level};
 use super::guest_output::GuestOutput;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use wasmtime::component::ResourceTable;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::ResourceLimiter;
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
+use wasmtime_wasi::p2::{subscribe, DynPollable, Pollable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// The longest `host.log` message passed on; longer ones are cut.
@@ -25,6 +34,10 @@ pub(super) struct HostState {
     table: ResourceTable,
     pub(super) memory: MemoryCap,
     pub(super) stderr: GuestOutput,
+    /// When the current call (`init` or `process`) must end; set when the call is armed.
+    pub(super) call_deadline: Instant,
+    /// Set when a wait of the current call was cut short at its deadline: the call timed out.
+    pub(super) overslept: Arc<AtomicBool>,
 }
 
 impl HostState {
@@ -40,6 +53,90 @@ impl HostState {
             table: ResourceTable::new(),
             memory: MemoryCap::new(memory_bytes),
             stderr,
+            call_deadline: Instant::now(),
+            overslept: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The guest's monotonic clock, bounded by the current call's deadline.
+    pub(super) fn clock(&mut self) -> DeadlineClock<'_> {
+        DeadlineClock {
+            table: &mut self.table,
+            deadline: self.call_deadline,
+            overslept: &self.overslept,
+        }
+    }
+}
+
+/// `wasi:clocks/monotonic-clock` for a UDF: real time, but every wait it hands out ends at the
+/// latest at the current call's deadline (see the module docs). It replaces WASI's own clock in
+/// the linker (`UdfRuntime::new`).
+pub(super) struct DeadlineClock<'a> {
+    table: &'a mut ResourceTable,
+    deadline: Instant,
+    overslept: &'a Arc<AtomicBool>,
+}
+
+/// Linker glue: [`HostState::clock`] is how the monotonic clock reaches a store's state.
+pub(super) struct HasDeadlineClock;
+
+impl wasmtime::component::HasData for HasDeadlineClock {
+    type Data<'a> = DeadlineClock<'a>;
+}
+
+/// The origin of the guest's monotonic clock (process start; only differences mean anything).
+fn clock_origin() -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+impl DeadlineClock<'_> {
+    fn wait_until(&mut self, when: Instant) -> wasmtime::Result<Resource<DynPollable>> {
+        let wait = self.table.push(BoundedWait {
+            until: when.min(self.deadline),
+            cut_short: (when > self.deadline).then(|| self.overslept.clone()),
+        })?;
+        subscribe(self.table, wait)
+    }
+}
+
+impl monotonic_clock::Host for DeadlineClock<'_> {
+    fn now(&mut self) -> wasmtime::Result<u64> {
+        Ok(u64::try_from(clock_origin().elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<u64> {
+        Ok(1)
+    }
+
+    fn subscribe_instant(&mut self, when: u64) -> wasmtime::Result<Resource<DynPollable>> {
+        let when = clock_origin()
+            .checked_add(Duration::from_nanos(when))
+            .unwrap_or(self.deadline);
+        self.wait_until(when)
+    }
+
+    fn subscribe_duration(&mut self, nanos: u64) -> wasmtime::Result<Resource<DynPollable>> {
+        let when = Instant::now()
+            .checked_add(Duration::from_nanos(nanos))
+            .unwrap_or(self.deadline);
+        self.wait_until(when)
+    }
+}
+
+/// A timer that is ready at `until` (already capped at the call's deadline). When the guest
+/// asked for later than the deadline, `cut_short` is the flag to raise when the wait ends.
+struct BoundedWait {
+    until: Instant,
+    cut_short: Option<Arc<AtomicBool>>,
+}
+
+#[async_trait::async_trait]
+impl Pollable for BoundedWait {
+    async fn ready(&mut self) {
+        tokio::time::sleep_until(self.until.into()).await;
+        if let Some(flag) = &self.cut_short {
+            flag.store(true, Ordering::Release);
         }
     }
 }

@@ -111,7 +111,15 @@ impl UdfWorker {
                 timestamp_ms: message.timestamp_ms,
             })
             .collect();
-        match live.udf.call_process(&mut live.store, &input) {
+        let called = live.udf.call_process(&mut live.store, &input);
+        if overslept(&live.store) {
+            // It waited past its deadline (and woke up there): a timeout, whatever it answered.
+            self.live = None;
+            return Err(RecordError::Timeout {
+                deadline: self.limits.deadline,
+            });
+        }
+        match called {
             Ok(results) if results.len() == batch.len() => Ok(results
                 .into_iter()
                 .map(|result| match result {
@@ -156,7 +164,13 @@ impl UdfWorker {
             .iter()
             .map(|(key, value)| (key.as_str(), value.as_str()))
             .collect();
-        match udf.call_init(&mut store, &config) {
+        let called = udf.call_init(&mut store, &config);
+        if overslept(&store) {
+            return Err(RecordError::Timeout {
+                deadline: self.limits.deadline,
+            });
+        }
+        match called {
             Ok(Ok(())) => Ok(Live { store, udf }),
             Ok(Err(WitUdfError::InvalidInput(reason))) => Err(RecordError::InvalidInput(reason)),
             Ok(Err(WitUdfError::Failed(reason))) => Err(RecordError::Failed(reason)),
@@ -168,13 +182,28 @@ impl UdfWorker {
 /// Resets the per-call limits: deadline, fuel and the memory-cap flag.
 fn arm(store: &mut Store<HostState>, limits: &UdfLimits) {
     store.set_epoch_deadline(deadline_ticks(limits.deadline));
+    store.data_mut().call_deadline = std::time::Instant::now()
+        .checked_add(limits.deadline)
+        .unwrap_or_else(|| std::time::Instant::now() + std::time::Duration::from_secs(86_400));
     if let Some(fuel) = limits.fuel {
         if let Err(err) = store.set_fuel(fuel) {
             tracing::error!("cannot set fuel: {err:#}");
         }
     }
     store.data_mut().memory.hit = false;
+    store
+        .data()
+        .overslept
+        .store(false, std::sync::atomic::Ordering::Release);
     store.data().stderr.take_tail();
+}
+
+/// Whether the current call waited until its deadline (see `sandbox::DeadlineClock`).
+fn overslept(store: &Store<HostState>) -> bool {
+    store
+        .data()
+        .overslept
+        .load(std::sync::atomic::Ordering::Acquire)
 }
 
 /// Turns wasmtime's error into the typed reason, using what the sandbox observed.

@@ -9,9 +9,13 @@
 //! | `fail`         | returns a `failed` error for that message                   |
 //! | `log`          | writes to stdout, stderr and `host.log`, then echoes        |
 //! | `env`          | reports env vars, whether `/` lists, and what TCP connect says |
+//! | `sleep`        | sleeps 30 s (the deadline must still end the call)          |
+//! | `nap`          | sleeps 1 ms, then echoes (a short wait within the deadline) |
+//! | `poll`         | waits 30 s on a clock pollable through `wasi:io/poll`       |
 //! | anything else  | echoed back unchanged                                       |
 //!
-//! `init` obeys the config key `init`: `trap` panics, `fail` returns an error.
+//! `init` obeys the config key `init`: `trap` panics, `fail` returns an error, `print` writes to
+//! stdout and stderr and succeeds, `sleep` sleeps 30 s.
 //! It implements the raw world (not `sluice_udf::Udf`) so it can break the contract.
 
 use sluice_udf::bindings::{export, Guest};
@@ -28,6 +32,15 @@ impl Guest for Hostile {
         {
             Some("trap") => panic!("hostile init panicked on purpose"),
             Some("fail") => Err(UdfError::failed("hostile init refused on purpose")),
+            Some("print") => {
+                println!("hostile init says hello on stdout");
+                eprintln!("hostile init says hello on stderr");
+                Ok(())
+            }
+            Some("sleep") => {
+                std::thread::sleep(std::time::Duration::from_secs(30));
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -58,6 +71,19 @@ fn one(msg: Message) -> Result<Vec<Message>, UdfError> {
             }
         }
         b"panic" => panic!("hostile guest panicked on purpose"),
+        b"sleep" => {
+            std::thread::sleep(std::time::Duration::from_secs(30));
+            Ok(vec![msg])
+        }
+        b"nap" => {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            Ok(vec![msg])
+        }
+        b"poll" => {
+            let timer = wasip2::clocks::monotonic_clock::subscribe_duration(30_000_000_000);
+            wasip2::io::poll::poll(&[&timer]);
+            Ok(vec![msg])
+        }
         b"fail" => Err(UdfError::failed("hostile guest failed on purpose")),
         b"log" => {
             println!("hostile stdout line");
