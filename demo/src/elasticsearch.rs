@@ -42,7 +42,13 @@ pub struct FakeElasticsearch {
 impl FakeElasticsearch {
     /// Starts listening on a free port of 127.0.0.1.
     pub fn start(faults: Faults) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on(0, faults)
+    }
+
+    /// Starts listening on `port` of 127.0.0.1 (0: any free port); a test that starts the
+    /// server late reserves the port first, to show a destination that comes up after a while.
+    pub fn start_on(port: u16, faults: Faults) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
         let url = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();

@@ -188,7 +188,7 @@ impl ControlPlane {
 
     /// Drains and stops `name` and forgets it in the state directory.
     pub async fn undeploy(&self, name: &str) -> Result<(), ChangeError> {
-        if !self.topology.undeploy(name).await {
+        if self.topology.undeploy(name).await.is_none() {
             return Err(ChangeError::NotFound(format!("pipeline `{name}`")));
         }
         if is_valid_name(name) {

@@ -114,6 +114,49 @@ pub struct ComponentMetrics {
     /// Consumer lag in records (Kafka sources), -1 when unknown.
     lag: AtomicI64,
     last_error: Mutex<Option<LastError>>,
+    /// Records a source emitted and has not acknowledged yet (sources only).
+    pub unacked: Unacked,
+}
+
+/// The records of one source that are not acknowledged yet: how many, and since when the oldest
+/// waits. An entry is added when a source emits a record and removed when its acknowledgement is
+/// completed or dropped (see `topology::Ack`).
+#[derive(Debug, Default)]
+pub struct Unacked {
+    next: AtomicU64,
+    since: Mutex<BTreeMap<u64, std::time::Instant>>,
+}
+
+impl Unacked {
+    /// Registers a new unacknowledged record; returns its ticket for [`Unacked::remove`].
+    pub fn add(&self) -> u64 {
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(ticket, std::time::Instant::now());
+        ticket
+    }
+
+    /// The record of `ticket` is acknowledged (or will be redelivered): no longer waiting.
+    pub fn remove(&self, ticket: u64) {
+        self.lock().remove(&ticket);
+    }
+
+    /// How many records wait.
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// How long the oldest waiting record has waited (zero when none waits).
+    pub fn oldest_age(&self) -> Duration {
+        self.lock()
+            .values()
+            .next()
+            .map(|since| since.elapsed())
+            .unwrap_or_default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, std::time::Instant>> {
+        self.since.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl ComponentMetrics {
@@ -136,6 +179,7 @@ impl ComponentMetrics {
             connection: AtomicI64::new(connection as i64),
             lag: AtomicI64::new(-1),
             last_error: Mutex::new(None),
+            unacked: Unacked::default(),
         }
     }
 
@@ -201,6 +245,9 @@ impl ComponentMetrics {
                 _ => None,
             },
             lag: Some(self.lag.load(Ordering::Relaxed)).filter(|lag| *lag >= 0),
+            unacked: (self.role == Role::Source).then(|| self.unacked.count()),
+            oldest_unacked_secs: (self.role == Role::Source)
+                .then(|| self.unacked.oldest_age().as_secs_f64()),
             last_error: self
                 .last_error
                 .lock()
@@ -229,6 +276,12 @@ pub struct ComponentSnapshot {
     pub connected: Option<bool>,
     /// Consumer lag, when known.
     pub lag: Option<i64>,
+    /// Sources: records emitted and not acknowledged yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unacked: Option<usize>,
+    /// Sources: how long the oldest unacknowledged record has waited, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_unacked_secs: Option<f64>,
     /// The last error, if any.
     pub last_error: Option<LastError>,
 }
@@ -368,6 +421,25 @@ pub fn render_prometheus(
             .map(|c| (labels(c), c.lag.load(Ordering::Relaxed).to_string()))
             .collect(),
     );
+    let sources = || components.iter().filter(|c| c.role == Role::Source);
+    family(
+        &mut out,
+        "sluice_source_unacked_records",
+        "gauge",
+        "Records a source emitted that are not acknowledged to its broker yet.",
+        sources()
+            .map(|c| (labels(c), c.unacked.count().to_string()))
+            .collect(),
+    );
+    family(
+        &mut out,
+        "sluice_source_oldest_unacked_seconds",
+        "gauge",
+        "How long a source's oldest unacknowledged record has waited (0 when none waits).",
+        sources()
+            .map(|c| (labels(c), c.unacked.oldest_age().as_secs_f64().to_string()))
+            .collect(),
+    );
     let host_counter = |v: &AtomicU64| vec![(String::new(), v.load(Ordering::Relaxed).to_string())];
     family(
         &mut out,
@@ -460,5 +532,26 @@ mod tests {
         )));
         assert!(text.contains("sluice_dead_letters_total{pipeline=\"p\\\"1\"} 1"));
         assert!(text.contains("sluice_udf_reloads_total 0"));
+    }
+
+    #[test]
+    fn unacknowledged_records_are_counted_until_removed() {
+        let c = Arc::new(ComponentMetrics::new(
+            "p".into(),
+            "in".into(),
+            Role::Source,
+            "mqtt",
+        ));
+        let first = c.unacked.add();
+        let second = c.unacked.add();
+        assert_eq!(c.unacked.count(), 2);
+        c.unacked.remove(first);
+        assert_eq!(c.snapshot().unacked, Some(1));
+        let text = render_prometheus(&HostMetrics::default(), 0, 0, &[c.clone()]);
+        let labels = r#"pipeline="p",component="in",role="source",kind="mqtt""#;
+        assert!(text.contains(&format!("sluice_source_unacked_records{{{labels}}} 1")));
+        c.unacked.remove(second);
+        assert_eq!(c.unacked.count(), 0);
+        assert_eq!(c.unacked.oldest_age(), Duration::ZERO);
     }
 }

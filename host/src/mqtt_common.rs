@@ -36,11 +36,18 @@ pub struct MqttConnection {
     /// Protocol version: `"3.1.1"` (default) or `"5"`.
     #[serde(default)]
     pub protocol: MqttProtocol,
-    /// Client id (default: `sluice-<pipeline>-<component>`).
+    /// Client id (default: `sluice-<host id>-<pipeline>-<component>`: stable across restarts of
+    /// one host, distinct between hosts; see `sluice run --host-id`).
     pub client_id: Option<String>,
-    /// Start a clean session (`true`, default) or resume a persistent one (`false`).
-    #[serde(default = "yes")]
-    pub clean_session: bool,
+    /// Start a clean session (`true`) or resume a persistent one (`false`). Default: persistent
+    /// for sources with QoS >= 1 (the broker keeps what was not acknowledged across a crash or
+    /// restart), clean otherwise. Sinks always start clean and send again whatever the broker did
+    /// not acknowledge, so `false` on a sink changes nothing.
+    pub clean_session: Option<bool>,
+    /// MQTT 5 only: how long the broker keeps a persistent session after a disconnect, in
+    /// seconds (default 86400, one day). MQTT 3.1.1 sessions last until the broker's own
+    /// `persistent_client_expiration`.
+    pub session_expiry_secs: Option<u32>,
     /// Username for the broker.
     pub username: Option<String>,
     /// Password for the broker (use `${VAR}` rather than writing it down).
@@ -50,10 +57,6 @@ pub struct MqttConnection {
     /// Keep-alive interval in seconds.
     #[serde(default = "keep_alive")]
     pub keep_alive_secs: u64,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn keep_alive() -> u64 {
@@ -144,11 +147,22 @@ pub fn validate_qos(qos: u8) -> Option<String> {
 impl MqttConnection {
     /// A client and its event loop for this connection, in the configured protocol version.
     /// Reads TLS files; never connects (the event loop does, when polled).
+    /// `clean_session` is the session to ask for (see [`MqttConnection::clean_session`]); `role`
+    /// sets the packet limits and the in-flight window.
     pub fn client(
         &self,
         default_client_id: &str,
-        manual_acks: bool,
+        clean_session: bool,
+        role: ClientRole,
     ) -> Result<(MqttClient, MqttEventLoop), String> {
+        let manual_acks = role == ClientRole::Source;
+        // A source accepts any packet the protocol allows, and dead-letters messages over its
+        // own limit: refusing a packet drops the connection, and the broker would send the
+        // same message again after every reconnect.
+        let max_incoming = match role {
+            ClientRole::Source => MAX_PROTOCOL_PACKET,
+            ClientRole::Sink => MAX_PACKET,
+        };
         let address = self.address()?;
         let client_id = self
             .client_id
@@ -165,8 +179,9 @@ impl MqttConnection {
                 let mut options = rumqttc::MqttOptions::new(client_id, address.host, address.port);
                 options
                     .set_keep_alive(keep_alive)
-                    .set_clean_session(self.clean_session)
-                    .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+                    .set_clean_session(clean_session)
+                    .set_max_packet_size(max_incoming, MAX_PACKET)
+                    .set_inflight(SINK_WINDOW)
                     .set_manual_acks(manual_acks);
                 if let Some(user) = &self.username {
                     options
@@ -186,12 +201,16 @@ impl MqttConnection {
                     rumqttc::v5::MqttOptions::new(client_id, address.host, address.port);
                 options
                     .set_keep_alive(keep_alive)
-                    .set_clean_start(self.clean_session)
-                    .set_max_packet_size(Some(MAX_PACKET as u32))
+                    .set_clean_start(clean_session)
+                    .set_max_packet_size(Some(max_incoming as u32))
+                    .set_outgoing_inflight_upper_limit(SINK_WINDOW)
                     .set_manual_acks(manual_acks);
-                if !self.clean_session {
+                if !clean_session {
                     // MQTT 5 ends a session at disconnect unless it is given an expiry.
-                    options.set_session_expiry_interval(Some(u32::MAX));
+                    options.set_session_expiry_interval(Some(
+                        self.session_expiry_secs
+                            .unwrap_or(DEFAULT_SESSION_EXPIRY_SECS),
+                    ));
                 }
                 if let Some(user) = &self.username {
                     options
@@ -237,8 +256,23 @@ impl MqttConnection {
     }
 }
 
-/// Largest packet sent or accepted: 16 MiB.
-const MAX_PACKET: usize = 16 << 20;
+/// Largest packet a sink sends: 16 MiB (larger records are dead-lettered with their size).
+pub const MAX_PACKET: usize = 16 << 20;
+/// The largest packet MQTT can carry (its remaining-length field's limit).
+const MAX_PROTOCOL_PACKET: usize = 268_435_455;
+/// Publishes a sink keeps unacknowledged at once (rumqttc's in-flight window).
+pub const SINK_WINDOW: u16 = 100;
+/// Default MQTT 5 session expiry of a persistent session: one day.
+pub const DEFAULT_SESSION_EXPIRY_SECS: u32 = 86_400;
+
+/// Which side of a pipeline a client serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRole {
+    /// Subscribes; acknowledges manually.
+    Source,
+    /// Publishes.
+    Sink,
+}
 
 /// A client handle (cheap to clone) for MQTT 3.1.1 or 5.
 #[derive(Clone)]
@@ -268,10 +302,17 @@ pub enum IncomingPublish {
 
 /// What happened on the connection, the same for both protocol versions.
 pub enum MqttEvent {
-    /// The broker accepted the connection.
-    Connected,
-    /// The broker confirmed a subscription.
-    Subscribed,
+    /// The broker accepted the connection; `session_present` when it resumed a session.
+    Connected {
+        /// The broker kept our session (persistent sessions only).
+        session_present: bool,
+    },
+    /// The broker answered a subscription: the positions of the filters it refused (an ACL,
+    /// for instance), empty when it granted every one.
+    Subscribed {
+        /// Indexes of refused filters, in the order they were asked for.
+        refused: Vec<usize>,
+    },
     /// A message arrived.
     Publish(IncomingPublish),
     /// A publish of ours was written with this packet id (0 at QoS 0).
@@ -306,8 +347,14 @@ impl MqttEventLoop {
             MqttEventLoop::V311(events) => {
                 use rumqttc::{Event, Packet};
                 match events.poll().await.map_err(|e| e.to_string())? {
-                    Event::Incoming(Packet::ConnAck(_)) => MqttEvent::Connected,
-                    Event::Incoming(Packet::SubAck(_)) => MqttEvent::Subscribed,
+                    Event::Incoming(Packet::ConnAck(ack)) => MqttEvent::Connected {
+                        session_present: ack.session_present,
+                    },
+                    Event::Incoming(Packet::SubAck(ack)) => MqttEvent::Subscribed {
+                        refused: refused(ack.return_codes.iter().map(|code| {
+                            matches!(code, rumqttc::SubscribeReasonCode::Success(_))
+                        })),
+                    },
                     Event::Incoming(Packet::Publish(p)) => {
                         MqttEvent::Publish(IncomingPublish::V311(p))
                     }
@@ -327,8 +374,17 @@ impl MqttEventLoop {
                 use rumqttc::v5::mqttbytes::v5::{Packet, PubAck, PubAckReason, PubComp};
                 use rumqttc::v5::Event;
                 match events.poll().await.map_err(|e| e.to_string())? {
-                    Event::Incoming(Packet::ConnAck(_)) => MqttEvent::Connected,
-                    Event::Incoming(Packet::SubAck(_)) => MqttEvent::Subscribed,
+                    Event::Incoming(Packet::ConnAck(ack)) => MqttEvent::Connected {
+                        session_present: ack.session_present,
+                    },
+                    Event::Incoming(Packet::SubAck(ack)) => MqttEvent::Subscribed {
+                        refused: refused(ack.return_codes.iter().map(|code| {
+                            matches!(
+                                code,
+                                rumqttc::v5::mqttbytes::v5::SubscribeReasonCode::Success(_)
+                            )
+                        })),
+                    },
                     Event::Incoming(Packet::Publish(p)) => {
                         MqttEvent::Publish(IncomingPublish::V5(p))
                     }
@@ -360,25 +416,22 @@ impl MqttEventLoop {
 }
 
 impl MqttClient {
-    /// Subscribes to every filter at `qos`.
-    pub async fn subscribe(&self, filters: &[String], qos_level: u8) -> Result<(), String> {
+    /// Queues a subscription to every filter at `qos` without waiting (for the task that polls
+    /// the connection, which must never wait on its own request queue).
+    pub fn try_subscribe(&self, filters: &[String], qos_level: u8) -> Result<(), String> {
         match self {
             MqttClient::V311(client) => client
-                .subscribe_many(
+                .try_subscribe_many(
                     filters
                         .iter()
                         .map(|f| rumqttc::SubscribeFilter::new(f.clone(), qos(qos_level))),
                 )
-                .await
                 .map_err(|e| e.to_string()),
-            MqttClient::V5(client) => {
-                client
-                    .subscribe_many(filters.iter().map(|f| {
-                        rumqttc::v5::mqttbytes::v5::Filter::new(f.clone(), qos_v5(qos_level))
-                    }))
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+            MqttClient::V5(client) => client
+                .try_subscribe_many(filters.iter().map(|f| {
+                    rumqttc::v5::mqttbytes::v5::Filter::new(f.clone(), qos_v5(qos_level))
+                }))
+                .map_err(|e| e.to_string()),
         }
     }
 
@@ -424,6 +477,14 @@ impl MqttClient {
                 client.try_ack(p).map_err(|e| e.to_string())
             }
             _ => Err("a publish acknowledged on a client of another protocol version".into()),
+        }
+    }
+
+    /// Queues a DISCONNECT without waiting.
+    pub fn try_disconnect(&self) -> Result<(), String> {
+        match self {
+            MqttClient::V311(client) => client.try_disconnect().map_err(|e| e.to_string()),
+            MqttClient::V5(client) => client.try_disconnect().map_err(|e| e.to_string()),
         }
     }
 
@@ -475,6 +536,15 @@ impl IncomingPublish {
     }
 }
 
+/// The positions of the `false`s (refused filters) in a SUBACK's answers.
+fn refused(granted: impl Iterator<Item = bool>) -> Vec<usize> {
+    granted
+        .enumerate()
+        .filter(|(_, ok)| !ok)
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// Converts a QoS number (validated 0..=2) for rumqttc.
 fn qos(level: u8) -> rumqttc::QoS {
     match level {
@@ -502,7 +572,8 @@ mod tests {
             url: url.into(),
             protocol: MqttProtocol::V311,
             client_id: None,
-            clean_session: true,
+            clean_session: None,
+            session_expiry_secs: None,
             username: None,
             password: None,
             tls: None,

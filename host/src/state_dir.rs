@@ -3,6 +3,7 @@
 //! ```text
 //! STATE/
 //!   admin-token          the admin API's bearer token (mode 0600), when generated here
+//!   host-id              this host's identity: default MQTT client ids derive from it
 //!   pipelines/NAME.toml  every pipeline deployed through the admin API, as deployed
 //!   udfs/NAME.wasm       the live version of every UDF (the default UDF directory)
 //!   udfs/.versions/      every version ever accepted (pinning, rollback)
@@ -149,6 +150,50 @@ impl StateDir {
     }
 }
 
+/// This host's identity, kept as `<root>/host-id`: `explicit` if given (`--host-id`,
+/// `SLUICE_HOST_ID`), else the one saved there, else a new random one saved there. Stable across
+/// restarts of one host (so persistent MQTT sessions resume) and distinct between hosts (so two
+/// replicas never take each other's client id). Only name characters ([`is_name_char`]).
+pub fn host_id(root: &Path, explicit: Option<String>) -> Result<String, StateError> {
+    if let Some(id) = explicit.map(|id| id.trim().to_string()).filter(|id| !id.is_empty()) {
+        if id.chars().all(is_name_char) && id.len() <= 64 {
+            return Ok(id);
+        }
+        return Err(StateError {
+            path: PathBuf::from("--host-id"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{id:?}: a host id is 1 to 64 letters, digits, '-', '_' or '.'"),
+            ),
+        });
+    }
+    let path = root.join("host-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() && id.trim().chars().all(is_name_char) => {
+            return Ok(id.trim().to_string())
+        }
+        Ok(_) => {}
+        Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+            return Err(StateError { path, source })
+        }
+        Err(_) => {}
+    }
+    std::fs::create_dir_all(root).map_err(|source| StateError {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let id = random_token()
+        .map_err(|source| StateError {
+            path: PathBuf::from("/dev/urandom"),
+            source,
+        })?
+        .chars()
+        .take(12)
+        .collect::<String>();
+    write_atomically(&path, id.as_bytes(), None).map_err(|source| StateError { path, source })?;
+    Ok(id)
+}
+
 /// 32 random bytes from the OS, hex-encoded.
 fn random_token() -> std::io::Result<String> {
     use std::io::Read;
@@ -184,6 +229,21 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_id_is_kept_and_can_be_overridden() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = host_id(dir.path(), None).unwrap();
+        assert_eq!(first.len(), 12);
+        assert_eq!(host_id(dir.path(), None).unwrap(), first, "stable");
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(host_id(other.path(), None).unwrap(), first, "distinct");
+        assert_eq!(
+            host_id(dir.path(), Some("edge-7".into())).unwrap(),
+            "edge-7"
+        );
+        assert!(host_id(dir.path(), Some("a b".into())).is_err());
+    }
 
     #[test]
     fn names_that_are_safe_file_names() {

@@ -31,6 +31,8 @@ pub struct AdminState {
     pub scores: Arc<scores::Scoreboard>,
     /// True once the saved state is restored and the watches are running.
     pub started: AtomicBool,
+    /// `/ready` fails when a source's oldest unacknowledged record waited longer than this.
+    pub ready_max_unacked_age: std::time::Duration,
 }
 
 /// The largest UDF module accepted by `PUT /udfs/{name}`.

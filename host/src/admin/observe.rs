@@ -59,12 +59,38 @@ pub async fn ready(State(state): Shared) -> impl IntoResponse {
         .filter(|p| p.status != PipelineState::Running)
         .map(|p| serde_json::json!({ "name": p.name, "status": p.status }))
         .collect();
-    if not_running.is_empty() {
+    // Sources whose oldest unacknowledged record waits too long: a stuck sink, or an
+    // acknowledgement lost on the way (the broker stops sending, or commits freeze).
+    let limit = state.ready_max_unacked_age;
+    let stuck: Vec<serde_json::Value> = state
+        .control
+        .topology
+        .component_metrics()
+        .iter()
+        .filter(|m| m.role == crate::metrics::Role::Source)
+        .filter_map(|m| {
+            let age = m.unacked.oldest_age();
+            (age > limit).then(|| {
+                serde_json::json!({
+                    "pipeline": &*m.pipeline,
+                    "component": &*m.component,
+                    "unacked": m.unacked.count(),
+                    "oldest_unacked_secs": age.as_secs_f64(),
+                })
+            })
+        })
+        .collect();
+    if not_running.is_empty() && stuck.is_empty() {
         (StatusCode::OK, Json(serde_json::json!({ "ready": true })))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "ready": false, "not_running": not_running })),
+            Json(serde_json::json!({
+                "ready": false,
+                "not_running": not_running,
+                "unacked_too_long": stuck,
+                "max_unacked_secs": limit.as_secs_f64(),
+            })),
         )
     }
 }

@@ -336,8 +336,8 @@ fn status_table(pipelines: &[serde_json::Value], udfs: Option<&serde_json::Value
         out.push('\n');
         let _ = writeln!(
             out,
-            "  {:<22} {:<10} {:<14} {:>10} {:>10} {:>8}  last error",
-            "component", "role", "kind", "in", "out", "errors"
+            "  {:<22} {:<10} {:<14} {:>10} {:>10} {:>8} {:>16}  last error",
+            "component", "role", "kind", "in", "out", "errors", "unacked (oldest)"
         );
         for c in p
             .get("components")
@@ -350,15 +350,24 @@ fn status_table(pipelines: &[serde_json::Value], udfs: Option<&serde_json::Value
                 .and_then(|e| e.get("message"))
                 .and_then(|m| m.as_str())
                 .unwrap_or("");
+            // Sources: records not acknowledged to the broker yet, and the oldest one's age.
+            let unacked = match (
+                c.get("unacked").and_then(|u| u.as_u64()),
+                c.get("oldest_unacked_secs").and_then(|a| a.as_f64()),
+            ) {
+                (Some(count), Some(age)) => format!("{count} ({age:.1}s)"),
+                _ => "-".to_string(),
+            };
             let _ = writeln!(
                 out,
-                "  {:<22} {:<10} {:<14} {:>10} {:>10} {:>8}  {last}",
+                "  {:<22} {:<10} {:<14} {:>10} {:>10} {:>8} {:>16}  {last}",
                 s(c, "name"),
                 s(c, "role"),
                 s(c, "kind"),
                 n(c, "records_in"),
                 n(c, "records_out"),
                 n(c, "errors"),
+                unacked,
             );
         }
         for u in p

@@ -1,8 +1,11 @@
-//! `sluice run FILE...`: run pipelines until Ctrl-C or SIGTERM, then drain in-flight records.
-//! Exit status: 0 after a clean stop, 1 when a pipeline file is invalid or cannot start.
+//! `sluice run FILE...`: run pipelines until Ctrl-C or SIGTERM, then drain in-flight records
+//! (at most `--drain-timeout`; a second signal stops at once).
+//! Exit status: 0 after a clean stop, 1 when a pipeline file is invalid or cannot start, 3 when
+//! the drain deadline passed or a second signal came with records still unacknowledged (their
+//! brokers deliver them again at the next start).
 
 use super::{default_cache_dir, default_state_dir, default_udf_dir, load_pipeline, LoadFailure};
-use sluice::state_dir::dead_letter_dir;
+use sluice::state_dir::{dead_letter_dir, host_id};
 use sluice::topology::{self, RunContext};
 use sluice::udf_registry::UdfRegistry;
 use sluice::udf_runtime::{RuntimeOptions, UdfRuntime};
@@ -26,7 +29,41 @@ pub struct RunArgs {
     /// pipeline [default: STATE_DIR/dead-letters, STATE_DIR as for `sluice serve`].
     #[arg(long, value_name = "DIR")]
     dead_letter_dir: Option<PathBuf>,
+    /// Where this host keeps its identity (`host-id`) and, by default, its dead letters
+    /// [default: $SLUICE_STATE_DIR, else $XDG_STATE_HOME/sluice, else ~/.local/state/sluice].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// This host's identity, part of default MQTT client ids [default: $SLUICE_HOST_ID, else
+    /// the one kept in STATE_DIR/host-id, generated once].
+    #[arg(long, value_name = "ID")]
+    host_id: Option<String>,
+    /// How long stopping may take to deliver and acknowledge what is in flight; past it,
+    /// unacknowledged records are left to their brokers' redelivery and the exit status is 3.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    drain_timeout: std::time::Duration,
 }
+
+/// `30s`, `500ms`, `2m` or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: the unit is ms, s or m")),
+    };
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// Exit status when stopping left records unacknowledged.
+pub const EXIT_ABANDONED: u8 = 3;
 
 /// Runs the command.
 pub fn run(args: RunArgs) -> ExitCode {
@@ -34,7 +71,12 @@ pub fn run(args: RunArgs) -> ExitCode {
     let mut invalid = false;
     for file in &args.files {
         match load_pipeline(file) {
-            Ok(spec) => specs.push(spec),
+            Ok(spec) => {
+                for warning in spec.warnings() {
+                    eprintln!("{warning}");
+                }
+                specs.push(spec)
+            }
             Err(LoadFailure::Unreadable(message)) | Err(LoadFailure::Invalid(message)) => {
                 invalid = true;
                 eprintln!("{message}");
@@ -55,11 +97,24 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
     };
     let udfs = UdfRegistry::new(udf_runtime, args.udf_dir.unwrap_or_else(default_udf_dir));
+    let state_dir = args.state_dir.unwrap_or_else(default_state_dir);
+    let host_id = match host_id(
+        &state_dir,
+        args.host_id.or_else(|| std::env::var("SLUICE_HOST_ID").ok()),
+    ) {
+        Ok(id) => id,
+        Err(err) => {
+            eprintln!("error: host id: {err}");
+            return ExitCode::from(1);
+        }
+    };
     let context = RunContext {
         udfs: udfs.clone(),
         dead_letter_dir: args
             .dead_letter_dir
-            .unwrap_or_else(|| dead_letter_dir(&default_state_dir())),
+            .unwrap_or_else(|| dead_letter_dir(&state_dir)),
+        host_id: host_id.into(),
+        drain_timeout: args.drain_timeout,
     };
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -83,13 +138,32 @@ pub fn run(args: RunArgs) -> ExitCode {
             }
         }
     };
-    match tokio.block_on(topology::run(specs, context, stop_signal())) {
-        Ok(()) => ExitCode::SUCCESS,
+    match tokio.block_on(topology::run(specs, context, first_stop_signal())) {
+        Ok(drained) if drained.abandoned == 0 && drained.timed_out == 0 => ExitCode::SUCCESS,
+        Ok(drained) => {
+            eprintln!(
+                "error: the drain deadline ({:?}) passed with {} records unacknowledged; their brokers deliver them again at the next start",
+                args.drain_timeout, drained.abandoned
+            );
+            ExitCode::from(EXIT_ABANDONED)
+        }
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::from(1)
         }
     }
+}
+
+/// Resolves on the first Ctrl-C or SIGTERM, and arms the second: it exits at once, leaving
+/// what is unacknowledged to redelivery.
+pub async fn first_stop_signal() {
+    stop_signal().await;
+    eprintln!("sluice: stopping (draining in-flight records; a second Ctrl-C or SIGTERM stops at once)");
+    tokio::spawn(async {
+        stop_signal().await;
+        eprintln!("sluice: second stop signal: exiting now; unacknowledged records are delivered again at the next start");
+        std::process::exit(i32::from(EXIT_ABANDONED));
+    });
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

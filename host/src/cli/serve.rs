@@ -4,7 +4,8 @@
 //! Stops on Ctrl-C or SIGTERM after draining every pipeline. Exit status: 0 after a clean stop,
 //! 1 when it cannot start (state directory, address in use...).
 
-use super::{default_cache_dir, default_state_dir, run::stop_signal};
+use super::run::{first_stop_signal, parse_duration, EXIT_ABANDONED};
+use super::{default_cache_dir, default_state_dir};
 use sluice::admin::{scores::Scoreboard, AdminState};
 use sluice::control_plane::{ControlPlane, Env};
 use sluice::metrics::HostMetrics;
@@ -41,12 +42,28 @@ pub struct ServeArgs {
     /// Do not watch the UDF directory for new module files (uploads still hot-reload).
     #[arg(long)]
     no_watch: bool,
+    /// This host's identity, part of default MQTT client ids [default: $SLUICE_HOST_ID, else
+    /// the one kept in STATE_DIR/host-id, generated once].
+    #[arg(long, value_name = "ID")]
+    host_id: Option<String>,
+    /// How long a stopping pipeline (shutdown, replace, undeploy) may take to deliver and
+    /// acknowledge what is in flight; past it, unacknowledged records are left to redelivery.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    drain_timeout: std::time::Duration,
+    /// `/ready` fails when a source's oldest unacknowledged record has waited longer than this
+    /// (a stuck sink, a lost acknowledgement).
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+    ready_max_unacked_age: std::time::Duration,
 }
 
 /// Runs the command.
 pub fn run(args: ServeArgs) -> ExitCode {
     match serve(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(abandoned) => {
+            eprintln!("error: the drain deadline passed with {abandoned} records unacknowledged; their brokers deliver them again at the next start");
+            ExitCode::from(EXIT_ABANDONED)
+        }
         Err(message) => {
             eprintln!("error: {message}");
             ExitCode::from(1)
@@ -54,7 +71,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> Result<(), String> {
+fn serve(args: ServeArgs) -> Result<usize, String> {
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
     let state = StateDir::open(state_dir).map_err(|e| e.to_string())?;
     let explicit = std::env::var("SLUICE_ADMIN_TOKEN").ok();
@@ -71,9 +88,18 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     } else {
         Some(udfs.watch()?)
     };
+    let host_id = sluice::state_dir::host_id(
+        state.root(),
+        args.host_id
+            .clone()
+            .or_else(|| std::env::var("SLUICE_HOST_ID").ok()),
+    )
+    .map_err(|e| e.to_string())?;
     let context = RunContext {
         udfs,
         dead_letter_dir: state.dead_letter_dir(),
+        host_id: host_id.into(),
+        drain_timeout: args.drain_timeout,
     };
     let topology = Topology::new(context, Arc::new(HostMetrics::default()));
     let env: Env = Arc::new(|name: &str| std::env::var(name).ok());
@@ -105,6 +131,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             token,
             scores: scores.clone(),
             started: Default::default(),
+            ready_max_unacked_age: args.ready_max_unacked_age,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = {
@@ -122,14 +149,14 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         };
         admin.started.store(true, Ordering::Release);
         eprintln!("sluice serve: ready");
-        stop_signal().await;
+        first_stop_signal().await;
         tracing::info!("shutting down: draining every pipeline");
         drop(_pipelines_watch);
-        topology.shutdown().await;
+        let drained = topology.shutdown().await;
         let _ = stop_tx.send(true);
         follow.abort();
         match server.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => Ok(drained.abandoned.max(drained.timed_out)),
             Ok(Err(err)) => Err(format!("admin API: {err}")),
             Err(err) => Err(format!("admin API task: {err}")),
         }

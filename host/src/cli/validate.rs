@@ -19,14 +19,19 @@ pub fn run(args: ValidateArgs) -> ExitCode {
     let mut invalid = false;
     for file in &args.files {
         match load_pipeline(file) {
-            Ok(spec) => println!(
-                "{}: ok: pipeline `{}` ({} sources, {} transforms, {} sinks)",
-                file.display(),
-                spec.name,
-                spec.sources.len(),
-                spec.transforms.len(),
-                spec.sinks.len()
-            ),
+            Ok(spec) => {
+                for warning in spec.warnings() {
+                    eprintln!("{warning}");
+                }
+                println!(
+                    "{}: ok: pipeline `{}` ({} sources, {} transforms, {} sinks)",
+                    file.display(),
+                    spec.name,
+                    spec.sources.len(),
+                    spec.transforms.len(),
+                    spec.sinks.len()
+                )
+            }
             Err(LoadFailure::Unreadable(message)) => {
                 eprintln!("{message}");
                 return ExitCode::from(2);

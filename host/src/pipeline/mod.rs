@@ -43,6 +43,42 @@ pub struct PipelineSpec {
     pub sinks: Vec<Component<SinkConfig>>,
 }
 
+impl PipelineSpec {
+    /// Settings that are valid but probably not meant, as `file: sources.NAME.field: message`
+    /// lines (`sluice validate` prints them; `run` and `serve` log them).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let mut add = |kind: &str, name: &str, field: &str, message: String| {
+            warnings.push(format!(
+                "{}: {kind}.{name}.{field}: warning: {message}",
+                self.file.display()
+            ))
+        };
+        for source in &self.sources {
+            if let SourceConfig::Mqtt(mqtt) = &source.config {
+                for (field, message) in mqtt.warnings() {
+                    add("sources", &source.name, field, message);
+                }
+            }
+        }
+        for sink in &self.sinks {
+            if let SinkConfig::Mqtt(mqtt) = &sink.config {
+                if mqtt.broker.clean_session == Some(false) {
+                    add(
+                        "sinks",
+                        &sink.name,
+                        "broker.clean_session",
+                        "ignored: an MQTT sink always starts a clean session and sends again \
+                         whatever the broker did not acknowledge"
+                            .into(),
+                    );
+                }
+            }
+        }
+        warnings
+    }
+}
+
 /// One named component and where its records come from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Component<C> {

@@ -1,9 +1,24 @@
 //! The MQTT sink: publishes each record's encoded value to a topic.
+//!
+//! Delivery: a record is acknowledged upstream only when the broker acknowledged *that* record
+//! (PUBACK/PUBCOMP for its packet id). Each connection is a fresh client with a clean session;
+//! when it drops, everything the broker had not acknowledged is published again on the next
+//! one, in the original order. So nothing is lost, and a record can arrive twice only when a
+//! connection dropped after the broker took it and before its acknowledgement came back (at
+//! most one in-flight window, [`SINK_WINDOW`], per reconnect). rumqttc's own retransmission is
+//! not relied on: on a reconnect without a resumed session it discards what was pending, and
+//! its packet ids start over (see ARCHITECTURE.md).
 
 use crate::codec::EncodingConfig;
 use crate::metrics::Connection;
-use crate::mqtt_common::{validate_qos, MqttConnection};
+use crate::mqtt_common::{
+    validate_qos, ClientRole, MqttClient, MqttConnection, MqttEvent, MqttEventLoop, MAX_PACKET,
+    SINK_WINDOW,
+};
+use crate::sources::mqtt::AbortOnDrop;
+use crate::topology::{Backoff, Record};
 use serde::Deserialize;
+use std::collections::{HashMap, VecDeque};
 
 /// `[sinks.NAME] type = "mqtt"`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -52,176 +67,273 @@ impl MqttSinkConfig {
 /// The running MQTT sink.
 pub struct MqttSink {
     config: MqttSinkConfig,
-    client: crate::mqtt_common::MqttClient,
-    events: crate::mqtt_common::MqttEventLoop,
+    client_id: String,
 }
 
-/// How long a stopping sink waits for the broker to acknowledge what it published.
-const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// Records handed to the client, in publish order, until the event loop assigns them a packet
-/// id; then by packet id until the broker acknowledges. The record itself is kept so that a
-/// message the broker refuses (MQTT 5 reason codes) can be dead-lettered.
-#[derive(Default)]
+/// A record handed to the client, kept until the broker acknowledges it.
 struct Pending {
-    unassigned: std::collections::VecDeque<crate::topology::Record>,
-    by_packet: std::collections::HashMap<u16, crate::topology::Record>,
+    /// Arrival order, so records sent again keep their order.
+    seq: u64,
+    record: Record,
+    payload: Vec<u8>,
 }
 
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.unassigned.is_empty() && self.by_packet.is_empty()
+/// What the sink knows of its records: handed to the current client but not yet written
+/// (`unassigned`, in order: the client writes them in that order and names each packet id as
+/// it goes), written and waiting for the broker (`by_packet`), and to send on the next
+/// connection (`resend`).
+#[derive(Default)]
+struct Outstanding {
+    unassigned: VecDeque<Pending>,
+    by_packet: HashMap<u16, Pending>,
+    resend: VecDeque<Pending>,
+}
+
+impl Outstanding {
+    fn len(&self) -> usize {
+        self.unassigned.len() + self.by_packet.len() + self.resend.len()
+    }
+
+    /// The connection dropped: nothing it carried is acknowledged, so all of it is sent again,
+    /// in arrival order.
+    fn connection_lost(&mut self) {
+        let mut all: Vec<Pending> = self
+            .resend
+            .drain(..)
+            .chain(self.by_packet.drain().map(|(_, p)| p))
+            .chain(self.unassigned.drain(..))
+            .collect();
+        all.sort_by_key(|p| p.seq);
+        self.resend = all.into();
     }
 }
 
+/// What the poll task of one connection reports.
+enum SinkEvent {
+    Connected,
+    /// The client wrote a publish with this packet id (0 at QoS 0).
+    Sent(u16),
+    /// The broker finished (or refused) the publish with this packet id.
+    Done { pkid: u16, refused: Option<String> },
+    /// The connection dropped (or never came up); this client is finished.
+    Lost(String),
+    /// Our DISCONNECT went out and the broker closed the connection.
+    Closed,
+}
+
+/// One connection: a fresh client and the task polling it.
+struct Link {
+    client: MqttClient,
+    events: tokio::sync::mpsc::UnboundedReceiver<SinkEvent>,
+    _poller: AbortOnDrop<()>,
+    up: bool,
+}
+
 impl MqttSink {
-    /// Prepares the client options (no connection yet).
+    /// Checks that a client can be made (URL, TLS files); connects only when it runs.
     pub fn build(
         config: MqttSinkConfig,
         ctx: &crate::topology::ComponentContext,
     ) -> Result<Self, String> {
-        let (client, events) = config
+        let client_id = ctx.default_client_id();
+        config
             .broker
-            .client(&format!("sluice-{}-{}", ctx.pipeline, ctx.component), false)?;
-        Ok(MqttSink {
-            config,
+            .client(&client_id, true, ClientRole::Sink)?;
+        Ok(MqttSink { config, client_id })
+    }
+
+    /// A new client with a clean session, polled on its own task.
+    fn connect(&self) -> Result<Link, String> {
+        let (client, events) = self
+            .config
+            .broker
+            .client(&self.client_id, true, ClientRole::Sink)?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let poller = AbortOnDrop(tokio::spawn(poll(events, tx)));
+        Ok(Link {
             client,
-            events,
+            events: rx,
+            _poller: poller,
+            up: false,
         })
     }
 
-    /// Publishes records until the input closes; a record is accepted (its ack done) when the
-    /// broker acknowledged it (at QoS 0: when it was written).
+    /// Publishes records until the input closes and everything is acknowledged (the host's
+    /// drain deadline bounds that wait when the broker is away).
     pub fn run(
         self,
-        mut input: tokio::sync::mpsc::Receiver<crate::topology::Record>,
+        mut input: tokio::sync::mpsc::Receiver<Record>,
         ctx: crate::topology::ComponentContext,
     ) -> crate::topology::ComponentTask {
-        use crate::mqtt_common::MqttEvent;
-        use crate::topology::Backoff;
-        use std::sync::{Arc, Mutex};
-
         Box::pin(async move {
-            let MqttSink {
-                config,
-                client,
-                mut events,
-            } = self;
-            let pending = Arc::new(Mutex::new(Pending::default()));
-            let drained = Arc::new(tokio::sync::Notify::new());
             let component = ctx.component.clone();
-            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-
-            let event_loop = {
-                let (pending, drained, stop, ctx, topic) = (
-                    pending.clone(),
-                    drained.clone(),
-                    stop.clone(),
-                    ctx.clone(),
-                    config.topic.clone(),
-                );
-                tokio::spawn(async move {
-                    let component = ctx.component.clone();
-                    let mut backoff = Backoff::default();
-                    loop {
-                        let event = events.poll().await;
-                        let lock = || pending.lock().unwrap_or_else(|p| p.into_inner());
-                        match event {
-                            Ok(MqttEvent::Connected) => {
-                                backoff.reset();
-                                tracing::info!(%component, "mqtt sink connected");
-                                ctx.metrics.set_connection(Connection::Up);
-                            }
-                            Ok(MqttEvent::PublishSent(packet)) => {
-                                let mut p = lock();
-                                // A retransmission after a reconnect reuses a known packet id.
-                                if packet != 0 && p.by_packet.contains_key(&packet) {
-                                    continue;
-                                }
-                                if let Some(record) = p.unassigned.pop_front() {
-                                    if packet == 0 {
-                                        ctx.metrics.record_out();
-                                        record.ack.done(); // QoS 0: written is all there is
-                                    } else {
-                                        p.by_packet.insert(packet, record);
-                                    }
-                                }
-                            }
-                            Ok(MqttEvent::PublishDone { pkid, refused }) => {
-                                let done = lock().by_packet.remove(&pkid);
-                                match (done, refused) {
-                                    (Some(record), None) => {
-                                        ctx.metrics.record_out();
-                                        record.ack.done()
-                                    }
-                                    (Some(record), Some(reason)) => {
-                                        let reason = format!("mqtt topic {topic}: {reason}");
-                                        ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
-                                    }
-                                    (None, _) => {}
-                                }
-                            }
-                            Ok(MqttEvent::DisconnectSent) => {
-                                events.wait_closed(std::time::Duration::from_secs(2)).await;
-                                break;
-                            }
-                            Ok(_) => {}
-                            Err(err) => {
-                                if stop.load(std::sync::atomic::Ordering::Acquire)
-                                    && lock().is_empty()
-                                {
+            let topic = self.config.topic.clone();
+            let mut out = Outstanding::default();
+            let mut backoff = Backoff::default();
+            let mut seq = 0u64;
+            let mut input_open = true;
+            let mut link: Option<Link> = None;
+            loop {
+                if !input_open && out.len() == 0 {
+                    break;
+                }
+                let current = match &mut link {
+                    Some(current) => current,
+                    None => match self.connect() {
+                        Ok(new) => link.insert(new),
+                        Err(err) => {
+                            // The configuration was checked at build: a TLS file went away.
+                            tracing::error!(%component, "mqtt sink cannot make a client: {err}");
+                            ctx.metrics.report_error(&err);
+                            tokio::time::sleep(backoff.next_delay()).await;
+                            continue;
+                        }
+                    },
+                };
+                let can_take = input_open && current.up && out.len() < usize::from(SINK_WINDOW);
+                tokio::select! {
+                    event = current.events.recv() => match event {
+                        Some(SinkEvent::Connected) => {
+                            backoff.reset();
+                            current.up = true;
+                            tracing::info!(%component, resend = out.resend.len(), "mqtt sink connected");
+                            ctx.metrics.set_connection(Connection::Up);
+                            while let Some(pending) = out.resend.pop_front() {
+                                let headers = pending.record.msg.headers.clone();
+                                let payload = pending.payload.clone();
+                                out.unassigned.push_back(pending);
+                                // The request queue holds more than the window: never waits long.
+                                if let Err(err) = current.client.publish(&topic, self.config.qos, self.config.retain, payload, &headers).await {
+                                    tracing::warn!(%component, "mqtt client stopped: {err}");
                                     break;
                                 }
-                                let delay = backoff.next_delay();
-                                tracing::warn!(%component, "mqtt connection: {err}; retrying in {delay:?}");
-                                ctx.metrics.set_connection(Connection::Down);
-                                ctx.metrics.report_error(&format!("mqtt connection: {err}"));
-                                tokio::time::sleep(delay).await;
                             }
                         }
-                        if lock().is_empty() {
-                            drained.notify_waiters();
+                        Some(SinkEvent::Sent(pkid)) => {
+                            if let Some(pending) = out.unassigned.pop_front() {
+                                if pkid == 0 {
+                                    ctx.metrics.record_out();
+                                    pending.record.ack.done(); // QoS 0: written is all there is
+                                } else {
+                                    out.by_packet.insert(pkid, pending);
+                                }
+                            }
+                        }
+                        Some(SinkEvent::Done { pkid, refused }) => match (out.by_packet.remove(&pkid), refused) {
+                            (Some(pending), None) => {
+                                ctx.metrics.record_out();
+                                pending.record.ack.done();
+                            }
+                            (Some(pending), Some(reason)) => {
+                                let reason = format!("mqtt topic {topic}: {reason}");
+                                ctx.dead_letters.send(pending.record, &ctx.metrics, &reason).await;
+                            }
+                            (None, _) => {}
+                        },
+                        Some(SinkEvent::Lost(err)) => {
+                            out.connection_lost();
+                            link = None;
+                            let delay = backoff.next_delay();
+                            tracing::warn!(%component, error = %err, unacknowledged = out.len(), "mqtt sink connection lost; sending the unacknowledged records again after reconnecting in {delay:?}");
+                            ctx.metrics.set_connection(Connection::Down);
+                            ctx.metrics.report_error(&format!("mqtt connection: {err}"));
+                            tokio::time::sleep(delay).await;
+                        }
+                        Some(SinkEvent::Closed) | None => {
+                            out.connection_lost();
+                            link = None;
+                        }
+                    },
+                    record = input.recv(), if can_take => match record {
+                        None => input_open = false,
+                        Some(record) => {
+                            let Some((record, payload)) =
+                                super::encode_or_dead_letter(&self.config.encoding, record, &ctx).await
+                            else {
+                                continue;
+                            };
+                            let size = payload.len() + topic.len();
+                            if size + 64 > MAX_PACKET {
+                                let reason = format!("message of {size} bytes is over the MQTT sink's packet limit ({MAX_PACKET} bytes)");
+                                ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
+                                continue;
+                            }
+                            let headers = record.msg.headers.clone();
+                            seq += 1;
+                            out.unassigned.push_back(Pending { seq, record, payload: payload.clone() });
+                            if let Err(err) = current.client.publish(&topic, self.config.qos, self.config.retain, payload, &headers).await {
+                                tracing::warn!(%component, "mqtt client stopped: {err}");
+                            }
+                        }
+                    },
+                }
+            }
+            // Everything acknowledged: say goodbye.
+            if let Some(mut link) = link {
+                let _ = link.client.try_disconnect();
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+                    while let Some(event) = link.events.recv().await {
+                        if matches!(event, SinkEvent::Closed | SinkEvent::Lost(_)) {
+                            break;
                         }
                     }
                 })
-            };
-
-            while let Some(record) = input.recv().await {
-                let Some((record, payload)) =
-                    super::encode_or_dead_letter(&config.encoding, record, &ctx).await
-                else {
-                    continue;
-                };
-                let headers = record.msg.headers.clone();
-                pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .unassigned
-                    .push_back(record);
-                if let Err(err) = client
-                    .publish(&config.topic, config.qos, config.retain, payload, &headers)
-                    .await
-                {
-                    tracing::error!(%component, "mqtt client stopped: {err}");
-                    break;
-                }
+                .await;
             }
-
-            // Input closed: wait for the broker to acknowledge everything, then disconnect.
-            stop.store(true, std::sync::atomic::Ordering::Release);
-            let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-            loop {
-                let notified = drained.notified();
-                if pending.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
-                    break;
-                }
-                if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                    tracing::warn!(%component, "stopping with unacknowledged publishes");
-                    break;
-                }
-            }
-            let _ = client.disconnect().await;
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), event_loop).await;
         })
+    }
+}
+
+/// Polls one connection and reports what happens, until it drops or is closed.
+async fn poll(mut events: MqttEventLoop, tx: tokio::sync::mpsc::UnboundedSender<SinkEvent>) {
+    loop {
+        let event = match events.poll().await {
+            Ok(MqttEvent::Connected { .. }) => SinkEvent::Connected,
+            Ok(MqttEvent::PublishSent(pkid)) => SinkEvent::Sent(pkid),
+            Ok(MqttEvent::PublishDone { pkid, refused }) => SinkEvent::Done { pkid, refused },
+            Ok(MqttEvent::DisconnectSent) => {
+                events.wait_closed(std::time::Duration::from_secs(2)).await;
+                let _ = tx.send(SinkEvent::Closed);
+                return;
+            }
+            Ok(_) => continue,
+            Err(err) => {
+                let _ = tx.send(SinkEvent::Lost(err));
+                return;
+            }
+        };
+        if tx.send(event).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(seq: u64) -> Pending {
+        Pending {
+            seq,
+            record: Record {
+                msg: crate::message::Message::from_value(seq.to_string()),
+                ack: crate::topology::Ack::none(),
+            },
+            payload: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_lost_connection_sends_everything_unacknowledged_again_in_order() {
+        let mut out = Outstanding::default();
+        out.resend.push_back(pending(1));
+        out.by_packet.insert(7, pending(3));
+        out.by_packet.insert(2, pending(2));
+        out.unassigned.push_back(pending(4));
+        out.connection_lost();
+        let order: Vec<u64> = out.resend.iter().map(|p| p.seq).collect();
+        assert_eq!(order, [1, 2, 3, 4]);
+        assert!(out.by_packet.is_empty() && out.unassigned.is_empty());
+        assert_eq!(out.len(), 4);
     }
 }

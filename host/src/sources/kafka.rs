@@ -168,7 +168,7 @@ impl KafkaSource {
     ) -> crate::topology::ComponentTask {
         use crate::topology::{Ack, Record};
         use rdkafka::consumer::{CommitMode, Consumer};
-        use rdkafka::message::{Headers, Message as _};
+        use rdkafka::message::Message as _;
         use std::sync::{Arc, Mutex};
 
         Box::pin(async move {
@@ -217,7 +217,7 @@ impl KafkaSource {
                 let ack = {
                     let (tracker, consumer) = (tracker.clone(), consumer.clone());
                     let topic = topic.clone();
-                    Ack::new(move || {
+                    Ack::tracked(&ctx.metrics, move || {
                         let safe = tracker
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
@@ -230,20 +230,23 @@ impl KafkaSource {
                         }
                     })
                 };
+                let topic_name = topic.clone();
                 let mut headers = vec![("kafka-topic".to_string(), topic.into_bytes())];
+                let mut bad_header = None;
                 if let Some(kafka_headers) = message.headers() {
-                    for header in kafka_headers.iter() {
-                        headers.push((
-                            header.key.to_string(),
-                            header.value.unwrap_or_default().to_vec(),
-                        ));
-                    }
+                    let (read, problem) = read_headers(kafka_headers);
+                    headers.extend(read);
+                    bad_header = problem;
                 }
                 let key = message.key().map(<[u8]>::to_vec);
                 let timestamp_ms = message.timestamp().to_millis();
                 let payload = message.payload().unwrap_or_default().to_vec();
                 drop(message);
-                match config.decoding.decode(&payload) {
+                let decoded = match bad_header {
+                    None => config.decoding.decode(&payload),
+                    Some(problem) => Err(problem),
+                };
+                match decoded {
                     Ok(value) => {
                         let msg = crate::message::Message {
                             key,
@@ -265,7 +268,7 @@ impl KafkaSource {
                             .send(
                                 Record { msg, ack },
                                 &ctx.metrics,
-                                &format!("decode: {reason}"),
+                                &format!("decode: {reason} (offset {offset} of {topic_name}/{partition})"),
                             )
                             .await;
                     }
@@ -339,6 +342,55 @@ async fn watch_lag(
     }
 }
 
+/// A record's headers, read without rdkafka's header accessors (they panic on a key that is not
+/// UTF-8). Such a key is kept as lossy text, and the second value says which header was bad, so
+/// the record goes to dead letters instead of crashing the source on every redelivery.
+fn read_headers(
+    headers: &rdkafka::message::BorrowedHeaders,
+) -> (Vec<(String, Vec<u8>)>, Option<String>) {
+    use rdkafka::bindings as rd;
+    // A `&BorrowedHeaders` is rdkafka's pointer to the native header list (see rdkafka's
+    // `BorrowedHeaders::from_native_ptr`).
+    let native = headers as *const rdkafka::message::BorrowedHeaders as *const rd::rd_kafka_headers_t;
+    let mut read = Vec::new();
+    let mut problem = None;
+    for idx in 0.. {
+        let mut name: *const std::ffi::c_char = std::ptr::null();
+        let mut value: *const std::ffi::c_void = std::ptr::null();
+        let mut size = 0usize;
+        // SAFETY: `native` is valid while `headers` is borrowed; librdkafka answers an error
+        // (and writes nothing) past the last header.
+        let err = unsafe { rd::rd_kafka_header_get_all(native, idx, &mut name, &mut value, &mut size) };
+        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+            break;
+        }
+        // SAFETY: librdkafka gives a NUL-terminated name and `size` bytes of value (or null),
+        // both owned by the message, which outlives this function's borrow.
+        let (key, value) = unsafe {
+            (
+                std::ffi::CStr::from_ptr(name).to_bytes(),
+                if value.is_null() {
+                    &[][..]
+                } else {
+                    std::slice::from_raw_parts(value.cast::<u8>(), size)
+                },
+            )
+        };
+        let key = match std::str::from_utf8(key) {
+            Ok(key) => key.to_string(),
+            Err(_) => {
+                let lossy = String::from_utf8_lossy(key).into_owned();
+                problem.get_or_insert_with(|| {
+                    format!("header {} has a key that is not UTF-8: {lossy:?}", idx + 1)
+                });
+                lossy
+            }
+        };
+        read.push((key, value.to_vec()));
+    }
+    (read, problem)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{KafkaSource, KafkaSourceConfig, OffsetTracker};
@@ -364,6 +416,7 @@ mod tests {
                 Role::Source,
                 "kafka",
             )),
+            host_id: "h".into(),
         };
         let config = KafkaSourceConfig {
             brokers: "127.0.0.1:9".into(), // nothing listens there: building needs no broker

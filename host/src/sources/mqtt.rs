@@ -2,8 +2,14 @@
 //! subscriptions for scale-out) and emits each publish as a record.
 
 use crate::codec::EncodingConfig;
-use crate::mqtt_common::{validate_qos, MqttConnection};
+use crate::mqtt_common::{
+    validate_qos, ClientRole, IncomingPublish, MqttClient, MqttConnection, MqttEvent,
+    MqttEventLoop,
+};
+use crate::topology::Backoff;
 use serde::Deserialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// `[sources.NAME] type = "mqtt"`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -20,13 +26,44 @@ pub struct MqttSourceConfig {
     /// How payloads are decoded (default raw).
     #[serde(default)]
     pub decoding: EncodingConfig,
+    /// Messages larger than this many bytes go to dead letters, with their size, instead of
+    /// downstream (default 16 MiB).
+    #[serde(default = "max_message_bytes")]
+    pub max_message_bytes: usize,
 }
 
 fn qos_one() -> u8 {
     1
 }
 
+fn max_message_bytes() -> usize {
+    16 << 20
+}
+
 impl MqttSourceConfig {
+    /// The session this source asks for: persistent at QoS >= 1 unless `clean_session` says
+    /// otherwise (a clean session loses what was in flight at a crash or broker restart).
+    pub fn clean_session(&self) -> bool {
+        self.broker.clean_session.unwrap_or(self.qos == 0)
+    }
+
+    /// What is allowed but probably not meant, as `(field, message)`.
+    pub fn warnings(&self) -> Vec<(&'static str, String)> {
+        let mut warnings = Vec::new();
+        if self.qos >= 1 && self.broker.clean_session == Some(true) {
+            warnings.push((
+                "broker.clean_session",
+                format!(
+                    "QoS {} with a clean session: messages in flight when Sluice or the broker \
+                     stops are lost (the broker forgets them); leave clean_session out for a \
+                     persistent session",
+                    self.qos
+                ),
+            ));
+        }
+        warnings
+    }
+
     /// Problems as `(field, message)`.
     pub fn validate(&self) -> Vec<(&'static str, String)> {
         let mut problems = self.broker.validate();
@@ -39,6 +76,9 @@ impl MqttSourceConfig {
             }
         }
         problems.extend(validate_qos(self.qos).map(|e| ("qos", e)));
+        if self.max_message_bytes == 0 {
+            problems.push(("max_message_bytes", "must be at least 1".into()));
+        }
         problems.extend(
             self.decoding
                 .validate()
@@ -69,12 +109,26 @@ fn check_filter(filter: &str) -> Option<String> {
 /// The running MQTT source.
 pub struct MqttSource {
     config: MqttSourceConfig,
-    client: crate::mqtt_common::MqttClient,
-    events: crate::mqtt_common::MqttEventLoop,
+    client: MqttClient,
+    events: MqttEventLoop,
 }
 
-/// How long a stopping source waits for the acknowledgements of what it already emitted.
-const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// A publish from the poll task, with the connection it came on.
+struct Received {
+    publish: IncomingPublish,
+    /// The connection's number (see [`Connection::generation`]).
+    generation: u64,
+}
+
+/// What the source and its poll task share about the connection.
+#[derive(Default)]
+struct Connection {
+    /// Counts connections (CONNACKs). An acknowledgement is sent only on the connection its
+    /// publish came on: packet ids start again on a new session, so a late PUBACK could
+    /// acknowledge a different message there. Skipped, the message is delivered again (the
+    /// broker resends what was not acknowledged when the session resumes).
+    generation: AtomicU64,
+}
 
 impl MqttSource {
     /// Prepares the client (no connection yet). A publish is acknowledged manually, only after
@@ -83,9 +137,11 @@ impl MqttSource {
         config: MqttSourceConfig,
         ctx: &crate::topology::ComponentContext,
     ) -> Result<Self, String> {
-        let (client, events) = config
-            .broker
-            .client(&format!("sluice-{}-{}", ctx.pipeline, ctx.component), true)?;
+        let (client, events) = config.broker.client(
+            &ctx.default_client_id(),
+            config.clean_session(),
+            ClientRole::Source,
+        )?;
         Ok(MqttSource {
             config,
             client,
@@ -93,147 +149,199 @@ impl MqttSource {
         })
     }
 
-    /// Receives publishes until shutdown, then waits for in-flight acknowledgements.
+    /// Receives publishes until shutdown, then waits until what it emitted is acknowledged
+    /// (the host's drain deadline bounds that wait) and disconnects. The connection is polled
+    /// on a task of its own, so keep-alives and acknowledgements flow while downstream is slow.
     pub fn run(
         self,
         outputs: crate::topology::Outputs,
         ctx: crate::topology::ComponentContext,
     ) -> crate::topology::ComponentTask {
-        use crate::mqtt_common::MqttEvent;
-        use crate::topology::Backoff;
         use crate::topology::{Ack, Record};
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::sync::Arc;
 
         Box::pin(async move {
             let MqttSource {
                 config,
                 client,
-                mut events,
+                events,
             } = self;
-            let in_flight = Arc::new(AtomicUsize::new(0));
+            let config = Arc::new(config);
+            let connection = Arc::new(Connection::default());
+            let (tx, mut received) = tokio::sync::mpsc::unbounded_channel();
+            let mut poller = AbortOnDrop(tokio::spawn(poll(
+                events,
+                client.clone(),
+                config.clone(),
+                connection.clone(),
+                tx,
+                ctx.clone(),
+            )));
             let mut shutdown = ctx.shutdown.clone();
-            let mut backoff = Backoff::default();
-            let component = ctx.component.clone();
             loop {
-                let event = tokio::select! {
+                let next = tokio::select! {
                     biased;
                     _ = shutdown.wait_for(|stop| *stop) => break,
-                    event = events.poll() => event,
+                    next = received.recv() => next,
                 };
-                match event {
-                    Ok(MqttEvent::Connected) => {
-                        backoff.reset();
-                        ctx.metrics.set_connection(crate::metrics::Connection::Up);
-                        // A clean session forgets subscriptions: subscribe on every connection.
-                        if let Err(err) = client.subscribe(&config.topics, config.qos).await {
-                            tracing::error!(%component, "cannot subscribe: {err}");
+                // The poll task ends only on a fatal error (a refused subscription); the
+                // supervisor restarts the pipeline.
+                let Some(Received {
+                    publish,
+                    generation,
+                }) = next
+                else {
+                    return;
+                };
+                let ack = if publish.needs_ack() {
+                    let (client, connection, publish) =
+                        (client.clone(), connection.clone(), publish.clone());
+                    Ack::tracked(&ctx.metrics, move || {
+                        if connection.generation.load(Ordering::Acquire) != generation {
+                            return; // another connection: the broker delivers it again
                         }
-                    }
-                    Ok(MqttEvent::Subscribed) => {
-                        tracing::info!(%component, topics = ?config.topics, "mqtt source subscribed");
-                    }
-                    Ok(MqttEvent::Publish(publish)) => {
-                        let ack = if publish.needs_ack() {
-                            in_flight.fetch_add(1, Ordering::AcqRel);
-                            let (client, publish, in_flight) =
-                                (client.clone(), publish.clone(), in_flight.clone());
-                            Ack::new(move || {
-                                if let Err(err) = client.try_ack(&publish) {
-                                    tracing::warn!("cannot acknowledge a publish (the broker will redeliver it): {err}");
-                                }
-                                in_flight.fetch_sub(1, Ordering::AcqRel);
-                            })
-                        } else {
-                            Ack::none()
-                        };
-                        let timestamp_ms = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .ok()
-                            .and_then(|d| i64::try_from(d.as_millis()).ok());
-                        let mut headers =
-                            vec![("mqtt-topic".to_string(), publish.topic().into_bytes())];
-                        headers.extend(publish.user_properties());
-                        let (value, failure) = match config.decoding.decode(publish.payload()) {
-                            Ok(value) => (value, None),
-                            Err(reason) => (publish.payload().to_vec(), Some(reason)),
-                        };
-                        let record = Record {
-                            msg: crate::message::Message {
-                                key: None,
-                                value,
-                                headers,
-                                timestamp_ms,
-                            },
-                            ack,
-                        };
-                        match failure {
-                            None => outputs.send(record).await,
-                            Some(reason) => {
-                                let reason = format!("decode: {reason}");
-                                ctx.metrics.record_in();
-                                ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
-                            }
+                        if let Err(err) = client.try_ack(&publish) {
+                            tracing::warn!("cannot acknowledge a publish (the broker will redeliver it): {err}");
                         }
+                    })
+                } else {
+                    Ack::none()
+                };
+                let timestamp_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .and_then(|d| i64::try_from(d.as_millis()).ok());
+                let mut headers = vec![("mqtt-topic".to_string(), publish.topic().into_bytes())];
+                headers.extend(publish.user_properties());
+                let size = publish.payload().len();
+                let (value, failure) = if size > config.max_message_bytes {
+                    (
+                        publish.payload().to_vec(),
+                        Some(format!(
+                            "message of {size} bytes is over max_message_bytes ({})",
+                            config.max_message_bytes
+                        )),
+                    )
+                } else {
+                    match config.decoding.decode(publish.payload()) {
+                        Ok(value) => (value, None),
+                        Err(reason) => (publish.payload().to_vec(), Some(format!("decode: {reason}"))),
                     }
-                    Ok(_) => {}
-                    Err(err) => {
-                        let delay = backoff.next_delay();
-                        tracing::warn!(%component, "mqtt connection: {err}; retrying in {delay:?}");
-                        ctx.metrics.set_connection(crate::metrics::Connection::Down);
-                        ctx.metrics.report_error(&format!("mqtt connection: {err}"));
-                        tokio::select! {
-                            _ = shutdown.wait_for(|stop| *stop) => break,
-                            _ = tokio::time::sleep(delay) => {}
-                        }
+                };
+                let record = Record {
+                    msg: crate::message::Message {
+                        key: None,
+                        value,
+                        headers,
+                        timestamp_ms,
+                    },
+                    ack,
+                };
+                match failure {
+                    None => outputs.send(record).await,
+                    Some(reason) => {
+                        ctx.metrics.record_in();
+                        ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
                     }
                 }
             }
-            // Stop feeding downstream, then keep the connection up until what was emitted is
-            // acknowledged, so the acknowledgements reach the broker.
+            // Stop feeding downstream; the poll task keeps the connection up until what was
+            // emitted is acknowledged, so the acknowledgements reach the broker.
             drop(outputs);
-            tracing::debug!(%component, in_flight = in_flight.load(Ordering::Acquire), "mqtt source draining");
-            let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-            while in_flight.load(Ordering::Acquire) > 0 {
-                match tokio::time::timeout_at(deadline, events.poll()).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(err)) => {
-                        tracing::warn!(%component, "mqtt connection while draining: {err}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await
-                    }
-                    Err(_) => {
-                        tracing::warn!(
-                            %component,
-                            pending = in_flight.load(Ordering::Acquire),
-                            "stopping with unacknowledged publishes; the broker will redeliver them"
-                        );
-                        break;
-                    }
-                }
+            drop(received); // publishes still arriving are not taken: redelivered later
+            let component = &ctx.component;
+            tracing::debug!(%component, unacked = ctx.metrics.unacked.count(), "mqtt source draining");
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+            while ctx.metrics.unacked.count() > 0 {
+                tick.tick().await;
             }
             tracing::debug!(%component, "mqtt source acknowledged everything; disconnecting");
-            let _ = client.disconnect().await;
-            // Flush the queued acknowledgements and the DISCONNECT.
-            let flush_deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-            loop {
-                match tokio::time::timeout_at(flush_deadline, events.poll()).await {
-                    Ok(Ok(MqttEvent::DisconnectSent)) => {
-                        events.wait_closed(std::time::Duration::from_secs(2)).await;
-                        tracing::debug!(%component, "mqtt source disconnected");
-                        break;
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(err)) => {
-                        tracing::warn!(%component, "mqtt connection while disconnecting: {err}");
-                        break;
-                    }
-                    Err(_) => {
-                        tracing::warn!(%component, "no DISCONNECT sent within 2 s");
-                        break;
-                    }
-                }
+            // Queued behind the last acknowledgements, so they go out first.
+            let _ = client.try_disconnect();
+            if tokio::time::timeout(std::time::Duration::from_secs(5), &mut poller.0)
+                .await
+                .is_err()
+            {
+                tracing::warn!(%component, "no DISCONNECT sent within 5 s");
             }
         })
+    }
+}
+
+/// Polls the connection until the DISCONNECT is out: reconnects with backoff, subscribes on
+/// every new session, forwards publishes. Ends early only when the broker refuses a
+/// subscription (fatal for this run: the pipeline restarts and asks again).
+async fn poll(
+    mut events: MqttEventLoop,
+    client: MqttClient,
+    config: Arc<MqttSourceConfig>,
+    connection: Arc<Connection>,
+    tx: tokio::sync::mpsc::UnboundedSender<Received>,
+    ctx: crate::topology::ComponentContext,
+) {
+    let component = ctx.component.clone();
+    let mut backoff = Backoff::default();
+    loop {
+        match events.poll().await {
+            Ok(MqttEvent::Connected { session_present }) => {
+                backoff.reset();
+                connection.generation.fetch_add(1, Ordering::AcqRel);
+                ctx.metrics.set_connection(crate::metrics::Connection::Up);
+                // A resumed session keeps its subscriptions (subscribing again would make the
+                // broker resend retained messages); a new one has none.
+                if !session_present {
+                    if let Err(err) = client.try_subscribe(&config.topics, config.qos) {
+                        tracing::error!(%component, "cannot subscribe: {err}");
+                    }
+                } else {
+                    tracing::info!(%component, topics = ?config.topics, "mqtt source subscribed (session resumed)");
+                }
+            }
+            Ok(MqttEvent::Subscribed { refused }) if refused.is_empty() => {
+                tracing::info!(%component, topics = ?config.topics, "mqtt source subscribed");
+            }
+            Ok(MqttEvent::Subscribed { refused }) => {
+                let topics: Vec<&str> = refused
+                    .iter()
+                    .filter_map(|i| config.topics.get(*i).map(String::as_str))
+                    .collect();
+                let reason =
+                    format!("the broker refused the subscription to {topics:?} (not authorised?)");
+                tracing::error!(%component, "{reason}");
+                ctx.metrics.report_error(&reason);
+                return;
+            }
+            Ok(MqttEvent::Publish(publish)) => {
+                let generation = connection.generation.load(Ordering::Acquire);
+                // The main loop stopped taking publishes: they stay unacknowledged.
+                let _ = tx.send(Received {
+                    publish,
+                    generation,
+                });
+            }
+            Ok(MqttEvent::DisconnectSent) => {
+                events.wait_closed(std::time::Duration::from_secs(2)).await;
+                tracing::debug!(%component, "mqtt source disconnected");
+                return;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%component, error = %err, "mqtt connection lost; retrying in {delay:?}");
+                ctx.metrics.set_connection(crate::metrics::Connection::Down);
+                ctx.metrics.report_error(&format!("mqtt connection: {err}"));
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// A spawned task that is stopped when its owner is dropped (a pipeline stopped at its drain
+/// deadline leaves nothing running).
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -6,6 +6,7 @@
 //! callback runs when the last fork completes. Dropping an `Ack` without `done` (a crash, a
 //! shutdown mid-flight) never acknowledges: the broker redelivers.
 
+use crate::metrics::ComponentMetrics;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +15,18 @@ type Callback = Box<dyn FnOnce() + Send>;
 struct Shared {
     pending: AtomicUsize,
     on_done: Mutex<Option<Callback>>,
+    /// The source's count of unacknowledged records, and this record's ticket in it.
+    tracked: Option<(Arc<ComponentMetrics>, u64)>,
+}
+
+impl Drop for Shared {
+    /// The last share is gone, done or not: the record no longer waits for an acknowledgement
+    /// from this process (done: acknowledged; dropped: the broker redelivers it).
+    fn drop(&mut self) {
+        if let Some((metrics, ticket)) = &self.tracked {
+            metrics.unacked.remove(*ticket);
+        }
+    }
 }
 
 /// One outstanding share of a source message's acknowledgement.
@@ -25,6 +38,18 @@ impl Ack {
         Ack(Some(Arc::new(Shared {
             pending: AtomicUsize::new(1),
             on_done: Mutex::new(Some(Box::new(on_done))),
+            tracked: None,
+        })))
+    }
+
+    /// Like [`Ack::new`], and counted in the source's unacknowledged records (`metrics.unacked`)
+    /// until it is done or dropped.
+    pub fn tracked(metrics: &Arc<ComponentMetrics>, on_done: impl FnOnce() + Send + 'static) -> Self {
+        let ticket = metrics.unacked.add();
+        Ack(Some(Arc::new(Shared {
+            pending: AtomicUsize::new(1),
+            on_done: Mutex::new(Some(Box::new(on_done))),
+            tracked: Some((metrics.clone(), ticket)),
         })))
     }
 
@@ -97,5 +122,25 @@ mod tests {
         ack.done();
         drop(fork);
         assert!(!fired.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_tracked_ack_is_counted_until_done_or_dropped() {
+        let metrics = Arc::new(ComponentMetrics::new(
+            "p".into(),
+            "in".into(),
+            crate::metrics::Role::Source,
+            "mqtt",
+        ));
+        let done = Ack::tracked(&metrics, || {});
+        let dropped = Ack::tracked(&metrics, || {});
+        let fork = done.fork();
+        assert_eq!(metrics.unacked.count(), 2);
+        done.done();
+        assert_eq!(metrics.unacked.count(), 2, "a fork is still out");
+        fork.done();
+        assert_eq!(metrics.unacked.count(), 1);
+        drop(dropped);
+        assert_eq!(metrics.unacked.count(), 0);
     }
 }

@@ -201,18 +201,17 @@ impl DeadLetters {
             DeadLetterRoute::File(file) => file,
         };
         if let Err(err) = file.append(&record.msg) {
-            // The last resort: the record, its value included, goes to the log.
-            let preview: String = String::from_utf8_lossy(&record.msg.value)
-                .chars()
-                .take(200)
-                .collect();
-            tracing::error!(
-                pipeline = %self.pipeline,
-                component,
-                value = %preview,
-                "cannot write {}: {err}; record logged and dropped: {reason}",
+            // Not kept anywhere, so not acknowledged: the source's broker redelivers it (the
+            // source's unacknowledged count and age show it waiting).
+            let message = format!(
+                "cannot write the dead-letter file {}: {err}; the record is left unacknowledged \
+                 (redelivered after a restart): {reason}",
                 file.path().display()
             );
+            tracing::error!(pipeline = %self.pipeline, component, error = %err, "{message}");
+            from.report_error(&message);
+            drop(record);
+            return;
         }
         record.ack.done();
     }
@@ -226,6 +225,30 @@ pub struct RunContext {
     /// Where pipelines without a dead-letter sink keep failed records (`<pipeline>.jsonl`, see
     /// [`DeadLetterFile`]); also where a dead-letter sink's own failures go.
     pub dead_letter_dir: std::path::PathBuf,
+    /// This host's identity (`state_dir::host_id`); default MQTT client ids include it.
+    pub host_id: Arc<str>,
+    /// How long a stopping pipeline (shutdown, replace, undeploy) may drain before what is still
+    /// unacknowledged is abandoned to redelivery.
+    pub drain_timeout: std::time::Duration,
+}
+
+/// The default of `--drain-timeout`.
+pub const DEFAULT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How a stop went: records still unacknowledged when the drain deadline passed (0: clean).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Records the sources emitted and never saw acknowledged; their brokers redeliver them.
+    pub abandoned: usize,
+    /// Pipelines that did not finish draining in time.
+    pub timed_out: usize,
+}
+
+impl Drained {
+    fn add(&mut self, other: Drained) {
+        self.abandoned += other.abandoned;
+        self.timed_out += other.timed_out;
+    }
 }
 
 /// What a component task needs to know about where it runs.
@@ -241,6 +264,17 @@ pub struct ComponentContext {
     pub shutdown: watch::Receiver<bool>,
     /// The component's counters.
     pub metrics: Arc<ComponentMetrics>,
+    /// This host's identity (see [`RunContext::host_id`]).
+    pub host_id: Arc<str>,
+}
+
+impl ComponentContext {
+    /// The client id a broker client uses unless configured: `sluice-HOST-PIPELINE-COMPONENT`,
+    /// the same across restarts of this host (persistent sessions resume) and different on
+    /// another host (replicas never take each other's session).
+    pub fn default_client_id(&self) -> String {
+        format!("sluice-{}-{}-{}", self.host_id, self.pipeline, self.component)
+    }
 }
 
 /// Why a pipeline could not start.
@@ -261,7 +295,7 @@ pub async fn run(
     pipelines: Vec<PipelineSpec>,
     context: RunContext,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), BuildError> {
+) -> Result<Drained, BuildError> {
     let topology = Topology::new(context, Arc::new(HostMetrics::default()));
     for spec in pipelines {
         if let Err(err) = topology.deploy(spec, None).await {
@@ -272,9 +306,9 @@ pub async fn run(
     tracing::info!(pipelines = topology.pipelines().len(), "running");
     shutdown.await;
     tracing::info!("shutting down: draining in-flight records");
-    topology.shutdown().await;
-    tracing::info!("stopped");
-    Ok(())
+    let drained = topology.shutdown().await;
+    tracing::info!(abandoned = drained.abandoned, "stopped");
+    Ok(drained)
 }
 
 #[cfg(test)]
@@ -321,6 +355,24 @@ mod tests {
             serde_json::json!({"name": HEADER_ERROR, "value": "not a number"})
         );
         assert_eq!(from.errors.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_dead_letter_file_withholds_the_acknowledgement() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: appending fails, as on a full disk.
+        let file = Arc::new(DeadLetterFile::new(dir.path(), "p"));
+        std::fs::create_dir_all(file.path()).unwrap();
+        let dead_letters = DeadLetters::new("p".into(), DeadLetterRoute::File(file.clone()));
+        let (record, acked) = record("bad");
+        let from = metrics("score", Role::Transform);
+        dead_letters.send(record, &from, "not a number").await;
+        assert!(
+            !acked.load(Ordering::SeqCst),
+            "kept nowhere, so never acknowledged"
+        );
+        let last = from.snapshot().last_error.unwrap().message;
+        assert!(last.contains("cannot write the dead-letter file"), "{last}");
     }
 
     #[tokio::test]

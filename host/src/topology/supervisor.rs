@@ -6,11 +6,11 @@
 //! pipeline running), then the old one drains (sources stop, everything queued is delivered and
 //! acknowledged), then the new one starts and takes over the sources.
 
-use super::wiring::{build_pipeline, probes_for};
-use super::{BuildError, Probe, RunContext};
+use super::wiring::{build_pipeline_blocking, probes_for};
+use super::{BuildError, Drained, Probe, RunContext};
 use crate::metrics::{ComponentMetrics, HostMetrics};
 use crate::pipeline::PipelineSpec;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -79,8 +79,9 @@ pub struct Topology {
     context: RunContext,
     metrics: Arc<HostMetrics>,
     pipelines: Mutex<BTreeMap<String, Deployment>>,
-    /// Serialises deploy and undeploy so two changes to one name never interleave.
-    changing: tokio::sync::Mutex<()>,
+    /// One lock per pipeline name: two changes to one name never interleave, and a pipeline
+    /// that is slow to drain never holds up changes to the others.
+    changing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Topology {
@@ -90,7 +91,7 @@ impl Topology {
             context,
             metrics,
             pipelines: Mutex::new(BTreeMap::new()),
-            changing: tokio::sync::Mutex::new(()),
+            changing: Mutex::new(HashMap::new()),
         })
     }
 
@@ -108,6 +109,16 @@ impl Topology {
         self.pipelines.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The lock that serialises changes to the pipeline `name`.
+    fn name_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.changing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
     /// Starts `spec`, or replaces the running pipeline of the same name: the new one is built
     /// first (a build error changes nothing), the old one drains, then the new one starts.
     pub async fn deploy(
@@ -115,8 +126,9 @@ impl Topology {
         spec: PipelineSpec,
         source: Option<String>,
     ) -> Result<Deployed, BuildError> {
-        let _changing = self.changing.lock().await;
         let name = spec.name.clone();
+        let name_lock = self.name_lock(&name);
+        let _changing = name_lock.lock().await;
         if let Some(existing) = self.lock().get(&name) {
             if *existing.spec == spec && existing.source == source {
                 return Ok(Deployed::Unchanged);
@@ -126,13 +138,22 @@ impl Topology {
         let probes = probes_for(&spec);
         // Build before touching the old pipeline: a bad config leaves it running.
         let (attempt_stop, attempt_stop_rx) = watch::channel(false);
-        let tasks = build_pipeline(&spec, &self.context, &probes, &attempt_stop_rx)?;
+        let tasks = build_pipeline_blocking(
+            spec.clone(),
+            self.context.clone(),
+            probes.clone(),
+            attempt_stop_rx,
+        )
+        .await?;
         // The old version stays listed (as stopping) until the new one takes its place.
-        let replaced = self.lock().get_mut(&name).map(Deployment::begin_drain);
+        let replaced = self
+            .lock()
+            .get_mut(&name)
+            .map(|old| (old.begin_drain(), old.probes.clone()));
         let outcome = match replaced {
-            Some(draining) => {
+            Some((draining, old_probes)) => {
                 tracing::info!(pipeline = %name, "replacing: draining the old version first");
-                finish_drain(&name, draining).await;
+                finish_drain(&name, draining, &old_probes, self.context.drain_timeout).await;
                 Deployed::Replaced
             }
             None => Deployed::Created,
@@ -165,26 +186,30 @@ impl Topology {
         Ok(outcome)
     }
 
-    /// Drains and stops the pipeline `name`; `false` when there is none.
-    pub async fn undeploy(&self, name: &str) -> bool {
-        let _changing = self.changing.lock().await;
-        let Some(old) = self.lock().remove(name) else {
-            return false;
-        };
-        old.drain().await;
-        tracing::info!(pipeline = %name, "pipeline undeployed");
-        true
+    /// Drains and stops the pipeline `name` (within the drain deadline); `None` when there is
+    /// none.
+    pub async fn undeploy(&self, name: &str) -> Option<Drained> {
+        let name_lock = self.name_lock(name);
+        let _changing = name_lock.lock().await;
+        let old = self.lock().remove(name)?;
+        let drained = old.drain(self.context.drain_timeout).await;
+        tracing::info!(pipeline = %name, abandoned = drained.abandoned, "pipeline undeployed");
+        Some(drained)
     }
 
-    /// Drains and stops every pipeline (concurrently).
-    pub async fn shutdown(&self) {
-        let _changing = self.changing.lock().await;
+    /// Drains and stops every pipeline (concurrently, each within the drain deadline); says
+    /// what was left unacknowledged.
+    pub async fn shutdown(&self) -> Drained {
         let all: Vec<Deployment> = std::mem::take(&mut *self.lock()).into_values().collect();
         let mut draining = JoinSet::new();
         for deployment in all {
-            draining.spawn(deployment.drain());
+            draining.spawn(deployment.drain(self.context.drain_timeout));
         }
-        while draining.join_next().await.is_some() {}
+        let mut total = Drained::default();
+        while let Some(done) = draining.join_next().await {
+            total.add(done.unwrap_or_default());
+        }
+        total
     }
 
     /// The deployed pipelines, by name.
@@ -224,10 +249,11 @@ impl Deployment {
         }
     }
 
-    /// Signals stop and waits until every record in flight was delivered and acknowledged.
-    async fn drain(mut self) {
+    /// Signals stop and waits until every record in flight was delivered and acknowledged, or
+    /// the deadline passed.
+    async fn drain(mut self, timeout: std::time::Duration) -> Drained {
         let draining = self.begin_drain();
-        finish_drain(&self.spec.name, draining).await;
+        finish_drain(&self.spec.name, draining, &self.probes, timeout).await
     }
 
     /// Marks it stopping and signals stop; returns the supervisor to wait for.
@@ -238,11 +264,43 @@ impl Deployment {
     }
 }
 
-/// Waits for a draining pipeline's supervisor to finish.
-async fn finish_drain(name: &str, supervisor: Option<JoinHandle<()>>) {
-    if let Some(supervisor) = supervisor {
-        if let Err(err) = supervisor.await {
+/// Waits for a draining pipeline's supervisor to finish, at most `timeout`. Past it, the
+/// pipeline's tasks are stopped where they are: what its sources emitted and did not see
+/// acknowledged stays unacknowledged, so their brokers deliver it again (to the next version,
+/// or at the next start). Says how many records that was.
+async fn finish_drain(
+    name: &str,
+    supervisor: Option<JoinHandle<()>>,
+    probes: &[Arc<Probe>],
+    timeout: std::time::Duration,
+) -> Drained {
+    let Some(mut supervisor) = supervisor else {
+        return Drained::default();
+    };
+    match tokio::time::timeout(timeout, &mut supervisor).await {
+        Ok(Ok(())) => Drained::default(),
+        Ok(Err(err)) => {
             tracing::error!(pipeline = %name, "pipeline supervisor failed: {err}");
+            Drained::default()
+        }
+        Err(_) => {
+            let abandoned = probes
+                .iter()
+                .filter(|p| p.metrics.role == crate::metrics::Role::Source)
+                .map(|p| p.metrics.unacked.count())
+                .sum();
+            tracing::warn!(
+                pipeline = %name,
+                abandoned,
+                ?timeout,
+                "drain deadline passed: stopping with {abandoned} records unacknowledged; their brokers deliver them again"
+            );
+            supervisor.abort();
+            let _ = supervisor.await;
+            Drained {
+                abandoned,
+                timed_out: 1,
+            }
         }
     }
 }
@@ -269,7 +327,9 @@ async fn supervise(
             None => {
                 let (tx, rx) = watch::channel(false);
                 attempt_stop = tx;
-                match build_pipeline(&spec, &context, &probes, &rx) {
+                match build_pipeline_blocking(spec.clone(), context.clone(), probes.clone(), rx)
+                    .await
+                {
                     Ok(tasks) => tasks,
                     Err(err) => {
                         attempt += 1;
