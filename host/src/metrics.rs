@@ -140,6 +140,12 @@ impl Unacked {
         self.lock().remove(&ticket);
     }
 
+    /// Forgets every waiting record: the source's run ended, so its broker will deliver them
+    /// again to the next one.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
     /// How many records wait.
     pub fn count(&self) -> usize {
         self.lock().len()
@@ -159,7 +165,23 @@ impl Unacked {
     }
 }
 
+/// Clears a source's [`Unacked`] when its run ends, however it ends (returned, or aborted at a
+/// drain deadline); see [`ComponentMetrics::unacked_scope`].
+pub struct UnackedScope(Arc<ComponentMetrics>);
+
+impl Drop for UnackedScope {
+    fn drop(&mut self) {
+        self.0.unacked.clear();
+    }
+}
+
 impl ComponentMetrics {
+    /// Held by a source for its run: what it leaves unacknowledged is forgotten when the run
+    /// ends (the broker delivers it again to the next run).
+    pub fn unacked_scope(self: &Arc<Self>) -> UnackedScope {
+        UnackedScope(self.clone())
+    }
+
     /// Fresh counters.
     pub fn new(pipeline: Arc<str>, component: Arc<str>, role: Role, kind: &'static str) -> Self {
         let connection = match kind {
@@ -547,7 +569,7 @@ mod tests {
         assert_eq!(c.unacked.count(), 2);
         c.unacked.remove(first);
         assert_eq!(c.snapshot().unacked, Some(1));
-        let text = render_prometheus(&HostMetrics::default(), 0, 0, &[c.clone()]);
+        let text = render_prometheus(&HostMetrics::default(), 0, 0, std::slice::from_ref(&c));
         let labels = r#"pipeline="p",component="in",role="source",kind="mqtt""#;
         assert!(text.contains(&format!("sluice_source_unacked_records{{{labels}}} 1")));
         c.unacked.remove(second);

@@ -350,11 +350,13 @@ impl MqttEventLoop {
                     Event::Incoming(Packet::ConnAck(ack)) => MqttEvent::Connected {
                         session_present: ack.session_present,
                     },
-                    Event::Incoming(Packet::SubAck(ack)) => MqttEvent::Subscribed {
-                        refused: refused(ack.return_codes.iter().map(|code| {
-                            matches!(code, rumqttc::SubscribeReasonCode::Success(_))
-                        })),
-                    },
+                    Event::Incoming(Packet::SubAck(ack)) => {
+                        MqttEvent::Subscribed {
+                            refused: refused(ack.return_codes.iter().map(|code| {
+                                matches!(code, rumqttc::SubscribeReasonCode::Success(_))
+                            })),
+                        }
+                    }
                     Event::Incoming(Packet::Publish(p)) => {
                         MqttEvent::Publish(IncomingPublish::V311(p))
                     }
@@ -427,11 +429,13 @@ impl MqttClient {
                         .map(|f| rumqttc::SubscribeFilter::new(f.clone(), qos(qos_level))),
                 )
                 .map_err(|e| e.to_string()),
-            MqttClient::V5(client) => client
-                .try_subscribe_many(filters.iter().map(|f| {
-                    rumqttc::v5::mqttbytes::v5::Filter::new(f.clone(), qos_v5(qos_level))
-                }))
-                .map_err(|e| e.to_string()),
+            MqttClient::V5(client) => {
+                client
+                    .try_subscribe_many(filters.iter().map(|f| {
+                        rumqttc::v5::mqttbytes::v5::Filter::new(f.clone(), qos_v5(qos_level))
+                    }))
+                    .map_err(|e| e.to_string())
+            }
         }
     }
 

@@ -155,7 +155,10 @@ impl StateDir {
 /// restarts of one host (so persistent MQTT sessions resume) and distinct between hosts (so two
 /// replicas never take each other's client id). Only name characters ([`is_name_char`]).
 pub fn host_id(root: &Path, explicit: Option<String>) -> Result<String, StateError> {
-    if let Some(id) = explicit.map(|id| id.trim().to_string()).filter(|id| !id.is_empty()) {
+    if let Some(id) = explicit
+        .map(|id| id.trim().to_string())
+        .filter(|id| !id.is_empty())
+    {
         if id.chars().all(is_name_char) && id.len() <= 64 {
             return Ok(id);
         }

@@ -114,3 +114,56 @@ fn sluice_validate_checks_every_shipped_pipeline_and_reports_errors() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sluice_validate_warns_about_a_clean_session_at_qos_1_and_the_shipped_pipeline_is_safe() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clean.toml");
+    std::fs::write(
+        &file,
+        r#"
+[sources.input]
+type = "mqtt"
+broker = { url = "mqtt://127.0.0.1:1883", clean_session = true }
+topics = ["in"]
+
+[sinks.output]
+type = "mqtt"
+inputs = ["input"]
+broker = { url = "mqtt://127.0.0.1:1883", clean_session = false }
+topic = "out"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .expect("run sluice");
+    assert_eq!(out.status.code(), Some(0), "a warning, not an error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sources.input.broker.clean_session: warning: QoS 1 with a clean session"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("sinks.output.broker.clean_session: warning: ignored"),
+        "{stderr}"
+    );
+
+    // The shipped pipeline keeps the safe default: a persistent session, no warning.
+    let shipped = common::root().join("pipelines/ecg-anomaly.toml");
+    let text = std::fs::read_to_string(&shipped).unwrap();
+    let spec = parse_pipeline(&shipped, &text, &env).unwrap();
+    assert!(spec.warnings().is_empty(), "{:?}", spec.warnings());
+    match &spec.sources[0].config {
+        sluice::pipeline::SourceConfig::Mqtt(mqtt) => {
+            assert!(
+                !mqtt.clean_session(),
+                "persistent session by default at QoS 1"
+            );
+            assert_eq!(mqtt.broker.client_id, None, "the host-derived client id");
+        }
+        other => panic!("expected an MQTT source, got {other:?}"),
+    }
+}

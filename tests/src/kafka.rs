@@ -33,6 +33,42 @@ pub fn produce_all(brokers: &str, topic: &str, payloads: &[Vec<u8>]) {
         .expect("every message acknowledged");
 }
 
+/// Produces one record to `topic` whose only header has the raw `key` (bytes that need not be
+/// UTF-8, which rdkafka's own header API cannot express), and waits for the broker.
+pub fn produce_with_raw_header_key(brokers: &str, topic: &str, key: &[u8], payload: &[u8]) {
+    use rdkafka::bindings as rd;
+    use rdkafka::message::OwnedHeaders;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    let headers = OwnedHeaders::new_with_capacity(1);
+    // A `&BorrowedHeaders` is rdkafka's pointer to the native header list.
+    let native = headers.as_borrowed() as *const rdkafka::message::BorrowedHeaders
+        as *mut rd::rd_kafka_headers_t;
+    // SAFETY: `native` is the live list `headers` owns; librdkafka copies name and value.
+    let err = unsafe {
+        rd::rd_kafka_header_add(
+            native,
+            key.as_ptr().cast(),
+            key.len() as isize,
+            b"v".as_ptr().cast(),
+            1,
+        )
+    };
+    assert_eq!(err, rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+    producer
+        .send(
+            BaseRecord::<(), _>::to(topic)
+                .payload(payload)
+                .headers(headers),
+        )
+        .map_err(|(err, _)| err)
+        .expect("enqueue");
+    producer.flush(crate::WAIT).expect("acknowledged");
+}
+
 /// One consumed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaRecord {
@@ -64,16 +100,25 @@ impl TopicReader {
     }
 
     /// Records until `done` says enough, or the wait runs out (test fails).
-    pub fn read_until(&self, mut done: impl FnMut(&[KafkaRecord]) -> bool) -> Vec<KafkaRecord> {
+    pub fn read_until(&self, done: impl FnMut(&[KafkaRecord]) -> bool) -> Vec<KafkaRecord> {
+        let (seen, complete) = self.try_read_until(done);
+        assert!(complete, "gave up after {} messages", seen.len());
+        seen
+    }
+
+    /// Records until `done` says enough (`true`), or the wait runs out (`false`): for a test
+    /// that reports what is missing itself.
+    pub fn try_read_until(
+        &self,
+        mut done: impl FnMut(&[KafkaRecord]) -> bool,
+    ) -> (Vec<KafkaRecord>, bool) {
         use rdkafka::message::Headers;
         let deadline = Instant::now() + crate::WAIT;
         let mut seen = Vec::new();
         while !done(&seen) {
-            assert!(
-                Instant::now() < deadline,
-                "gave up after {} messages",
-                seen.len()
-            );
+            if Instant::now() >= deadline {
+                return (seen, false);
+            }
             if let Some(Ok(message)) = self.consumer.poll(Duration::from_millis(100)) {
                 let headers = message
                     .headers()
@@ -90,7 +135,7 @@ impl TopicReader {
                 });
             }
         }
-        seen
+        (seen, true)
     }
 }
 

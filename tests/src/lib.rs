@@ -4,6 +4,7 @@
 //! Nothing here sleeps to synchronise: readiness is a port that accepts connections, a log line
 //! that appeared, or a message that arrived; timeouts only bound how long a failure takes.
 
+pub mod faults;
 pub mod kafka;
 pub mod serve;
 
@@ -283,9 +284,14 @@ impl SluiceRun {
 
     /// Starts `sluice run FILE ARGS...` with logs at info level.
     pub fn start_with_args(pipeline: &Path, args: &[&OsStr]) -> Self {
+        Self::start_files(&[pipeline], args)
+    }
+
+    /// Starts `sluice run FILES... ARGS...` with logs at info level.
+    pub fn start_files(pipelines: &[&Path], args: &[&OsStr]) -> Self {
         let mut child = Command::new(sluice_bin())
             .arg("run")
-            .arg(pipeline)
+            .args(pipelines)
             .args(args)
             .env("SLUICE_LOG", "info")
             .stdout(Stdio::piped())
@@ -321,10 +327,58 @@ impl SluiceRun {
         let _ = self.child.wait();
     }
 
-    /// Sends SIGTERM and waits for the process to drain and exit.
+    /// Sends SIGTERM and waits for the process to drain and exit (fails the test if it has not
+    /// exited after [`WAIT`]: a hang must not hang CI).
     pub fn stop(mut self) -> ExitStatus {
-        terminate(&mut self.child)
+        signal(&self.child, "TERM");
+        self.wait_exit(WAIT)
     }
+
+    /// Sends SIGTERM, and returns its stderr lines from then on with the exit status.
+    pub fn stop_with_log(mut self) -> (ExitStatus, Vec<String>) {
+        signal(&self.child, "TERM");
+        let status = self.wait_exit(WAIT);
+        let lines = self.log.try_iter().collect();
+        (status, lines)
+    }
+
+    /// Sends a signal (`TERM`, `INT`...) without waiting.
+    pub fn signal(&self, name: &str) {
+        signal(&self.child, name);
+    }
+
+    /// Waits for the process to exit by itself, at most `limit` (then kills it and fails).
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!("sluice did not exit within {limit:?} (killed)");
+                }
+            }
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// Sends signal `name` to `child`.
+fn signal(child: &Child, name: &str) {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill")
+        .args([&format!("-{name}"), &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill -{name} {pid}");
 }
 
 impl Drop for SluiceRun {

@@ -6,6 +6,8 @@
 //! - `demo`: builds, then runs the ECG demo on the embedded default (`sluice-demo`).
 //! - `test`: installs the test servers (Mosquitto from Debian, tansu into `target/tools`),
 //!   builds, then runs every test of the workspace (one profile: release).
+//! - `faults`: the fault-injection suite alone (`tests/tests/faults.rs`), with more cycles of
+//!   each repeatable fault (`--cycles N`, default 5); `test` runs it once per fault.
 //! - `bench`: builds, then the Wasm-vs-native throughput benchmark.
 //! - `lint`: `cargo fmt --check` and `cargo clippy --all-targets -- -D warnings`, for the host and
 //!   again for the guests on `wasm32-wasip2`.
@@ -25,11 +27,12 @@ fn main() -> ExitCode {
         Some("build") => build(HostBuild::Binaries).map(|_| ()),
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
+        Some("faults") => faults(&args[1..]),
         Some("bench") => bench(),
         Some("lint") => lint(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <build | demo | test [-- cargo test args] | bench | lint>"
+                "usage: cargo xtask <build | demo | test [-- cargo test args] | faults [--cycles N] | bench | lint>"
             );
             return ExitCode::from(2);
         }
@@ -340,17 +343,38 @@ fn is_root() -> bool {
 }
 
 fn test(extra: &[String]) -> Result<()> {
+    let mut cmd = test_command()?;
+    cmd.args(["--workspace"]);
+    cmd.args(extra);
+    run_counting_tests(&mut cmd)
+}
+
+/// The fault-injection suite alone, `--cycles N` times each repeatable fault (default 5).
+fn faults(args: &[String]) -> Result<()> {
+    let cycles = match args {
+        [] => "5".to_string(),
+        [flag, n] if flag == "--cycles" && n.parse::<u32>().is_ok_and(|n| n > 0) => n.clone(),
+        _ => return Err("usage: cargo xtask faults [--cycles N]".into()),
+    };
+    let mut cmd = test_command()?;
+    cmd.args(["--package", "sluice-e2e", "--test", "faults"])
+        .env("SLUICE_FAULT_CYCLES", cycles);
+    run_counting_tests(&mut cmd)
+}
+
+/// `cargo test --release` with the test servers installed, everything built, and the
+/// variables the tests read set; the caller adds what to test.
+fn test_command() -> Result<Command> {
     install_test_servers()?;
     install_tansu()?;
     let udfs = build(HostBuild::ForTests)?;
     let mut cmd = cargo();
-    cmd.args(["test", "--release", "--workspace"])
+    cmd.args(["test", "--release"])
         .env("SLUICE_BIN", sluice_bin())
         .env("SLUICE_TEST_TANSU", tansu_bin())
         .env("SLUICE_TEST_UDF_DIR", &udfs)
         .env("SLUICE_TEST_FIXTURE_DIR", target_dir().join("test-udfs"));
-    cmd.args(extra);
-    run_counting_tests(&mut cmd)
+    Ok(cmd)
 }
 
 /// Runs `cargo test`, passing its output through, and closes with one total line,

@@ -100,7 +100,8 @@ pub fn run(args: RunArgs) -> ExitCode {
     let state_dir = args.state_dir.unwrap_or_else(default_state_dir);
     let host_id = match host_id(
         &state_dir,
-        args.host_id.or_else(|| std::env::var("SLUICE_HOST_ID").ok()),
+        args.host_id
+            .or_else(|| std::env::var("SLUICE_HOST_ID").ok()),
     ) {
         Ok(id) => id,
         Err(err) => {
@@ -158,7 +159,9 @@ pub fn run(args: RunArgs) -> ExitCode {
 /// what is unacknowledged to redelivery.
 pub async fn first_stop_signal() {
     stop_signal().await;
-    eprintln!("sluice: stopping (draining in-flight records; a second Ctrl-C or SIGTERM stops at once)");
+    eprintln!(
+        "sluice: stopping (draining in-flight records; a second Ctrl-C or SIGTERM stops at once)"
+    );
     tokio::spawn(async {
         stop_signal().await;
         eprintln!("sluice: second stop signal: exiting now; unacknowledged records are delivered again at the next start");

@@ -114,7 +114,10 @@ enum SinkEvent {
     /// The client wrote a publish with this packet id (0 at QoS 0).
     Sent(u16),
     /// The broker finished (or refused) the publish with this packet id.
-    Done { pkid: u16, refused: Option<String> },
+    Done {
+        pkid: u16,
+        refused: Option<String>,
+    },
     /// The connection dropped (or never came up); this client is finished.
     Lost(String),
     /// Our DISCONNECT went out and the broker closed the connection.
@@ -136,18 +139,16 @@ impl MqttSink {
         ctx: &crate::topology::ComponentContext,
     ) -> Result<Self, String> {
         let client_id = ctx.default_client_id();
-        config
-            .broker
-            .client(&client_id, true, ClientRole::Sink)?;
+        config.broker.client(&client_id, true, ClientRole::Sink)?;
         Ok(MqttSink { config, client_id })
     }
 
     /// A new client with a clean session, polled on its own task.
     fn connect(&self) -> Result<Link, String> {
-        let (client, events) = self
-            .config
-            .broker
-            .client(&self.client_id, true, ClientRole::Sink)?;
+        let (client, events) =
+            self.config
+                .broker
+                .client(&self.client_id, true, ClientRole::Sink)?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let poller = AbortOnDrop(tokio::spawn(poll(events, tx)));
         Ok(Link {
@@ -190,7 +191,9 @@ impl MqttSink {
                         }
                     },
                 };
-                let can_take = input_open && current.up && out.len() < usize::from(SINK_WINDOW);
+                // Records are taken while the connection is down too (they wait in `resend`),
+                // so a stop with nothing in flight ends at once whatever the broker does.
+                let can_take = input_open && out.len() < usize::from(SINK_WINDOW);
                 tokio::select! {
                     event = current.events.recv() => match event {
                         Some(SinkEvent::Connected) => {
@@ -234,7 +237,7 @@ impl MqttSink {
                             out.connection_lost();
                             link = None;
                             let delay = backoff.next_delay();
-                            tracing::warn!(%component, error = %err, unacknowledged = out.len(), "mqtt sink connection lost; sending the unacknowledged records again after reconnecting in {delay:?}");
+                            tracing::warn!(%component, error = %err, unacknowledged = out.len(), "mqtt connection: {err}; sending the unacknowledged records again after reconnecting in {delay:?}");
                             ctx.metrics.set_connection(Connection::Down);
                             ctx.metrics.report_error(&format!("mqtt connection: {err}"));
                             tokio::time::sleep(delay).await;
@@ -258,8 +261,12 @@ impl MqttSink {
                                 ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
                                 continue;
                             }
-                            let headers = record.msg.headers.clone();
                             seq += 1;
+                            if !current.up {
+                                out.resend.push_back(Pending { seq, record, payload });
+                                continue;
+                            }
+                            let headers = record.msg.headers.clone();
                             out.unassigned.push_back(Pending { seq, record, payload: payload.clone() });
                             if let Err(err) = current.client.publish(&topic, self.config.qos, self.config.retain, payload, &headers).await {
                                 tracing::warn!(%component, "mqtt client stopped: {err}");

@@ -173,6 +173,7 @@ impl KafkaSource {
 
         Box::pin(async move {
             let KafkaSource { config, consumer } = self;
+            let _unacked = ctx.metrics.unacked_scope();
             let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
             let mut shutdown = ctx.shutdown.clone();
             let component = ctx.component.clone();
@@ -351,7 +352,8 @@ fn read_headers(
     use rdkafka::bindings as rd;
     // A `&BorrowedHeaders` is rdkafka's pointer to the native header list (see rdkafka's
     // `BorrowedHeaders::from_native_ptr`).
-    let native = headers as *const rdkafka::message::BorrowedHeaders as *const rd::rd_kafka_headers_t;
+    let native =
+        headers as *const rdkafka::message::BorrowedHeaders as *const rd::rd_kafka_headers_t;
     let mut read = Vec::new();
     let mut problem = None;
     for idx in 0.. {
@@ -360,7 +362,8 @@ fn read_headers(
         let mut size = 0usize;
         // SAFETY: `native` is valid while `headers` is borrowed; librdkafka answers an error
         // (and writes nothing) past the last header.
-        let err = unsafe { rd::rd_kafka_header_get_all(native, idx, &mut name, &mut value, &mut size) };
+        let err =
+            unsafe { rd::rd_kafka_header_get_all(native, idx, &mut name, &mut value, &mut size) };
         if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
             break;
         }

@@ -3,12 +3,11 @@
 
 use crate::codec::EncodingConfig;
 use crate::mqtt_common::{
-    validate_qos, ClientRole, IncomingPublish, MqttClient, MqttConnection, MqttEvent,
-    MqttEventLoop,
+    validate_qos, ClientRole, IncomingPublish, MqttClient, MqttConnection, MqttEvent, MqttEventLoop,
 };
 use crate::topology::Backoff;
 use serde::Deserialize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// `[sources.NAME] type = "mqtt"`.
@@ -113,21 +112,72 @@ pub struct MqttSource {
     events: MqttEventLoop,
 }
 
-/// A publish from the poll task, with the connection it came on.
+/// A publish from the poll task, with its place in the connection's acknowledgement order.
 struct Received {
     publish: IncomingPublish,
-    /// The connection's number (see [`Connection::generation`]).
-    generation: u64,
+    /// Its [`PubAcks`] ticket, when it needs an acknowledgement.
+    ticket: Option<(u64, u64)>,
 }
 
-/// What the source and its poll task share about the connection.
+/// The PUBACKs of one connection, sent in the order the publishes arrived, as MQTT requires of a
+/// client (3.1.1 section 4.6; rumqttd closes the connection otherwise): a publish whose records
+/// are all accepted waits for the ones before it.
+///
+/// A PUBACK is sent only on the connection its publish came on: packet ids start again on a new
+/// session, so a late PUBACK could acknowledge a different message there. Skipped, the message
+/// is delivered again (the broker resends what was not acknowledged when the session resumes).
 #[derive(Default)]
-struct Connection {
-    /// Counts connections (CONNACKs). An acknowledgement is sent only on the connection its
-    /// publish came on: packet ids start again on a new session, so a late PUBACK could
-    /// acknowledge a different message there. Skipped, the message is delivered again (the
-    /// broker resends what was not acknowledged when the session resumes).
-    generation: AtomicU64,
+struct PubAcks {
+    /// Counts connections (CONNACKs).
+    generation: u64,
+    /// The ticket of `waiting[0]`.
+    first: u64,
+    /// Publishes not acknowledged yet, in arrival order, with whether they may be.
+    waiting: VecDeque<(IncomingPublish, bool)>,
+}
+
+impl PubAcks {
+    /// A new connection: what the old one had waiting is the broker's to send again.
+    fn connected(&mut self) {
+        self.generation += 1;
+        self.first += self.waiting.len() as u64;
+        self.waiting.clear();
+    }
+
+    /// Registers an arrived publish; returns its ticket `(generation, position)`.
+    fn arrived(&mut self, publish: IncomingPublish) -> (u64, u64) {
+        let position = self.first + self.waiting.len() as u64;
+        self.waiting.push_back((publish, false));
+        (self.generation, position)
+    }
+
+    /// The publish of `ticket` may be acknowledged; returns the publishes to acknowledge now,
+    /// in order (none when an earlier one still waits, or the ticket is of another connection).
+    fn done(&mut self, (generation, position): (u64, u64)) -> Vec<IncomingPublish> {
+        if generation != self.generation {
+            return Vec::new();
+        }
+        let Some(index) = position.checked_sub(self.first) else {
+            return Vec::new();
+        };
+        if let Some(entry) = self.waiting.get_mut(index as usize) {
+            entry.1 = true;
+        }
+        let mut ready = Vec::new();
+        while self.waiting.front().is_some_and(|(_, done)| *done) {
+            if let Some((publish, _)) = self.waiting.pop_front() {
+                ready.push(publish);
+                self.first += 1;
+            }
+        }
+        ready
+    }
+}
+
+type SharedPubAcks = Arc<std::sync::Mutex<PubAcks>>;
+
+fn lock(acks: &SharedPubAcks) -> std::sync::MutexGuard<'_, PubAcks> {
+    acks.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl MqttSource {
@@ -166,13 +216,14 @@ impl MqttSource {
                 events,
             } = self;
             let config = Arc::new(config);
-            let connection = Arc::new(Connection::default());
+            let pubacks = SharedPubAcks::default();
+            let _unacked = ctx.metrics.unacked_scope();
             let (tx, mut received) = tokio::sync::mpsc::unbounded_channel();
             let mut poller = AbortOnDrop(tokio::spawn(poll(
                 events,
                 client.clone(),
                 config.clone(),
-                connection.clone(),
+                pubacks.clone(),
                 tx,
                 ctx.clone(),
             )));
@@ -185,26 +236,21 @@ impl MqttSource {
                 };
                 // The poll task ends only on a fatal error (a refused subscription); the
                 // supervisor restarts the pipeline.
-                let Some(Received {
-                    publish,
-                    generation,
-                }) = next
-                else {
+                let Some(Received { publish, ticket }) = next else {
                     return;
                 };
-                let ack = if publish.needs_ack() {
-                    let (client, connection, publish) =
-                        (client.clone(), connection.clone(), publish.clone());
-                    Ack::tracked(&ctx.metrics, move || {
-                        if connection.generation.load(Ordering::Acquire) != generation {
-                            return; // another connection: the broker delivers it again
-                        }
-                        if let Err(err) = client.try_ack(&publish) {
-                            tracing::warn!("cannot acknowledge a publish (the broker will redeliver it): {err}");
-                        }
-                    })
-                } else {
-                    Ack::none()
+                let ack = match ticket {
+                    Some(ticket) => {
+                        let (client, pubacks) = (client.clone(), pubacks.clone());
+                        Ack::tracked(&ctx.metrics, move || {
+                            for publish in lock(&pubacks).done(ticket) {
+                                if let Err(err) = client.try_ack(&publish) {
+                                    tracing::warn!("cannot acknowledge a publish (the broker will redeliver it): {err}");
+                                }
+                            }
+                        })
+                    }
+                    None => Ack::none(),
                 };
                 let timestamp_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -224,7 +270,10 @@ impl MqttSource {
                 } else {
                     match config.decoding.decode(publish.payload()) {
                         Ok(value) => (value, None),
-                        Err(reason) => (publish.payload().to_vec(), Some(format!("decode: {reason}"))),
+                        Err(reason) => (
+                            publish.payload().to_vec(),
+                            Some(format!("decode: {reason}")),
+                        ),
                     }
                 };
                 let record = Record {
@@ -274,7 +323,7 @@ async fn poll(
     mut events: MqttEventLoop,
     client: MqttClient,
     config: Arc<MqttSourceConfig>,
-    connection: Arc<Connection>,
+    pubacks: SharedPubAcks,
     tx: tokio::sync::mpsc::UnboundedSender<Received>,
     ctx: crate::topology::ComponentContext,
 ) {
@@ -284,7 +333,7 @@ async fn poll(
         match events.poll().await {
             Ok(MqttEvent::Connected { session_present }) => {
                 backoff.reset();
-                connection.generation.fetch_add(1, Ordering::AcqRel);
+                lock(&pubacks).connected();
                 ctx.metrics.set_connection(crate::metrics::Connection::Up);
                 // A resumed session keeps its subscriptions (subscribing again would make the
                 // broker resend retained messages); a new one has none.
@@ -311,12 +360,11 @@ async fn poll(
                 return;
             }
             Ok(MqttEvent::Publish(publish)) => {
-                let generation = connection.generation.load(Ordering::Acquire);
+                let ticket = publish
+                    .needs_ack()
+                    .then(|| lock(&pubacks).arrived(publish.clone()));
                 // The main loop stopped taking publishes: they stay unacknowledged.
-                let _ = tx.send(Received {
-                    publish,
-                    generation,
-                });
+                let _ = tx.send(Received { publish, ticket });
             }
             Ok(MqttEvent::DisconnectSent) => {
                 events.wait_closed(std::time::Duration::from_secs(2)).await;
@@ -326,7 +374,7 @@ async fn poll(
             Ok(_) => {}
             Err(err) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(%component, error = %err, "mqtt connection lost; retrying in {delay:?}");
+                tracing::warn!(%component, error = %err, "mqtt connection: {err}; retrying in {delay:?}");
                 ctx.metrics.set_connection(crate::metrics::Connection::Down);
                 ctx.metrics.report_error(&format!("mqtt connection: {err}"));
                 tokio::time::sleep(delay).await;
@@ -348,6 +396,36 @@ impl<T> Drop for AbortOnDrop<T> {
 #[cfg(test)]
 mod tests {
     use super::check_filter;
+
+    #[test]
+    fn pubacks_go_out_in_arrival_order_and_only_on_their_connection() {
+        use super::{IncomingPublish, PubAcks};
+        let publish = |pkid: u16| {
+            let mut p = rumqttc::Publish::new("t", rumqttc::QoS::AtLeastOnce, vec![]);
+            p.pkid = pkid;
+            IncomingPublish::V311(p)
+        };
+        let pkids = |out: Vec<IncomingPublish>| -> Vec<u16> {
+            out.iter()
+                .map(|p| match p {
+                    IncomingPublish::V311(p) => p.pkid,
+                    IncomingPublish::V5(p) => p.pkid,
+                })
+                .collect()
+        };
+        let mut acks = PubAcks::default();
+        acks.connected();
+        let a = acks.arrived(publish(1));
+        let b = acks.arrived(publish(2));
+        let c = acks.arrived(publish(3));
+        assert!(pkids(acks.done(b)).is_empty(), "1 still waits");
+        assert_eq!(pkids(acks.done(a)), [1, 2]);
+        // A reconnect: 3 belongs to the old connection, and its PUBACK is not sent.
+        acks.connected();
+        let d = acks.arrived(publish(3));
+        assert!(pkids(acks.done(c)).is_empty());
+        assert_eq!(pkids(acks.done(d)), [3]);
+    }
 
     #[test]
     fn topic_filters() {

@@ -19,16 +19,6 @@ struct Shared {
     tracked: Option<(Arc<ComponentMetrics>, u64)>,
 }
 
-impl Drop for Shared {
-    /// The last share is gone, done or not: the record no longer waits for an acknowledgement
-    /// from this process (done: acknowledged; dropped: the broker redelivers it).
-    fn drop(&mut self) {
-        if let Some((metrics, ticket)) = &self.tracked {
-            metrics.unacked.remove(*ticket);
-        }
-    }
-}
-
 /// One outstanding share of a source message's acknowledgement.
 pub struct Ack(Option<Arc<Shared>>);
 
@@ -43,8 +33,13 @@ impl Ack {
     }
 
     /// Like [`Ack::new`], and counted in the source's unacknowledged records (`metrics.unacked`)
-    /// until it is done or dropped.
-    pub fn tracked(metrics: &Arc<ComponentMetrics>, on_done: impl FnOnce() + Send + 'static) -> Self {
+    /// until it is done. A share dropped without `done` keeps it counted: the broker still waits
+    /// for that acknowledgement (a stuck in-flight slot, frozen Kafka commits), and the count and
+    /// age show it until the source's run ends (see `Unacked::clear`).
+    pub fn tracked(
+        metrics: &Arc<ComponentMetrics>,
+        on_done: impl FnOnce() + Send + 'static,
+    ) -> Self {
         let ticket = metrics.unacked.add();
         Ack(Some(Arc::new(Shared {
             pending: AtomicUsize::new(1),
@@ -77,6 +72,9 @@ impl Ack {
                     .take();
                 if let Some(callback) = callback {
                     callback();
+                }
+                if let Some((metrics, ticket)) = &shared.tracked {
+                    metrics.unacked.remove(*ticket);
                 }
             }
         }
@@ -125,7 +123,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tracked_ack_is_counted_until_done_or_dropped() {
+    fn a_tracked_ack_is_counted_until_done_even_when_dropped() {
         let metrics = Arc::new(ComponentMetrics::new(
             "p".into(),
             "in".into(),
@@ -141,6 +139,12 @@ mod tests {
         fork.done();
         assert_eq!(metrics.unacked.count(), 1);
         drop(dropped);
+        assert_eq!(
+            metrics.unacked.count(),
+            1,
+            "dropped, not acknowledged: still waiting"
+        );
+        metrics.unacked.clear();
         assert_eq!(metrics.unacked.count(), 0);
     }
 }

@@ -273,7 +273,10 @@ impl ComponentContext {
     /// the same across restarts of this host (persistent sessions resume) and different on
     /// another host (replicas never take each other's session).
     pub fn default_client_id(&self) -> String {
-        format!("sluice-{}-{}-{}", self.host_id, self.pipeline, self.component)
+        format!(
+            "sluice-{}-{}-{}",
+            self.host_id, self.pipeline, self.component
+        )
     }
 }
 

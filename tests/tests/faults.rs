@@ -1,0 +1,516 @@
+//! The fault-injection suite: ordinary faults against real brokers with their default settings
+//! (Mosquitto with `persistence true` and its default in-flight window and queue limits, the
+//! librdkafka mock cluster, the Elasticsearch stand-in), each ending with a checker that counts
+//! missing and duplicated records. Nothing may be missing; duplicates stay within the brokers'
+//! in-flight windows. `cargo xtask faults` runs the repeatable ones for more cycles
+//! (`SLUICE_FAULT_CYCLES`).
+
+use sluice_demo::elasticsearch::{FakeElasticsearch, Faults};
+use sluice_e2e::faults::{
+    cycles, seq_payload, PersistentMosquitto, SequenceCollector, SequencePublisher, Tally,
+    MOSQUITTO_INFLIGHT,
+};
+use sluice_e2e::{fixture_dir, free_port, PipelineFile, SluiceRun};
+use std::ffi::OsStr;
+use std::time::Duration;
+
+/// A plain MQTT-to-MQTT relay with every setting left at its default.
+fn relay(source: &str, sink: &str) -> PipelineFile {
+    PipelineFile::new(
+        "relay.toml",
+        &format!(
+            r#"
+[sources.input]
+type = "mqtt"
+broker.url = "{source}"
+topics = ["in"]
+
+[sinks.output]
+type = "mqtt"
+inputs = ["input"]
+broker.url = "{sink}"
+topic = "out"
+"#
+        ),
+    )
+}
+
+/// `sluice run` with its own state directory (its host id, dead letters), so a restart is the
+/// same host and another process is another host.
+fn run_in(pipeline: &PipelineFile, state: &std::path::Path, extra: &[&str]) -> SluiceRun {
+    let mut args: Vec<&OsStr> = vec![OsStr::new("--state-dir"), state.as_os_str()];
+    args.extend(extra.iter().map(OsStr::new));
+    SluiceRun::start_with_args(&pipeline.path, &args)
+}
+
+/// Waits until `sluice` logged that its MQTT source is subscribed.
+fn subscribed(run: &SluiceRun) {
+    run.wait_for_log("mqtt source subscribed");
+}
+
+#[test]
+fn kill_9_with_default_settings_loses_nothing() {
+    const COUNT: usize = 3000;
+    let broker = PersistentMosquitto::start();
+    let pipeline = relay(&broker.url(), &broker.url());
+    let state = tempfile::tempdir().unwrap();
+    let collector = SequenceCollector::subscribe(broker.port, "out");
+    let first = run_in(&pipeline, state.path(), &[]);
+    subscribed(&first);
+    let publisher = SequencePublisher::start(broker.port, "in", COUNT, 300);
+    let kills = cycles();
+    let mut run = first;
+    for cycle in 1..=kills {
+        // Mid-stream: some delivered, more coming.
+        publisher.wait_sent(COUNT * cycle / (kills + 1));
+        run.kill();
+        run = run_in(&pipeline, state.path(), &[]);
+        subscribed(&run);
+    }
+    publisher.finish();
+    let tally = collector.tally(COUNT);
+    tally.assert_complete("kill -9", kills * MOSQUITTO_INFLIGHT);
+    assert_eq!(run.stop().code(), Some(0));
+}
+
+#[test]
+fn the_sink_broker_restarting_loses_nothing() {
+    const COUNT: usize = 4000;
+    let source = PersistentMosquitto::start();
+    let mut sink = PersistentMosquitto::start();
+    let pipeline = relay(&source.url(), &sink.url());
+    let state = tempfile::tempdir().unwrap();
+    let collector = SequenceCollector::subscribe(sink.port, "out");
+    let run = run_in(&pipeline, state.path(), &[]);
+    subscribed(&run);
+    let publisher = SequencePublisher::start(source.port, "in", COUNT, 500);
+    let restarts = cycles();
+    for cycle in 1..=restarts {
+        publisher.wait_sent(COUNT * cycle / (restarts + 1));
+        sink.stop();
+        // Under Mosquitto's default queue limit (1000) even with the reconnect backoff.
+        publisher.wait_sent(COUNT * cycle / (restarts + 1) + 300);
+        sink.start_again();
+    }
+    publisher.finish();
+    let tally = collector.tally(COUNT);
+    // At most the source's window per restart can be in flight to the sink broker when it stops.
+    tally.assert_complete("sink broker restart", restarts * MOSQUITTO_INFLIGHT);
+    assert_eq!(run.stop().code(), Some(0));
+}
+
+#[test]
+fn the_source_broker_restarting_loses_nothing() {
+    const COUNT: usize = 3000;
+    let mut source = PersistentMosquitto::start();
+    let sink = PersistentMosquitto::start();
+    let pipeline = relay(&source.url(), &sink.url());
+    let state = tempfile::tempdir().unwrap();
+    let collector = SequenceCollector::subscribe(sink.port, "out");
+    let run = run_in(&pipeline, state.path(), &[]);
+    subscribed(&run);
+    let publisher = SequencePublisher::start(source.port, "in", COUNT, 400);
+    let restarts = cycles();
+    for cycle in 1..=restarts {
+        publisher.wait_sent(COUNT * cycle / (restarts + 1));
+        source.stop();
+        source.start_again();
+    }
+    publisher.finish();
+    let tally = collector.tally(COUNT);
+    tally.assert_complete("source broker restart", restarts * MOSQUITTO_INFLIGHT);
+    assert_eq!(run.stop().code(), Some(0));
+}
+
+/// MQTT source -> Elasticsearch sink at `es_url`, documents keyed by their `id`.
+fn to_elasticsearch(mqtt: &str, es_url: &str, keep_alive: u64) -> PipelineFile {
+    PipelineFile::new(
+        "to-es.toml",
+        &format!(
+            r#"
+[sources.input]
+type = "mqtt"
+broker.url = "{mqtt}"
+broker.keep_alive_secs = {keep_alive}
+topics = ["in"]
+
+[sinks.index]
+type = "elasticsearch"
+inputs = ["input"]
+url = "{es_url}"
+index = "seq"
+id_field = "id"
+batch_max_records = 50
+batch_timeout_ms = 100
+"#
+        ),
+    )
+}
+
+fn json_seq(i: usize) -> String {
+    format!(r#"{{"id":"{}"}}"#, seq_payload(i))
+}
+
+/// The ids indexed in `es`, as payloads the checker reads.
+fn indexed(es: &FakeElasticsearch, count: usize) -> Tally {
+    let deadline = std::time::Instant::now() + sluice_e2e::WAIT;
+    loop {
+        let ids: Vec<String> = es.documents("seq").into_iter().map(|(id, _)| id).collect();
+        let tally = Tally::of(&ids, count);
+        if tally.missing.is_empty() || std::time::Instant::now() > deadline {
+            return tally;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigterm_with_a_dead_sink_stops_at_the_drain_deadline_and_loses_nothing() {
+    const COUNT: usize = 10;
+    let broker = PersistentMosquitto::start();
+    let es_port = free_port(); // nothing listens there yet
+    let es_url = format!("http://127.0.0.1:{es_port}");
+    let pipeline = to_elasticsearch(&broker.url(), &es_url, 30);
+    let state = tempfile::tempdir().unwrap();
+    let run = run_in(&pipeline, state.path(), &["--drain-timeout", "2s"]);
+    subscribed(&run);
+    let publisher = SequencePublisher::start_with(broker.port, "in", COUNT, 100, json_seq);
+    publisher.finish();
+    run.wait_for_log("elasticsearch"); // the sink is failing to reach it
+    let (status, log) = run.stop_with_log();
+    assert_eq!(status.code(), Some(3), "{log:?}");
+    assert!(
+        log.iter().any(|l| l.contains("records unacknowledged")),
+        "says how many were left: {log:?}"
+    );
+    // Elasticsearch comes up; the next start delivers everything the broker kept.
+    let es = FakeElasticsearch::start_on(es_port, Faults::default()).expect("es");
+    let again = run_in(&pipeline, state.path(), &[]);
+    indexed(&es, COUNT).assert_complete("after a stop with a dead sink", 0);
+    assert_eq!(again.stop().code(), Some(0));
+}
+
+#[test]
+fn a_second_signal_stops_at_once() {
+    let broker = PersistentMosquitto::start();
+    let es_url = format!("http://127.0.0.1:{}", free_port()); // never up
+    let pipeline = to_elasticsearch(&broker.url(), &es_url, 30);
+    let state = tempfile::tempdir().unwrap();
+    let mut run = run_in(&pipeline, state.path(), &["--drain-timeout", "10m"]);
+    subscribed(&run);
+    SequencePublisher::start_with(broker.port, "in", 5, 100, json_seq).finish();
+    run.wait_for_log("elasticsearch");
+    run.signal("TERM");
+    run.wait_for_log("second Ctrl-C or SIGTERM stops at once");
+    run.signal("TERM");
+    let status = run.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(3));
+}
+
+#[test]
+fn an_elasticsearch_outage_longer_than_the_keep_alive_loses_nothing() {
+    const COUNT: usize = 800;
+    let broker = PersistentMosquitto::start();
+    let es_port = free_port();
+    let es_url = format!("http://127.0.0.1:{es_port}");
+    // The shortest keep-alive (5 s): Mosquitto drops a client silent for 1.5 keep-alives, and the
+    // outage below lasts 12 s, so the source's connection must be kept alive while nothing is
+    // acknowledged.
+    let pipeline = to_elasticsearch(&broker.url(), &es_url, 5);
+    let state = tempfile::tempdir().unwrap();
+    let run = run_in(&pipeline, state.path(), &[]);
+    subscribed(&run);
+    // 50/s: the 600 published during the outage stay under Mosquitto's default queue limit
+    // (max_queued_messages 1000), past which the broker itself drops messages.
+    let publisher = SequencePublisher::start_with(broker.port, "in", COUNT, 50, json_seq);
+    publisher.wait_sent(600);
+    let es = FakeElasticsearch::start_on(es_port, Faults::default()).expect("es");
+    publisher.finish();
+    indexed(&es, COUNT).assert_complete("elasticsearch outage", 0);
+    let (status, log) = run.stop_with_log();
+    assert_eq!(status.code(), Some(0), "{log:?}");
+    assert!(
+        !log.iter().any(|l| l.contains("mqtt connection:")),
+        "the source kept its connection: {log:?}"
+    );
+}
+
+#[test]
+fn a_kafka_broker_down_and_back_loses_nothing() {
+    use rdkafka::mocking::MockCluster;
+    const COUNT: usize = 1200;
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("out", 1, 1).expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    let mqtt = PersistentMosquitto::start();
+    let pipeline = PipelineFile::new(
+        "to-kafka.toml",
+        &format!(
+            r#"
+[sources.input]
+type = "mqtt"
+broker.url = "{}"
+topics = ["in"]
+
+[sinks.output]
+type = "kafka"
+inputs = ["input"]
+brokers = "{brokers}"
+topic = "out"
+"#,
+            mqtt.url()
+        ),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let run = run_in(&pipeline, state.path(), &[]);
+    subscribed(&run);
+    let reader = sluice_e2e::kafka::TopicReader::new(&brokers, "out");
+    let read_all = |count: usize| {
+        let mut checked = 0;
+        reader.try_read_until(|seen| {
+            // Tally only when enough arrived to be complete (each tally reads them all).
+            seen.len() >= count
+                && std::mem::replace(&mut checked, seen.len()) != seen.len()
+                && Tally::of(&payloads(seen), count).missing.is_empty()
+        })
+    };
+    // In phases, so that what waits in Mosquitto for Sluice while Kafka is away (and while the
+    // producer reconnects, up to librdkafka's 10 s reconnect backoff) stays under Mosquitto's
+    // default queue limit (1000 messages, past which the broker itself drops them).
+    SequencePublisher::start_range(mqtt.port, "in", 0..COUNT / 2, 400, seq_payload).finish();
+    cluster.broker_down(1).expect("broker down");
+    SequencePublisher::start_range(mqtt.port, "in", COUNT / 2..COUNT * 3 / 4, 400, seq_payload)
+        .finish();
+    cluster.broker_up(1).expect("broker up");
+    SequencePublisher::start_range(mqtt.port, "in", COUNT * 3 / 4..COUNT, 400, seq_payload)
+        .finish();
+    let (records, _) = read_all(COUNT);
+    let (status, log) = run.stop_with_log();
+    let tally = Tally::of(&payloads(&records), COUNT);
+    if !tally.missing.is_empty() {
+        eprintln!("sluice's log:\n{}", log.join("\n"));
+    }
+    tally.assert_complete("kafka broker down", MOSQUITTO_INFLIGHT);
+    assert_eq!(status.code(), Some(0));
+}
+
+fn payloads(records: &[sluice_e2e::kafka::KafkaRecord]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+        .collect()
+}
+
+/// A relay through the hostile UDF, whose `init` does `init_mode`.
+fn through_hostile(mqtt: &str, init_mode: &str) -> PipelineFile {
+    let module = fixture_dir().join("hostile.wasm");
+    PipelineFile::new(
+        "hostile.toml",
+        &format!(
+            r#"
+[sources.input]
+type = "mqtt"
+broker.url = "{mqtt}"
+topics = ["in"]
+
+[transforms.guest]
+type = "udf"
+inputs = ["input"]
+module = "{}"
+deadline_ms = 300
+config = {{ init = "{init_mode}" }}
+
+[sinks.output]
+type = "mqtt"
+inputs = ["guest"]
+broker.url = "{mqtt}"
+topic = "out"
+"#,
+            module.display()
+        ),
+    )
+}
+
+#[test]
+fn a_udf_that_prints_in_init_runs() {
+    const COUNT: usize = 50;
+    let broker = PersistentMosquitto::start();
+    let pipeline = through_hostile(&broker.url(), "print");
+    let state = tempfile::tempdir().unwrap();
+    let collector = SequenceCollector::subscribe(broker.port, "out");
+    let run = run_in(&pipeline, state.path(), &[]);
+    // `init` runs when the pipeline is built, before the source subscribes.
+    run.wait_for_log("hostile init says hello on stdout");
+    subscribed(&run);
+    SequencePublisher::start(broker.port, "in", COUNT, 500).finish();
+    collector.tally(COUNT).assert_complete("printing init", 0);
+    assert_eq!(run.stop().code(), Some(0));
+}
+
+#[test]
+fn a_udf_that_sleeps_or_panics_in_init_is_refused_with_the_reason() {
+    let broker = PersistentMosquitto::start();
+    let state = tempfile::tempdir().unwrap();
+    for (mode, reason) in [("sleep", "timeout"), ("trap", "hostile init panicked")] {
+        let pipeline = through_hostile(&broker.url(), mode);
+        let mut run = run_in(&pipeline, state.path(), &[]);
+        let status = run.wait_exit(Duration::from_secs(30));
+        assert_eq!(status.code(), Some(1), "init = {mode}");
+        run.wait_for_log(reason);
+    }
+}
+
+#[test]
+fn two_replicas_on_a_shared_subscription_split_the_stream() {
+    const COUNT: usize = 2000;
+    let broker = PersistentMosquitto::start();
+    let pipeline = PipelineFile::new(
+        "shared.toml",
+        &format!(
+            r#"
+[sources.input]
+type = "mqtt"
+broker.url = "{url}"
+topics = ["$share/g/in"]
+
+[sinks.output]
+type = "mqtt"
+inputs = ["input"]
+broker.url = "{url}"
+topic = "out"
+"#,
+            url = broker.url()
+        ),
+    );
+    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let collector = SequenceCollector::subscribe(broker.port, "out");
+    let a = run_in(&pipeline, state_a.path(), &[]);
+    subscribed(&a);
+    let b = run_in(&pipeline, state_b.path(), &[]);
+    subscribed(&b);
+    SequencePublisher::start(broker.port, "in", COUNT, 1000).finish();
+    collector.tally(COUNT).assert_complete("two replicas", 0);
+    let (status_a, log_a) = a.stop_with_log();
+    let (status_b, log_b) = b.stop_with_log();
+    assert_eq!((status_a.code(), status_b.code()), (Some(0), Some(0)));
+    // Neither replica lost its connection to the other (a shared client id makes the broker
+    // disconnect one for the other, over and over).
+    for log in [&log_a, &log_b] {
+        assert!(
+            !log.iter().any(|l| l.contains("mqtt connection:")),
+            "a replica was disconnected: {log:?}"
+        );
+    }
+}
+
+#[test]
+fn a_kafka_header_key_that_is_not_utf8_is_dead_lettered_not_a_crash_loop() {
+    use rdkafka::mocking::MockCluster;
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("in", 1, 1).expect("topic in");
+    cluster.create_topic("out", 1, 1).expect("topic out");
+    let brokers = cluster.bootstrap_servers();
+    sluice_e2e::kafka::produce_all(&brokers, "in", &[b"first".to_vec()]);
+    sluice_e2e::kafka::produce_with_raw_header_key(&brokers, "in", b"bad\xff\xfekey", b"poison");
+    sluice_e2e::kafka::produce_all(&brokers, "in", &[b"last".to_vec()]);
+    let pipeline = PipelineFile::new(
+        "headers.toml",
+        &format!(
+            r#"
+[sources.input]
+type = "kafka"
+brokers = "{brokers}"
+topics = ["in"]
+group_id = "headers"
+
+[sinks.output]
+type = "kafka"
+inputs = ["input"]
+brokers = "{brokers}"
+topic = "out"
+"#
+        ),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let run = run_in(&pipeline, state.path(), &[]);
+    let reader = sluice_e2e::kafka::TopicReader::new(&brokers, "out");
+    let out = reader.read_until(|seen| seen.len() >= 2);
+    let values: Vec<&[u8]> = out.iter().map(|r| r.value.as_slice()).collect();
+    assert_eq!(values, [&b"first"[..], &b"last"[..]]);
+    let dead = state.path().join("dead-letters/headers.jsonl");
+    let text = std::fs::read_to_string(&dead).expect("a dead letter");
+    assert!(text.contains("poison"), "{text}");
+    assert!(text.contains("not UTF-8"), "{text}");
+    assert_eq!(run.stop().code(), Some(0));
+}
+
+#[test]
+fn a_pipeline_stuck_draining_holds_up_no_other_and_ready_names_it() {
+    use sluice_e2e::serve::{http, Serve};
+    let broker = PersistentMosquitto::start();
+    let dead_es = format!("http://127.0.0.1:{}", free_port());
+    let state = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        state.path(),
+        &[
+            "--drain-timeout",
+            "20s",
+            "--ready-max-unacked-age",
+            "1s",
+            "--no-watch",
+        ],
+    );
+    let stuck = std::fs::read_to_string(&to_elasticsearch(&broker.url(), &dead_es, 30).path)
+        .unwrap()
+        .replace("topics = [\"in\"]", "topics = [\"stuck/in\"]");
+    serve.create_pipeline("stuck", &stuck);
+    serve.wait_for_log("mqtt source subscribed");
+    SequencePublisher::start_with(broker.port, "stuck/in", 5, 100, json_seq).finish();
+
+    // Nothing is acknowledged: once the oldest record waited over a second, /ready says so.
+    let deadline = std::time::Instant::now() + sluice_e2e::WAIT;
+    let not_ready = loop {
+        let answer = http(serve.port, "GET", "/ready", None, None);
+        if answer.status == 503 {
+            break answer.json();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/ready stayed {}",
+            answer.body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        not_ready["unacked_too_long"][0]["pipeline"], "stuck",
+        "{not_ready}"
+    );
+    assert_eq!(
+        not_ready["unacked_too_long"][0]["unacked"], 5,
+        "{not_ready}"
+    );
+
+    // Undeploying it drains until the deadline; meanwhile another pipeline deploys at once.
+    let port = serve.port;
+    let undeploy = std::thread::spawn(move || {
+        http(
+            port,
+            "DELETE",
+            "/pipelines/stuck",
+            Some(sluice_e2e::serve::TOKEN),
+            None,
+        )
+    });
+    serve.wait_until("stuck is being undeployed", |list| {
+        !sluice_e2e::serve::pipeline_names(list).contains(&"stuck".to_string())
+    });
+    let other = relay(&broker.url(), &broker.url());
+    serve.create_pipeline("other", &std::fs::read_to_string(&other.path).unwrap());
+    assert!(
+        !undeploy.is_finished(),
+        "the other deploy waited for the stuck pipeline's drain"
+    );
+    let answer = undeploy.join().expect("undeploy");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(serve.stop().code(), Some(0));
+}
