@@ -33,19 +33,37 @@ pub struct PersistentMosquitto {
     /// Its port on 127.0.0.1.
     pub port: u16,
     dir: tempfile::TempDir,
+    extra: String,
 }
 
 impl PersistentMosquitto {
     /// Starts a broker on a free port.
     pub fn start() -> Self {
+        Self::start_with("", &[])
+    }
+
+    /// Starts a broker on a free port with `extra` configuration lines and `files` (name,
+    /// content) written in its directory first; `{dir}` in `extra` is that directory (for an
+    /// ACL file, say).
+    pub fn start_with(extra: &str, files: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).expect("write a broker file");
+        }
+        let extra = extra.replace("{dir}", &dir.path().display().to_string());
         let mut broker = PersistentMosquitto {
             child: None,
             port: free_port(),
             dir,
+            extra,
         };
         broker.start_again();
         broker
+    }
+
+    /// The broker's directory (persistence, configuration, log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// `mqtt://127.0.0.1:PORT`.
@@ -63,9 +81,10 @@ impl PersistentMosquitto {
         std::fs::write(
             &conf,
             format!(
-                "user root\nallow_anonymous true\npersistence true\npersistence_location {}/\nlistener {} 127.0.0.1\n",
+                "user root\nallow_anonymous true\npersistence true\npersistence_location {}/\nlistener {} 127.0.0.1\n{}\n",
                 self.dir.path().display(),
-                self.port
+                self.port,
+                self.extra
             ),
         )
         .expect("write mosquitto.conf");

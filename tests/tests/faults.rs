@@ -264,8 +264,10 @@ topic = "out"
     let state = tempfile::tempdir().unwrap();
     let run = run_in(&pipeline, state.path(), &[]);
     subscribed(&run);
-    let reader = sluice_e2e::kafka::TopicReader::new(&brokers, "out");
     let read_all = |count: usize| {
+        // A reader made after the outage (one that lived through it may sit out its group's
+        // rejoin past the wait).
+        let reader = sluice_e2e::kafka::TopicReader::new(&brokers, "out");
         let mut checked = 0;
         reader.try_read_until(|seen| {
             // Tally only when enough arrived to be complete (each tally reads them all).
@@ -513,4 +515,94 @@ fn a_pipeline_stuck_draining_holds_up_no_other_and_ready_names_it() {
     let answer = undeploy.join().expect("undeploy");
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(serve.stop().code(), Some(0));
+}
+
+/// Dynamic-security configuration: everything allowed, but subscribing to `secret`.
+const DENY_SECRET: &str = r#"{
+  "defaultACLAccess": {"publishClientSend": true, "publishClientReceive": true,
+                       "subscribe": true, "unsubscribe": true},
+  "clients": [],
+  "groups": [{"groupname": "anonymous", "roles": [{"rolename": "no-secret"}], "clients": []}],
+  "roles": [{"rolename": "no-secret", "acls": [
+    {"acltype": "subscribePattern", "topic": "secret", "priority": 0, "allow": false}]}],
+  "anonymousGroup": "anonymous"
+}"#;
+
+#[test]
+fn a_refused_subscription_is_reported_not_ignored() {
+    // Mosquitto's dynamic-security plugin (in the Debian package) with a role that denies
+    // anonymous clients the subscription to `secret` (its ACL file never denies a SUBSCRIBE).
+    let broker = PersistentMosquitto::start_with(
+        "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so\n\
+         plugin_opt_config_file {dir}/dynsec.json",
+        &[("dynsec.json", DENY_SECRET)],
+    );
+    let pipeline = PipelineFile::new(
+        "acl.toml",
+        &format!(
+            r#"
+[sources.input]
+type = "mqtt"
+broker.url = "{url}"
+topics = ["secret"]
+
+[sinks.output]
+type = "mqtt"
+inputs = ["input"]
+broker.url = "{url}"
+topic = "out"
+"#,
+            url = broker.url()
+        ),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let run = run_in(&pipeline, state.path(), &[]);
+    let line = run.wait_for_log("the broker refused the subscription");
+    assert!(line.contains("secret"), "{line}");
+    // The pipeline restarts with backoff and asks again, saying so each time.
+    run.wait_for_log("restarting after backoff");
+    assert_eq!(run.stop().code(), Some(0));
+}
+
+#[test]
+fn a_message_over_the_size_limit_is_dead_lettered_with_its_size() {
+    let broker = PersistentMosquitto::start();
+    let pipeline = PipelineFile::new(
+        "sizes.toml",
+        &format!(
+            r#"
+[sources.input]
+type = "mqtt"
+broker.url = "{url}"
+topics = ["in"]
+max_message_bytes = 1000
+
+[sinks.output]
+type = "mqtt"
+inputs = ["input"]
+broker.url = "{url}"
+topic = "out"
+"#,
+            url = broker.url()
+        ),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let collector = SequenceCollector::subscribe(broker.port, "out");
+    let run = run_in(&pipeline, state.path(), &[]);
+    subscribed(&run);
+    sluice_e2e::publish_all(
+        broker.port,
+        "in",
+        &[vec![b'x'; 5000], seq_payload(0).into_bytes()],
+    );
+    collector
+        .tally(1)
+        .assert_complete("after an oversized message", 0);
+    let dead = std::fs::read_to_string(state.path().join("dead-letters/sizes.jsonl"))
+        .expect("a dead letter");
+    assert!(
+        dead.contains("message of 5000 bytes is over max_message_bytes (1000)"),
+        "{dead}"
+    );
+    assert_eq!(run.stop().code(), Some(0));
 }
