@@ -209,24 +209,38 @@ fn a_second_signal_stops_at_once() {
 
 #[test]
 fn an_elasticsearch_outage_longer_than_the_keep_alive_loses_nothing() {
-    const COUNT: usize = 800;
-    let broker = PersistentMosquitto::start();
+    elasticsearch_outage("", 800, 600);
+}
+
+/// The same with the broker's in-flight window raised (as people do for throughput): the source
+/// then holds more than its downstream channels take, and blocks sending downstream for the
+/// whole outage; its connection must stay polled meanwhile.
+#[test]
+fn an_elasticsearch_outage_with_a_wide_in_flight_window_keeps_the_source_connected() {
+    // 900 during the outage (18 s): the source blocks after about 300 (a 50-record batch
+    // retrying, 256 in its channel), for far longer than 1.5 keep-alives.
+    elasticsearch_outage("max_inflight_messages 1000", 1100, 900);
+}
+
+/// Elasticsearch is down while the first `during` of `count` records are published at 50/s.
+fn elasticsearch_outage(broker_config: &str, count: usize, during: usize) {
+    let broker = PersistentMosquitto::start_with(broker_config, &[]);
     let es_port = free_port();
     let es_url = format!("http://127.0.0.1:{es_port}");
     // The shortest keep-alive (5 s): Mosquitto drops a client silent for 1.5 keep-alives, and the
-    // outage below lasts 12 s, so the source's connection must be kept alive while nothing is
-    // acknowledged.
+    // outage below lasts 12 s or more, so the source's connection must be kept alive while
+    // nothing is acknowledged.
     let pipeline = to_elasticsearch(&broker.url(), &es_url, 5);
     let state = tempfile::tempdir().unwrap();
     let run = run_in(&pipeline, state.path(), &[]);
     subscribed(&run);
-    // 50/s: the 600 published during the outage stay under Mosquitto's default queue limit
-    // (max_queued_messages 1000), past which the broker itself drops messages.
-    let publisher = SequencePublisher::start_with(broker.port, "in", COUNT, 50, json_seq);
-    publisher.wait_sent(600);
+    // What is published during the outage stays under Mosquitto's queue limit (default
+    // max_queued_messages 1000), past which the broker itself drops messages.
+    let publisher = SequencePublisher::start_with(broker.port, "in", count, 50, json_seq);
+    publisher.wait_sent(during);
     let es = FakeElasticsearch::start_on(es_port, Faults::default()).expect("es");
     publisher.finish();
-    indexed(&es, COUNT).assert_complete("elasticsearch outage", 0);
+    indexed(&es, count).assert_complete("elasticsearch outage", 0);
     let (status, log) = run.stop_with_log();
     assert_eq!(status.code(), Some(0), "{log:?}");
     assert!(
