@@ -12,7 +12,8 @@
 //! - [`state_dir`]: what `sluice serve` keeps across restarts.
 //! - [`admin`]: the admin HTTP API and the dashboard (the only module that uses axum).
 //!
-//! The `sluice` binary (`main.rs`, `cli/`) is the only place that uses `anyhow`.
+//! The library's errors are `thiserror` enums; `anyhow` would be allowed only in the binary
+//! (`main.rs`, `cli/`), which needs none today (`cargo xtask tidy` checks both).
 
 pub mod admin;
 pub mod codec;

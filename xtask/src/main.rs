@@ -11,8 +11,11 @@
 //! - `bench`: builds, then the Wasm-vs-native throughput benchmark.
 //! - `lint`: `cargo fmt --check` and `cargo clippy --all-targets -- -D warnings`, for the host and
 //!   again for the guests on `wasm32-wasip2`.
+//! - `tidy`: the invariants of ARCHITECTURE.md that can be read off the source (see `tidy.rs`).
 //!
 //! Everything shares one target directory and the release profile, so nothing is built twice.
+
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -30,9 +33,10 @@ fn main() -> ExitCode {
         Some("faults") => faults(&args[1..]),
         Some("bench") => bench(),
         Some("lint") => lint(),
+        Some("tidy") => tidy(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <build | demo | test [-- cargo test args] | faults [--cycles N] | bench | lint>"
+                "usage: cargo xtask <build | demo | test [-- cargo test args] | faults [--cycles N] | bench | lint | tidy>"
             );
             return ExitCode::from(2);
         }
@@ -434,6 +438,19 @@ fn bench() -> Result<()> {
         .args(["bench", "--workspace", "--bench", "udf_throughput"])
         .env("SLUICE_TEST_UDF_DIR", target_dir().join("udfs"))
         .env("SLUICE_TEST_FIXTURE_DIR", target_dir().join("test-udfs")))
+}
+
+fn tidy() -> Result<()> {
+    let found = tidy::check(&root());
+    for violation in &found {
+        eprintln!("{violation}");
+    }
+    if found.is_empty() {
+        eprintln!("xtask: tidy: every checked invariant holds");
+        Ok(())
+    } else {
+        Err(format!("tidy: {} violations", found.len()))
+    }
 }
 
 fn lint() -> Result<()> {
