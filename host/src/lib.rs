@@ -4,7 +4,8 @@
 //! - [`pipeline`]: the pipeline model (TOML → validated `PipelineSpec`), pure.
 //! - [`sources`], [`transforms`], [`sinks`]: one file per component kind.
 //! - [`codec`]: encodings at the edges (raw, json, delimited).
-//! - [`topology`]: running pipelines (tasks, bounded channels, acks, dead letters, drain).
+//! - [`flow`]: the vocabulary components are written in (records, acks, outputs, dead letters).
+//! - [`topology`]: running pipelines (wiring, supervision, restart, drain within a deadline).
 //! - [`udf_runtime`]: the Wasm UDF runtime (the only module that touches wasmtime).
 //! - [`udf_registry`]: UDF modules by name and version, hot reload, pinning, rollback.
 //! - [`metrics`]: per-component counters, Prometheus text.
@@ -18,6 +19,7 @@
 pub mod admin;
 pub mod codec;
 pub mod control_plane;
+pub mod flow;
 pub mod message;
 pub mod metrics;
 pub mod mqtt_common;

@@ -120,7 +120,8 @@ pub struct ComponentMetrics {
 
 /// The records of one source that are not acknowledged yet: how many, and since when the oldest
 /// waits. An entry is added when a source emits a record and removed when its acknowledgement is
-/// completed or dropped (see `topology::Ack`).
+/// completed (see `flow::Ack`), or when the source's run ends ([`UnackedScope`]); an
+/// acknowledgement dropped without being completed stays counted, since the broker still waits.
 #[derive(Debug, Default)]
 pub struct Unacked {
     next: AtomicU64,

@@ -74,7 +74,7 @@ struct OnlyIn {
     rule: &'static str,
 }
 
-const ONLY_IN: [OnlyIn; 5] = [
+const ONLY_IN: [OnlyIn; 9] = [
     OnlyIn {
         word: "wasmtime",
         allowed: &["host/src/udf_runtime/"],
@@ -104,6 +104,30 @@ const ONLY_IN: [OnlyIn; 5] = [
         allowed: &[],
         scope: "host/src/pipeline/",
         rule: "the pipeline model does not import the running topology",
+    },
+    OnlyIn {
+        word: "crate::topology",
+        allowed: &[],
+        scope: "host/src/flow/",
+        rule: "flow/ is the components' vocabulary: it does not import the topology that runs them",
+    },
+    OnlyIn {
+        word: "crate::topology",
+        allowed: &[],
+        scope: "host/src/sources/",
+        rule: "components are written in flow/'s vocabulary: no imports from topology/",
+    },
+    OnlyIn {
+        word: "crate::topology",
+        allowed: &[],
+        scope: "host/src/transforms/",
+        rule: "components are written in flow/'s vocabulary: no imports from topology/",
+    },
+    OnlyIn {
+        word: "crate::topology",
+        allowed: &[],
+        scope: "host/src/sinks/",
+        rule: "components are written in flow/'s vocabulary: no imports from topology/",
     },
 ];
 
@@ -261,6 +285,13 @@ mod tests {
                 "//! x\nuse crate::topology::Record;"
             ),
             ["the pipeline model does not import the running topology"]
+        );
+        assert_eq!(
+            rules(
+                "host/src/sinks/x.rs",
+                "//! x\nuse crate::topology::Topology;"
+            ),
+            ["components are written in flow/'s vocabulary: no imports from topology/"]
         );
         assert_eq!(
             rules("host/src/x.rs", "//! x\nfn f() { a.unwrap(); }"),

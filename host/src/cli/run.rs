@@ -5,8 +5,9 @@
 //! brokers deliver them again at the next start).
 
 use super::{default_cache_dir, default_state_dir, default_udf_dir, load_pipeline, LoadFailure};
+use sluice::flow::RunContext;
 use sluice::state_dir::{dead_letter_dir, host_id};
-use sluice::topology::{self, RunContext};
+use sluice::topology;
 use sluice::udf_registry::UdfRegistry;
 use sluice::udf_runtime::{RuntimeOptions, UdfRuntime};
 use std::path::PathBuf;

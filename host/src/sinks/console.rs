@@ -3,7 +3,7 @@
 //! (`format = "json"`, handy to see why records were dead-lettered).
 
 use crate::codec::EncodingConfig;
-use crate::topology::{ComponentContext, Record};
+use crate::flow::{ComponentContext, Record};
 use serde::Deserialize;
 use std::io::Write;
 use tokio::sync::mpsc;
@@ -58,7 +58,7 @@ impl ConsoleSink {
         self,
         mut input: mpsc::Receiver<Record>,
         ctx: ComponentContext,
-    ) -> crate::topology::ComponentTask {
+    ) -> crate::flow::ComponentTask {
         Box::pin(async move {
             while let Some(record) = input.recv().await {
                 match self.line(&record) {

@@ -99,7 +99,7 @@ pub struct ElasticsearchSink {
 
 /// One document waiting for `_bulk`, with the record it came from.
 struct Pending {
-    record: crate::topology::Record,
+    record: crate::flow::Record,
     action: Vec<u8>,
     source: Vec<u8>,
 }
@@ -158,9 +158,9 @@ impl ElasticsearchSink {
     /// (whole requests and single items) with backoff, dead-letters what Elasticsearch rejects.
     pub fn run(
         self,
-        mut input: tokio::sync::mpsc::Receiver<crate::topology::Record>,
-        ctx: crate::topology::ComponentContext,
-    ) -> crate::topology::ComponentTask {
+        mut input: tokio::sync::mpsc::Receiver<crate::flow::Record>,
+        ctx: crate::flow::ComponentContext,
+    ) -> crate::flow::ComponentTask {
         Box::pin(async move {
             let timeout = std::time::Duration::from_millis(self.config.batch_timeout_ms);
             let mut open = true;
@@ -203,8 +203,8 @@ impl ElasticsearchSink {
     /// The bulk action and source lines for a record, or why it cannot be indexed.
     fn document(
         &self,
-        record: crate::topology::Record,
-    ) -> Result<Pending, (crate::topology::Record, String)> {
+        record: crate::flow::Record,
+    ) -> Result<Pending, (crate::flow::Record, String)> {
         let doc: serde_json::Value = match serde_json::from_slice(&record.msg.value) {
             Ok(serde_json::Value::Object(doc)) => serde_json::Value::Object(doc),
             Ok(_) => {
@@ -251,8 +251,8 @@ impl ElasticsearchSink {
     }
 
     /// Sends a batch until every item is accepted or rejected.
-    async fn deliver(&self, mut batch: Vec<Pending>, ctx: &crate::topology::ComponentContext) {
-        let mut backoff = crate::topology::Backoff::default();
+    async fn deliver(&self, mut batch: Vec<Pending>, ctx: &crate::flow::ComponentContext) {
+        let mut backoff = crate::flow::Backoff::default();
         while !batch.is_empty() {
             let mut body = Vec::new();
             for doc in &batch {

@@ -62,7 +62,7 @@ impl KafkaSink {
     /// may already connect, to obtain its producer id.
     pub fn build(
         config: KafkaSinkConfig,
-        ctx: &crate::topology::ComponentContext,
+        ctx: &crate::flow::ComponentContext,
     ) -> Result<Self, String> {
         let mut client =
             crate::sources::kafka::client_config(&config.brokers, &config.options, ctx);
@@ -76,9 +76,9 @@ impl KafkaSink {
     /// Produces records until the input closes; a record is accepted when Kafka acknowledged it.
     pub fn run(
         self,
-        mut input: tokio::sync::mpsc::Receiver<crate::topology::Record>,
-        ctx: crate::topology::ComponentContext,
-    ) -> crate::topology::ComponentTask {
+        mut input: tokio::sync::mpsc::Receiver<crate::flow::Record>,
+        ctx: crate::flow::ComponentContext,
+    ) -> crate::flow::ComponentTask {
         use std::sync::Arc;
 
         Box::pin(async move {
@@ -107,7 +107,7 @@ impl KafkaSink {
                         },
                         Err(err) => Err(err),
                     };
-                    let mut backoff = crate::topology::Backoff::default();
+                    let mut backoff = crate::flow::Backoff::default();
                     loop {
                         match outcome {
                             Ok(()) => {

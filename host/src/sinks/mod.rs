@@ -6,7 +6,7 @@ pub mod kafka;
 pub mod mqtt;
 
 use crate::codec::EncodingConfig;
-use crate::topology::{ComponentContext, Record};
+use crate::flow::{ComponentContext, Record};
 
 /// The record's value in the sink's wire `encoding`, or `None` when it cannot be encoded: then the
 /// record has gone to the dead letters with the reason, and the sink goes on with the next one.

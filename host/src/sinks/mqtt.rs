@@ -10,13 +10,13 @@
 //! its packet ids start over (see ARCHITECTURE.md).
 
 use crate::codec::EncodingConfig;
+use crate::flow::{Backoff, Record};
 use crate::metrics::Connection;
 use crate::mqtt_common::{
     validate_qos, ClientRole, MqttClient, MqttConnection, MqttEvent, MqttEventLoop, MAX_PACKET,
     SINK_WINDOW,
 };
 use crate::sources::mqtt::AbortOnDrop;
-use crate::topology::{Backoff, Record};
 use serde::Deserialize;
 use std::collections::{HashMap, VecDeque};
 
@@ -136,7 +136,7 @@ impl MqttSink {
     /// Checks that a client can be made (URL, TLS files); connects only when it runs.
     pub fn build(
         config: MqttSinkConfig,
-        ctx: &crate::topology::ComponentContext,
+        ctx: &crate::flow::ComponentContext,
     ) -> Result<Self, String> {
         let client_id = ctx.default_client_id();
         config.broker.client(&client_id, true, ClientRole::Sink)?;
@@ -164,8 +164,8 @@ impl MqttSink {
     pub fn run(
         self,
         mut input: tokio::sync::mpsc::Receiver<Record>,
-        ctx: crate::topology::ComponentContext,
-    ) -> crate::topology::ComponentTask {
+        ctx: crate::flow::ComponentContext,
+    ) -> crate::flow::ComponentTask {
         Box::pin(async move {
             let component = ctx.component.clone();
             let topic = self.config.topic.clone();
@@ -324,7 +324,7 @@ mod tests {
             seq,
             record: Record {
                 msg: crate::message::Message::from_value(seq.to_string()),
-                ack: crate::topology::Ack::none(),
+                ack: crate::flow::Ack::none(),
             },
             payload: Vec::new(),
         }

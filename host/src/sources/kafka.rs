@@ -67,7 +67,7 @@ impl KafkaSourceConfig {
 pub(crate) fn client_config(
     brokers: &str,
     options: &BTreeMap<String, String>,
-    ctx: &crate::topology::ComponentContext,
+    ctx: &crate::flow::ComponentContext,
 ) -> rdkafka::ClientConfig {
     let mut client = rdkafka::ClientConfig::new();
     for (key, value) in options {
@@ -134,7 +134,7 @@ impl KafkaSource {
     /// offsets (and read those records again).
     pub fn build(
         config: KafkaSourceConfig,
-        ctx: &crate::topology::ComponentContext,
+        ctx: &crate::flow::ComponentContext,
     ) -> Result<Self, String> {
         let mut client = rdkafka::ClientConfig::new();
         for (key, value) in &config.options {
@@ -163,10 +163,10 @@ impl KafkaSource {
     /// what they allow and leaves the group.
     pub fn run(
         self,
-        outputs: crate::topology::Outputs,
-        ctx: crate::topology::ComponentContext,
-    ) -> crate::topology::ComponentTask {
-        use crate::topology::{Ack, Record};
+        outputs: crate::flow::Outputs,
+        ctx: crate::flow::ComponentContext,
+    ) -> crate::flow::ComponentTask {
+        use crate::flow::{Ack, Record};
         use rdkafka::consumer::{CommitMode, Consumer};
         use rdkafka::message::Message as _;
         use std::sync::{Arc, Mutex};
@@ -397,8 +397,8 @@ fn read_headers(
 #[cfg(test)]
 mod tests {
     use super::{KafkaSource, KafkaSourceConfig, OffsetTracker};
+    use crate::flow::{ComponentContext, DeadLetterFile, DeadLetterRoute, DeadLetters};
     use crate::metrics::{ComponentMetrics, Role};
-    use crate::topology::{ComponentContext, DeadLetterFile, DeadLetterRoute, DeadLetters};
     use std::sync::Arc;
 
     /// A replacement is built while the old version still drains: building must not join the

@@ -2,10 +2,10 @@
 //! subscriptions for scale-out) and emits each publish as a record.
 
 use crate::codec::EncodingConfig;
+use crate::flow::Backoff;
 use crate::mqtt_common::{
     validate_qos, ClientRole, IncomingPublish, MqttClient, MqttConnection, MqttEvent, MqttEventLoop,
 };
-use crate::topology::Backoff;
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -185,7 +185,7 @@ impl MqttSource {
     /// everything derived from it was accepted.
     pub fn build(
         config: MqttSourceConfig,
-        ctx: &crate::topology::ComponentContext,
+        ctx: &crate::flow::ComponentContext,
     ) -> Result<Self, String> {
         let (client, events) = config.broker.client(
             &ctx.default_client_id(),
@@ -204,10 +204,10 @@ impl MqttSource {
     /// on a task of its own, so keep-alives and acknowledgements flow while downstream is slow.
     pub fn run(
         self,
-        outputs: crate::topology::Outputs,
-        ctx: crate::topology::ComponentContext,
-    ) -> crate::topology::ComponentTask {
-        use crate::topology::{Ack, Record};
+        outputs: crate::flow::Outputs,
+        ctx: crate::flow::ComponentContext,
+    ) -> crate::flow::ComponentTask {
+        use crate::flow::{Ack, Record};
 
         Box::pin(async move {
             let MqttSource {
@@ -325,7 +325,7 @@ async fn poll(
     config: Arc<MqttSourceConfig>,
     pubacks: SharedPubAcks,
     tx: tokio::sync::mpsc::UnboundedSender<Received>,
-    ctx: crate::topology::ComponentContext,
+    ctx: crate::flow::ComponentContext,
 ) {
     let component = ctx.component.clone();
     let mut backoff = Backoff::default();

@@ -7,7 +7,8 @@
 //! acknowledged), then the new one starts and takes over the sources.
 
 use super::wiring::{build_pipeline_blocking, probes_for};
-use super::{BuildError, Drained, Probe, RunContext};
+use super::{BuildError, Drained};
+use crate::flow::{Backoff, ComponentTask, Probe, RunContext};
 use crate::metrics::{ComponentMetrics, HostMetrics};
 use crate::pipeline::PipelineSpec;
 use std::collections::{BTreeMap, HashMap};
@@ -313,11 +314,11 @@ async fn supervise(
     probes: Vec<Arc<Probe>>,
     state: Arc<Mutex<PipelineState>>,
     metrics: Arc<HostMetrics>,
-    first: (watch::Sender<bool>, Vec<super::ComponentTask>),
+    first: (watch::Sender<bool>, Vec<ComponentTask>),
     mut stop: watch::Receiver<bool>,
 ) {
     let set_state = |s: PipelineState| *state.lock().unwrap_or_else(|p| p.into_inner()) = s;
-    let mut backoff = super::Backoff::default();
+    let mut backoff = Backoff::default();
     let mut attempt = 0u32;
     let (mut attempt_stop, first_tasks) = first;
     let mut next = Some(first_tasks);

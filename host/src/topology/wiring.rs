@@ -2,9 +2,10 @@
 //! a component as input, the dead-letter route, and every component built into a task.
 //! A pipeline builds whole or not at all.
 
-use super::{BuildError, ComponentContext, ComponentTask, DeadLetters, Outputs, Probe, Record};
-use super::{DeadLetterFile, DeadLetterRoute};
-use super::{RunContext, CHANNEL_CAPACITY};
+use super::BuildError;
+use crate::flow::{ComponentContext, ComponentTask, DeadLetters, Outputs, Probe, Record};
+use crate::flow::{DeadLetterFile, DeadLetterRoute};
+use crate::flow::{RunContext, CHANNEL_CAPACITY};
 use crate::metrics::{ComponentMetrics, Role};
 use crate::pipeline::{PipelineSpec, SinkConfig, SourceConfig, TransformConfig};
 use std::collections::HashMap;
@@ -125,7 +126,7 @@ pub fn build_pipeline(
                         e.insert(Outputs::new(probe(input)?))
                     }
                 };
-                entry.targets.push((tx.clone(), probe(consumer)?));
+                entry.add_target(tx.clone(), probe(consumer)?);
             }
         }
     }

@@ -60,10 +60,10 @@ impl Filter {
     /// Filters records until the input closes.
     pub fn run(
         self,
-        mut input: tokio::sync::mpsc::Receiver<crate::topology::Record>,
-        outputs: crate::topology::Outputs,
-        ctx: crate::topology::ComponentContext,
-    ) -> crate::topology::ComponentTask {
+        mut input: tokio::sync::mpsc::Receiver<crate::flow::Record>,
+        outputs: crate::flow::Outputs,
+        ctx: crate::flow::ComponentContext,
+    ) -> crate::flow::ComponentTask {
         Box::pin(async move {
             while let Some(record) = input.recv().await {
                 match self.keep(&record.msg.value) {

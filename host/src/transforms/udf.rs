@@ -80,7 +80,7 @@ impl UdfTransform {
     /// Loads (compiles or fetches from the cache) and instantiates the module; `init` runs here.
     pub fn build(
         config: &UdfTransformConfig,
-        context: &crate::topology::RunContext,
+        context: &crate::flow::RunContext,
     ) -> Result<Self, String> {
         use crate::udf_registry::ModuleRef;
         let limits = crate::udf_runtime::UdfLimits {
@@ -128,11 +128,11 @@ impl UdfTransform {
     /// through the UDF off the async threads, forwards outputs and dead-letters failures.
     pub fn run(
         self,
-        mut input: tokio::sync::mpsc::Receiver<crate::topology::Record>,
-        outputs: crate::topology::Outputs,
-        ctx: crate::topology::ComponentContext,
-    ) -> crate::topology::ComponentTask {
-        use crate::topology::Record;
+        mut input: tokio::sync::mpsc::Receiver<crate::flow::Record>,
+        outputs: crate::flow::Outputs,
+        ctx: crate::flow::ComponentContext,
+    ) -> crate::flow::ComponentTask {
+        use crate::flow::Record;
         Box::pin(async move {
             let UdfTransform {
                 mut worker,
