@@ -185,10 +185,9 @@ impl ComponentMetrics {
 
     /// Fresh counters.
     pub fn new(pipeline: Arc<str>, component: Arc<str>, role: Role, kind: &'static str) -> Self {
-        let connection = match kind {
-            "mqtt" | "kafka" | "elasticsearch" => Connection::Down,
-            _ => Connection::NotApplicable,
-        };
+        // Broker clients say so at wiring (`set_connection`); the kinds are declared in one
+        // place, `pipeline::component_kinds!`.
+        let connection = Connection::NotApplicable;
         ComponentMetrics {
             pipeline,
             component,

@@ -90,65 +90,104 @@ pub struct Component<C> {
     pub config: C,
 }
 
-/// The kinds of source.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceConfig {
-    /// `type = "mqtt"`.
-    Mqtt(MqttSourceConfig),
-    /// `type = "kafka"`.
-    Kafka(KafkaSourceConfig),
-}
-
-/// The kinds of transform.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TransformConfig {
-    /// `type = "udf"`.
-    Udf(UdfTransformConfig),
-    /// `type = "filter"`.
-    Filter(FilterConfig),
-}
-
-/// The kinds of sink.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SinkConfig {
-    /// `type = "mqtt"`.
-    Mqtt(MqttSinkConfig),
-    /// `type = "kafka"`.
-    Kafka(KafkaSinkConfig),
-    /// `type = "elasticsearch"`.
-    Elasticsearch(ElasticsearchSinkConfig),
-    /// `type = "console"`.
-    Console(ConsoleSinkConfig),
-}
-
-impl SourceConfig {
-    /// The `type` name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SourceConfig::Mqtt(_) => "mqtt",
-            SourceConfig::Kafka(_) => "kafka",
+/// Declares a section's component kinds in one place, the registration site of every connector:
+/// the enum, each kind's `type` name, whether it is a client of a broker or cluster (its
+/// connection is shown in status and metrics), the list of kinds the parser offers in "expected
+/// one of", and the dispatch that reads a kind's config. Each config type must have a pure
+/// `validate(&self) -> Vec<(&'static str, String)>` (field, message).
+macro_rules! component_kinds {
+    (
+        $(#[$meta:meta])*
+        $enum:ident {
+            $( $(#[$vmeta:meta])* $variant:ident($ty:ty) = $name:literal, client = $client:literal; )*
         }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum $enum {
+            $( $(#[$vmeta])* $variant($ty), )*
+        }
+
+        impl $enum {
+            /// Every `type` name of this section, in declaration order.
+            pub const KINDS: &'static [&'static str] = &[$($name),*];
+
+            /// The `type` name.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $( $enum::$variant(_) => $name, )*
+                }
+            }
+
+            /// Whether it talks to a broker or cluster (its connection state is shown).
+            pub fn is_client(&self) -> bool {
+                match self {
+                    $( $enum::$variant(_) => $client, )*
+                }
+            }
+
+            /// The config of `type = kind` as `read` reads it; `None` when `kind` is not one of
+            /// [`Self::KINDS`].
+            pub(crate) fn read<R: ReadConfig>(kind: &str, read: &mut R) -> Option<Option<Self>> {
+                match kind {
+                    $( $name => Some(read.read::<$ty>().map($enum::$variant)), )*
+                    _ => None,
+                }
+            }
+        }
+
+        $(
+            impl ComponentConfig for $ty {
+                fn problems(&self) -> Vec<(&'static str, String)> {
+                    <$ty>::validate(self)
+                }
+            }
+        )*
+    };
+}
+
+/// What the parser needs of every component config: serde, and a pure validation.
+pub trait ComponentConfig: serde::de::DeserializeOwned {
+    /// Problems as `(field, message)`, found without I/O.
+    fn problems(&self) -> Vec<(&'static str, String)>;
+}
+
+/// How the parser reads one component's config (see `parse.rs`).
+pub(crate) trait ReadConfig {
+    /// The config as `T`, validated; `None` after reporting why not.
+    fn read<T: ComponentConfig>(&mut self) -> Option<T>;
+}
+
+component_kinds! {
+    /// The kinds of source.
+    SourceConfig {
+        /// `type = "mqtt"`.
+        Mqtt(MqttSourceConfig) = "mqtt", client = true;
+        /// `type = "kafka"`.
+        Kafka(KafkaSourceConfig) = "kafka", client = true;
     }
 }
 
-impl TransformConfig {
-    /// The `type` name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            TransformConfig::Udf(_) => "udf",
-            TransformConfig::Filter(_) => "filter",
-        }
+component_kinds! {
+    /// The kinds of transform.
+    TransformConfig {
+        /// `type = "udf"`.
+        Udf(UdfTransformConfig) = "udf", client = false;
+        /// `type = "filter"`.
+        Filter(FilterConfig) = "filter", client = false;
     }
 }
 
-impl SinkConfig {
-    /// The `type` name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SinkConfig::Mqtt(_) => "mqtt",
-            SinkConfig::Kafka(_) => "kafka",
-            SinkConfig::Elasticsearch(_) => "elasticsearch",
-            SinkConfig::Console(_) => "console",
-        }
+component_kinds! {
+    /// The kinds of sink.
+    SinkConfig {
+        /// `type = "mqtt"`.
+        Mqtt(MqttSinkConfig) = "mqtt", client = true;
+        /// `type = "kafka"`.
+        Kafka(KafkaSinkConfig) = "kafka", client = true;
+        /// `type = "elasticsearch"`.
+        Elasticsearch(ElasticsearchSinkConfig) = "elasticsearch", client = true;
+        /// `type = "console"`.
+        Console(ConsoleSinkConfig) = "console", client = false;
     }
 }

@@ -9,7 +9,8 @@
 use super::error::{ConfigErrors, ErrorSink};
 use super::graph::{check_graph, Node, Section};
 use super::interpolate::interpolate;
-use super::{Component, PipelineSpec, SinkConfig, SourceConfig, TransformConfig};
+use super::{Component, ComponentConfig, PipelineSpec, ReadConfig};
+use super::{SinkConfig, SourceConfig, TransformConfig};
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use std::ops::Range;
 use std::path::Path;
@@ -104,16 +105,30 @@ pub fn parse_pipeline(
     for (node, table) in nodes.iter().zip(tables) {
         let path = format!("{}.{}", node.section.table(), node.name);
         let kind = node.kind.as_str();
-        macro_rules! build {
-            ($ty:ty, $variant:expr) => {
-                typed::<$ty>(&table, &path, &mut errors).map(|config| {
-                    let problems = config.validate();
-                    report(&table, &path, problems, &mut errors);
-                    $variant(config)
-                })
+        let mut reader = Reader {
+            table: &table,
+            path: &path,
+            errors: &mut errors,
+        };
+        let read = match node.section {
+            Section::Source => SourceConfig::read(kind, &mut reader)
+                .map(|config| sources.extend(config.map(|config| component(node, config)))),
+            Section::Transform => TransformConfig::read(kind, &mut reader)
+                .map(|config| transforms.extend(config.map(|config| component(node, config)))),
+            Section::Sink => SinkConfig::read(kind, &mut reader)
+                .map(|config| sinks.extend(config.map(|config| component(node, config)))),
+        };
+        if read.is_none() {
+            let kinds = match node.section {
+                Section::Source => SourceConfig::KINDS,
+                Section::Transform => TransformConfig::KINDS,
+                Section::Sink => SinkConfig::KINDS,
             };
-        }
-        let unknown = |errors: &mut ErrorSink, expected: &str| {
+            let expected = kinds
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
             errors.push(
                 node.kind_span.clone(),
                 format!("{path}.type"),
@@ -121,61 +136,7 @@ pub fn parse_pipeline(
                     "unknown {} type `{kind}`, expected one of {expected}",
                     node.section.singular()
                 ),
-            )
-        };
-        match node.section {
-            Section::Source => {
-                let config = match kind {
-                    "mqtt" => build!(crate::sources::mqtt::MqttSourceConfig, SourceConfig::Mqtt),
-                    "kafka" => build!(
-                        crate::sources::kafka::KafkaSourceConfig,
-                        SourceConfig::Kafka
-                    ),
-                    _ => {
-                        unknown(&mut errors, "`mqtt`, `kafka`");
-                        None
-                    }
-                };
-                sources.extend(config.map(|config| component(node, config)));
-            }
-            Section::Transform => {
-                let config = match kind {
-                    "udf" => build!(
-                        crate::transforms::udf::UdfTransformConfig,
-                        TransformConfig::Udf
-                    ),
-                    "filter" => build!(
-                        crate::transforms::filter::FilterConfig,
-                        TransformConfig::Filter
-                    ),
-                    _ => {
-                        unknown(&mut errors, "`udf`, `filter`");
-                        None
-                    }
-                };
-                transforms.extend(config.map(|config| component(node, config)));
-            }
-            Section::Sink => {
-                let config = match kind {
-                    "mqtt" => build!(crate::sinks::mqtt::MqttSinkConfig, SinkConfig::Mqtt),
-                    "kafka" => build!(crate::sinks::kafka::KafkaSinkConfig, SinkConfig::Kafka),
-                    "elasticsearch" => {
-                        build!(
-                            crate::sinks::elasticsearch::ElasticsearchSinkConfig,
-                            SinkConfig::Elasticsearch
-                        )
-                    }
-                    "console" => build!(
-                        crate::sinks::console::ConsoleSinkConfig,
-                        SinkConfig::Console
-                    ),
-                    _ => {
-                        unknown(&mut errors, "`mqtt`, `kafka`, `elasticsearch`, `console`");
-                        None
-                    }
-                };
-                sinks.extend(config.map(|config| component(node, config)));
-            }
+            );
         }
     }
 
@@ -272,6 +233,22 @@ fn component_header(
 ///
 /// serde stops at the first bad field, so each failing top-level field is reported, removed,
 /// and the rest deserialized again: every bad field of a component is reported in one run.
+/// Reads one component's config from its table, validates it, and reports every problem at its
+/// place (see `ReadConfig`).
+struct Reader<'a, 'v, 'f> {
+    table: &'a Spanned<DeValue<'v>>,
+    path: &'a str,
+    errors: &'a mut ErrorSink<'f>,
+}
+
+impl ReadConfig for Reader<'_, '_, '_> {
+    fn read<T: ComponentConfig>(&mut self) -> Option<T> {
+        let config = typed::<T>(self.table, self.path, self.errors)?;
+        report(self.table, self.path, config.problems(), self.errors);
+        Some(config)
+    }
+}
+
 fn typed<T: DeserializeOwned>(
     value: &Spanned<DeValue<'_>>,
     path: &str,

@@ -6,7 +6,7 @@ use super::BuildError;
 use crate::flow::{ComponentContext, ComponentTask, DeadLetters, Outputs, Probe, Record};
 use crate::flow::{DeadLetterFile, DeadLetterRoute};
 use crate::flow::{RunContext, CHANNEL_CAPACITY};
-use crate::metrics::{ComponentMetrics, Role};
+use crate::metrics::{ComponentMetrics, Connection, Role};
 use crate::pipeline::{PipelineSpec, SinkConfig, SourceConfig, TransformConfig};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,26 +15,28 @@ use tokio::sync::{mpsc, watch};
 /// Fresh probes (counters, taps) for every component of `spec`: sources, transforms, sinks.
 pub fn probes_for(spec: &PipelineSpec) -> Vec<Arc<Probe>> {
     let pipeline: Arc<str> = spec.name.as_str().into();
-    let probe = |name: &str, role, kind| {
-        Arc::new(Probe::new(ComponentMetrics::new(
-            pipeline.clone(),
-            name.into(),
-            role,
-            kind,
-        )))
+    let probe = |name: &str, role, kind, client: bool| {
+        let metrics = ComponentMetrics::new(pipeline.clone(), name.into(), role, kind);
+        if client {
+            metrics.set_connection(Connection::Down); // until it connects
+        }
+        Arc::new(Probe::new(metrics))
     };
     spec.sources
         .iter()
-        .map(|c| probe(&c.name, Role::Source, c.config.kind()))
-        .chain(
-            spec.transforms
-                .iter()
-                .map(|c| probe(&c.name, Role::Transform, c.config.kind())),
-        )
+        .map(|c| probe(&c.name, Role::Source, c.config.kind(), c.config.is_client()))
+        .chain(spec.transforms.iter().map(|c| {
+            probe(
+                &c.name,
+                Role::Transform,
+                c.config.kind(),
+                c.config.is_client(),
+            )
+        }))
         .chain(
             spec.sinks
                 .iter()
-                .map(|c| probe(&c.name, Role::Sink, c.config.kind())),
+                .map(|c| probe(&c.name, Role::Sink, c.config.kind(), c.config.is_client())),
         )
         .collect()
 }
