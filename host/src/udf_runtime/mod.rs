@@ -16,10 +16,11 @@ mod guest_output;
 mod sandbox;
 mod worker;
 
+pub use sandbox::UdfLimits;
 pub use worker::UdfWorker;
 
 use artifact_cache::ArtifactCache;
-use sandbox::HostState;
+use sandbox::{HostState, EPOCH_TICK};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,30 +30,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
-
-/// How often the epoch advances; deadlines are rounded up to whole ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
-
-/// Per-UDF sandbox limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UdfLimits {
-    /// Linear memory an instance may grow to, in bytes.
-    pub memory_bytes: u64,
-    /// Wall-clock time one `process` call (one batch) may take.
-    pub deadline: Duration,
-    /// Wasm fuel per call, when the runtime was built with fuel metering.
-    pub fuel: Option<u64>,
-}
-
-impl Default for UdfLimits {
-    fn default() -> Self {
-        UdfLimits {
-            memory_bytes: 64 << 20,
-            deadline: Duration::from_secs(1),
-            fuel: None,
-        }
-    }
-}
 
 /// How to build a [`UdfRuntime`].
 #[derive(Debug, Clone, Default)]
@@ -359,23 +336,9 @@ impl Drop for EpochTicker {
     }
 }
 
-/// Epoch ticks that cover `deadline` (at least one full deadline passes before the trap).
-fn deadline_ticks(deadline: Duration) -> u64 {
-    let tick = EPOCH_TICK.as_nanos();
-    let ticks = deadline.as_nanos().div_ceil(tick);
-    u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deadline_rounds_up_to_whole_ticks_plus_one() {
-        assert_eq!(deadline_ticks(Duration::from_millis(1)), 2);
-        assert_eq!(deadline_ticks(Duration::from_millis(5)), 2);
-        assert_eq!(deadline_ticks(Duration::from_secs(1)), 201);
-    }
 
     #[test]
     fn record_error_kinds_prefix_their_messages() {

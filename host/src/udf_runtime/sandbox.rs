@@ -1,4 +1,6 @@
-//! What a UDF instance may touch: the per-`Store` state, with every sandbox limit set here.
+//! What a UDF instance may touch and for how long: every sandbox limit, in one place. The
+//! limits a pipeline sets ([`UdfLimits`]: memory, deadline, fuel) and their defaults, the
+//! per-call arming of them ([`arm`]), and the per-`Store` state that enforces the rest:
 //!
 //! - WASI p2 with an empty context: no preopened directories, no environment, no arguments,
 //!   no network, no stdin; stdout/stderr go to `tracing` (see `guest_output`).
@@ -8,8 +10,9 @@
 //! - Waiting is bounded by the call's deadline: the monotonic clock WASI gives the guest
 //!   ([`DeadlineClock`]) ends every wait (`sleep`, `poll` on a timer) at the latest when the
 //!   current call's deadline passes, and a wait cut short that way marks the call as timed out
-//!   (`HostState::overslept`), whatever the guest does after it wakes. Nothing else in this WASI context can block (no files, sockets or stdin; guest
-//!   output is written at once), so a call's wall-clock time is bounded whatever it waits on.
+//!   (`HostState::overslept`), whatever the guest does after it wakes. Nothing else in this
+//!   WASI context can block (no files, sockets or stdin; guest output is written at once), so
+//!   a call's wall-clock time is bounded whatever it waits on.
 
 use super::bindings::{self, Level};
 use super::guest_output::GuestOutput;
@@ -17,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Resource, ResourceTable};
-use wasmtime::ResourceLimiter;
+use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::p2::{subscribe, DynPollable, Pollable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -26,6 +29,64 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 const MAX_LOG_MESSAGE: usize = 4096;
 /// Table elements an instance may hold (Rust guests need a few hundred).
 const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// How often the epoch advances; deadlines are rounded up to whole ticks.
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Per-UDF sandbox limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdfLimits {
+    /// Linear memory an instance may grow to, in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock time one `process` call (one batch) may take.
+    pub deadline: Duration,
+    /// Wasm fuel per call, when the runtime was built with fuel metering.
+    pub fuel: Option<u64>,
+}
+
+impl Default for UdfLimits {
+    fn default() -> Self {
+        UdfLimits {
+            memory_bytes: 64 << 20,
+            deadline: Duration::from_secs(1),
+            fuel: None,
+        }
+    }
+}
+
+/// Epoch ticks that cover `deadline` (at least one full deadline passes before the trap).
+fn deadline_ticks(deadline: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos();
+    let ticks = deadline.as_nanos().div_ceil(tick);
+    u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
+}
+
+/// Resets the per-call limits: deadline, fuel and the memory-cap flag.
+pub(super) fn arm(store: &mut Store<HostState>, limits: &UdfLimits) {
+    store.set_epoch_deadline(deadline_ticks(limits.deadline));
+    store.data_mut().call_deadline = std::time::Instant::now()
+        .checked_add(limits.deadline)
+        .unwrap_or_else(|| std::time::Instant::now() + std::time::Duration::from_secs(86_400));
+    if let Some(fuel) = limits.fuel {
+        if let Err(err) = store.set_fuel(fuel) {
+            tracing::error!("cannot set fuel: {err:#}");
+        }
+    }
+    store.data_mut().memory.hit = false;
+    store
+        .data()
+        .overslept
+        .store(false, std::sync::atomic::Ordering::Release);
+    store.data().stderr.take_tail();
+}
+
+/// Whether the current call waited until its deadline (see `sandbox::DeadlineClock`).
+pub(super) fn overslept(store: &Store<HostState>) -> bool {
+    store
+        .data()
+        .overslept
+        .load(std::sync::atomic::Ordering::Acquire)
+}
 
 /// The state of one `Store`: one live UDF instance.
 pub(super) struct HostState {
@@ -210,5 +271,17 @@ impl ResourceLimiter for MemoryCap {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_rounds_up_to_whole_ticks_plus_one() {
+        assert_eq!(deadline_ticks(Duration::from_millis(1)), 2);
+        assert_eq!(deadline_ticks(Duration::from_millis(5)), 2);
+        assert_eq!(deadline_ticks(Duration::from_secs(1)), 201);
     }
 }

@@ -10,7 +10,8 @@
 
 use super::bindings::{self, WitMessage, WitMessageIn, WitUdfError};
 use super::sandbox::HostState;
-use super::{deadline_ticks, RecordError, UdfLimits, UdfModule};
+use super::sandbox::{arm, overslept};
+use super::{RecordError, UdfLimits, UdfModule};
 use crate::message::Message;
 use wasmtime::{Store, Trap};
 
@@ -177,33 +178,6 @@ impl UdfWorker {
             Err(err) => Err(classify(&err, &store, &self.limits)),
         }
     }
-}
-
-/// Resets the per-call limits: deadline, fuel and the memory-cap flag.
-fn arm(store: &mut Store<HostState>, limits: &UdfLimits) {
-    store.set_epoch_deadline(deadline_ticks(limits.deadline));
-    store.data_mut().call_deadline = std::time::Instant::now()
-        .checked_add(limits.deadline)
-        .unwrap_or_else(|| std::time::Instant::now() + std::time::Duration::from_secs(86_400));
-    if let Some(fuel) = limits.fuel {
-        if let Err(err) = store.set_fuel(fuel) {
-            tracing::error!("cannot set fuel: {err:#}");
-        }
-    }
-    store.data_mut().memory.hit = false;
-    store
-        .data()
-        .overslept
-        .store(false, std::sync::atomic::Ordering::Release);
-    store.data().stderr.take_tail();
-}
-
-/// Whether the current call waited until its deadline (see `sandbox::DeadlineClock`).
-fn overslept(store: &Store<HostState>) -> bool {
-    store
-        .data()
-        .overslept
-        .load(std::sync::atomic::Ordering::Acquire)
 }
 
 /// Turns wasmtime's error into the typed reason, using what the sandbox observed.
