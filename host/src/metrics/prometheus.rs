@@ -1,0 +1,238 @@
+//! The Prometheus text exposition (format 0.0.4) of every component's counters and the host's.
+
+use super::{ComponentMetrics, HostMetrics, Role, LATENCY_BUCKETS};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Renders the counters of every component, plus the host's, as Prometheus text (format 0.0.4).
+/// `udf_swaps` and `udf_refusals` come from the UDF registry.
+pub fn render_prometheus(
+    host: &HostMetrics,
+    udf_swaps: u64,
+    udf_refusals: u64,
+    components: &[Arc<ComponentMetrics>],
+) -> String {
+    let mut out = String::new();
+    let labels = |c: &ComponentMetrics| {
+        format!(
+            "pipeline=\"{}\",component=\"{}\",role=\"{}\",kind=\"{}\"",
+            escape(&c.pipeline),
+            escape(&c.component),
+            c.role.as_str(),
+            c.kind
+        )
+    };
+    let counter = |f: fn(&ComponentMetrics) -> u64| {
+        components
+            .iter()
+            .map(|c| (labels(c), f(c).to_string()))
+            .collect::<Vec<_>>()
+    };
+    family(
+        &mut out,
+        "sluice_records_in_total",
+        "counter",
+        "Records received by a component.",
+        counter(|c| c.records_in.load(Ordering::Relaxed)),
+    );
+    family(
+        &mut out,
+        "sluice_records_out_total",
+        "counter",
+        "Records a component passed on (sinks: written and acknowledged).",
+        counter(|c| c.records_out.load(Ordering::Relaxed)),
+    );
+    family(
+        &mut out,
+        "sluice_records_errors_total",
+        "counter",
+        "Records a component could not process (each went to dead letters).",
+        counter(|c| c.errors.load(Ordering::Relaxed)),
+    );
+    let mut dead_letters: BTreeMap<&str, u64> = BTreeMap::new();
+    for c in components {
+        *dead_letters.entry(&c.pipeline).or_default() += c.errors.load(Ordering::Relaxed);
+    }
+    family(
+        &mut out,
+        "sluice_dead_letters_total",
+        "counter",
+        "Records sent to a pipeline's dead-letter destination.",
+        dead_letters
+            .into_iter()
+            .map(|(p, n)| (format!("pipeline=\"{}\"", escape(p)), n.to_string()))
+            .collect(),
+    );
+    let mut traps = Vec::new();
+    for c in components {
+        let kinds = c.failures_by_kind.lock().unwrap_or_else(|p| p.into_inner());
+        for (kind, n) in kinds.iter() {
+            traps.push((format!("{},failure=\"{kind}\"", labels(c)), n.to_string()));
+        }
+    }
+    family(
+        &mut out,
+        "sluice_udf_failures_total",
+        "counter",
+        "UDF records that failed, by kind (trap, timeout, memory-limit, invalid-input...).",
+        traps,
+    );
+    let mut histogram = Vec::new();
+    for c in components.iter().filter(|c| c.kind == "udf") {
+        let h = &c.batch_latency;
+        for (bucket, bound) in h.buckets.iter().zip(LATENCY_BUCKETS) {
+            histogram.push((
+                format!("{},le=\"{bound}\"", labels(c)),
+                bucket.load(Ordering::Relaxed).to_string(),
+            ));
+        }
+        histogram.push((format!("{},le=\"+Inf\"", labels(c)), h.count().to_string()));
+    }
+    // Buckets, sum and count are one family in the exposition format.
+    let _ = writeln!(
+        out,
+        "# HELP sluice_udf_batch_seconds Time one UDF batch (one process call) took.\n\
+         # TYPE sluice_udf_batch_seconds histogram"
+    );
+    for (l, v) in histogram {
+        let _ = writeln!(out, "sluice_udf_batch_seconds_bucket{{{l}}} {v}");
+    }
+    for c in components.iter().filter(|c| c.kind == "udf") {
+        let h = &c.batch_latency;
+        let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "sluice_udf_batch_seconds_sum{{{}}} {sum}", labels(c));
+        let _ = writeln!(
+            out,
+            "sluice_udf_batch_seconds_count{{{}}} {}",
+            labels(c),
+            h.count()
+        );
+    }
+    family(
+        &mut out,
+        "sluice_connection_up",
+        "gauge",
+        "1 when a broker client component is connected, 0 when not.",
+        components
+            .iter()
+            .filter(|c| c.connection.load(Ordering::Relaxed) >= 0)
+            .map(|c| (labels(c), c.connection.load(Ordering::Relaxed).to_string()))
+            .collect(),
+    );
+    family(
+        &mut out,
+        "sluice_consumer_lag",
+        "gauge",
+        "Records between a Kafka source's position and the end of its partitions.",
+        components
+            .iter()
+            .filter(|c| c.lag.load(Ordering::Relaxed) >= 0)
+            .map(|c| (labels(c), c.lag.load(Ordering::Relaxed).to_string()))
+            .collect(),
+    );
+    let sources = || components.iter().filter(|c| c.role == Role::Source);
+    family(
+        &mut out,
+        "sluice_source_unacked_records",
+        "gauge",
+        "Records a source emitted that are not acknowledged to its broker yet.",
+        sources()
+            .map(|c| (labels(c), c.unacked.count().to_string()))
+            .collect(),
+    );
+    family(
+        &mut out,
+        "sluice_source_oldest_unacked_seconds",
+        "gauge",
+        "How long a source's oldest unacknowledged record has waited (0 when none waits).",
+        sources()
+            .map(|c| (labels(c), c.unacked.oldest_age().as_secs_f64().to_string()))
+            .collect(),
+    );
+    let host_counter = |v: &AtomicU64| vec![(String::new(), v.load(Ordering::Relaxed).to_string())];
+    family(
+        &mut out,
+        "sluice_udf_reloads_total",
+        "counter",
+        "UDF versions that went live (hot reloads, uploads, rollbacks).",
+        vec![(String::new(), udf_swaps.to_string())],
+    );
+    family(
+        &mut out,
+        "sluice_udf_refusals_total",
+        "counter",
+        "UDF versions refused (did not compile, wrong world, init failed).",
+        vec![(String::new(), udf_refusals.to_string())],
+    );
+    family(
+        &mut out,
+        "sluice_pipeline_deployments_total",
+        "counter",
+        "Pipelines deployed or replaced.",
+        host_counter(&host.deployments),
+    );
+    family(
+        &mut out,
+        "sluice_pipeline_restarts_total",
+        "counter",
+        "Pipelines restarted after a run-time failure.",
+        host_counter(&host.pipeline_restarts),
+    );
+    out
+}
+
+/// Writes one metric family: help, type, and a line per (labels, value).
+fn family(out: &mut String, name: &str, kind: &str, help: &str, rows: Vec<(String, String)>) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in rows {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn prometheus_text_has_labelled_counters() {
+        let c = Arc::new(ComponentMetrics::new(
+            "p\"1".into(),
+            "score".into(),
+            Role::Transform,
+            "udf",
+        ));
+        c.record_in();
+        c.record_in();
+        c.record_error("bad");
+        c.udf_failure("trap");
+        c.batch_latency.observe(Duration::from_millis(2));
+        let text = render_prometheus(&HostMetrics::default(), 0, 0, &[c]);
+        let labels = r#"pipeline="p\"1",component="score",role="transform",kind="udf""#;
+        assert!(text.contains(&format!("sluice_records_in_total{{{labels}}} 2")));
+        assert!(text.contains(&format!("sluice_records_errors_total{{{labels}}} 1")));
+        assert!(text.contains(&format!(
+            "sluice_udf_failures_total{{{labels},failure=\"trap\"}} 1"
+        )));
+        assert!(text.contains(&format!(
+            "sluice_udf_batch_seconds_bucket{{{labels},le=\"+Inf\"}} 1"
+        )));
+        assert!(text.contains("sluice_dead_letters_total{pipeline=\"p\\\"1\"} 1"));
+        assert!(text.contains("sluice_udf_reloads_total 0"));
+    }
+}
