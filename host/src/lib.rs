@@ -4,6 +4,7 @@
 //! - [`pipeline`]: the pipeline model (TOML → validated `PipelineSpec`), pure.
 //! - [`sources`], [`transforms`], [`sinks`]: one file per component kind.
 //! - [`codec`]: encodings at the edges (raw, json, delimited).
+//! - [`mqtt_common`], [`kafka_common`]: what the MQTT and Kafka sources and sinks share.
 //! - [`flow`]: the vocabulary components are written in (records, acks, outputs, dead letters).
 //! - [`topology`]: running pipelines (wiring, supervision, restart, drain within a deadline).
 //! - [`udf_runtime`]: the Wasm UDF runtime (the only module that touches wasmtime).
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod codec;
 pub mod control_plane;
 pub mod flow;
+pub mod kafka_common;
 pub mod message;
 pub mod metrics;
 pub mod mqtt_common;

@@ -64,8 +64,7 @@ impl KafkaSink {
         config: KafkaSinkConfig,
         ctx: &crate::flow::ComponentContext,
     ) -> Result<Self, String> {
-        let mut client =
-            crate::sources::kafka::client_config(&config.brokers, &config.options, ctx);
+        let mut client = crate::kafka_common::client_config(&config.brokers, &config.options, ctx);
         client.set("acks", "all").set("enable.idempotence", "true");
         let producer = client
             .create()

@@ -62,24 +62,6 @@ impl KafkaSourceConfig {
     }
 }
 
-/// librdkafka settings shared by the Kafka source and sink: the pass-through `options` first,
-/// then what Sluice sets itself (so options cannot override the bootstrap servers or client id).
-pub(crate) fn client_config(
-    brokers: &str,
-    options: &BTreeMap<String, String>,
-    ctx: &crate::flow::ComponentContext,
-) -> rdkafka::ClientConfig {
-    let mut client = rdkafka::ClientConfig::new();
-    for (key, value) in options {
-        client.set(key, value);
-    }
-    client.set("bootstrap.servers", brokers).set(
-        "client.id",
-        format!("sluice-{}-{}", ctx.pipeline, ctx.component),
-    );
-    client
-}
-
 /// Offsets handed downstream and not yet stored, per partition; an offset is stored (and so
 /// committed by librdkafka's auto-commit) only when it and every offset before it is done.
 #[derive(Default)]
@@ -136,17 +118,9 @@ impl KafkaSource {
         config: KafkaSourceConfig,
         ctx: &crate::flow::ComponentContext,
     ) -> Result<Self, String> {
-        let mut client = rdkafka::ClientConfig::new();
-        for (key, value) in &config.options {
-            client.set(key, value);
-        }
+        let mut client = crate::kafka_common::client_config(&config.brokers, &config.options, ctx);
         client
-            .set("bootstrap.servers", &config.brokers)
             .set("group.id", &config.group_id)
-            .set(
-                "client.id",
-                format!("sluice-{}-{}", ctx.pipeline, ctx.component),
-            )
             .set("auto.offset.reset", &config.auto_offset_reset)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false");
