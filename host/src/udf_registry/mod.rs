@@ -10,6 +10,9 @@
 //! version: the old one keeps running, and the refusal is logged and kept for status. Every
 //! accepted version is archived as `<udf_dir>/.versions/NAME@SHA8.wasm`, which is what
 //! `module = "NAME@SHA8"` pins to and what [`UdfRegistry::rollback`] goes back to.
+//!
+//! `names.rs`: how modules are named and where a version is found; `watch_dir.rs`: the UDF
+//! directory watch; this file: the live registry (subscriptions, trial `init`, swaps, history).
 
 use crate::state_dir::write_atomically;
 use crate::udf_runtime::{LoadError, UdfLimits, UdfModule, UdfRuntime};
@@ -19,77 +22,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
-/// How a pipeline names a module.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModuleRef {
-    /// `anomaly`: the live version of `<udf_dir>/anomaly.wasm`, hot-reloaded.
-    Name(String),
-    /// `anomaly@1a2b3c4d`: exactly that version, never reloaded.
-    Pinned {
-        /// The module name.
-        name: String,
-        /// The first 8 hex digits of its sha256 (or more).
-        sha: String,
-    },
-    /// A path to a `.wasm` file: loaded once, never reloaded.
-    Path(PathBuf),
-}
+mod names;
+mod watch_dir;
 
-impl ModuleRef {
-    /// A module argument is a path when it names a `.wasm` file or contains a path separator;
-    /// `NAME@HEX` pins a version; anything else is a name.
-    pub fn parse(module: &str) -> ModuleRef {
-        if module.ends_with(".wasm") || module.contains(std::path::MAIN_SEPARATOR) {
-            return ModuleRef::Path(PathBuf::from(module));
-        }
-        if let Some((name, sha)) = module.split_once('@') {
-            if !name.is_empty() && sha.len() >= 8 && sha.chars().all(|c| c.is_ascii_hexdigit()) {
-                return ModuleRef::Pinned {
-                    name: name.to_string(),
-                    sha: sha.to_ascii_lowercase(),
-                };
-            }
-        }
-        ModuleRef::Name(module.to_string())
-    }
-}
-
-/// Where accepted versions are archived, inside the UDF directory.
-const VERSIONS_DIR: &str = ".versions";
-
-/// Where version `NAME@SHA8` is archived in the UDF directory `dir`.
-fn archived_file(dir: &Path, version: &str) -> PathBuf {
-    dir.join(VERSIONS_DIR).join(format!("{version}.wasm"))
-}
-
-/// The file in the UDF directory `dir` that holds version `name@sha` (`sha`: at least the first
-/// 8 hex digits of its sha256, lowercase), with its bytes: `<dir>/<name>.wasm` when it matches,
-/// else the archived `<dir>/.versions/NAME@SHA8.wasm`. Files are hashed, not compiled, so a
-/// broken current file does not hide an archived version.
-pub fn find_version(
-    dir: &Path,
-    name: &str,
-    sha: &str,
-) -> Result<(PathBuf, Vec<u8>), RegistryError> {
-    let current = dir.join(format!("{name}.wasm"));
-    let archived = sha
-        .get(..8)
-        .map(|sha8| archived_file(dir, &format!("{name}@{sha8}")));
-    [Some(current), archived]
-        .into_iter()
-        .flatten()
-        .find_map(|candidate| {
-            let bytes = std::fs::read(&candidate).ok()?;
-            crate::udf_runtime::sha256_hex(&bytes)
-                .starts_with(sha)
-                .then_some((candidate, bytes))
-        })
-        .ok_or_else(|| RegistryError::NoSuchVersion {
-            name: name.to_string(),
-            sha: sha.to_string(),
-            dir: dir.display().to_string(),
-        })
-}
+use names::{archived_file, VERSIONS_DIR};
+pub use names::{find_version, ModuleRef};
+pub use watch_dir::DirectoryWatch;
 
 /// What status shows about one module name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -486,81 +424,10 @@ impl UdfRegistry {
             );
         }
     }
-
-    /// Watches the UDF directory: a changed `<name>.wasm` of a name in use is reloaded (after
-    /// writes settle). Stops when the returned watcher is dropped.
-    pub fn watch(self: &Arc<Self>) -> Result<DirectoryWatch, String> {
-        use notify::Watcher;
-        let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if let Ok(event) = event {
-                    if matches!(
-                        event.kind,
-                        notify::EventKind::Create(_)
-                            | notify::EventKind::Modify(_)
-                            | notify::EventKind::Remove(_)
-                    ) {
-                        for path in event.paths {
-                            let _ = tx.send(path);
-                        }
-                    }
-                }
-            })
-            .map_err(|e| format!("cannot watch {}: {e}", self.dir.display()))?;
-        watcher
-            .watch(&self.dir, notify::RecursiveMode::NonRecursive)
-            .map_err(|e| format!("cannot watch {}: {e}", self.dir.display()))?;
-        let registry = Arc::downgrade(self);
-        std::thread::Builder::new()
-            .name("udf-watch".into())
-            .spawn(move || reload_changed(registry, rx))
-            .map_err(|e| format!("cannot start the UDF watcher: {e}"))?;
-        tracing::info!(dir = %self.dir.display(), "watching UDF modules for changes");
-        Ok(DirectoryWatch { _watcher: watcher })
-    }
 }
 
 /// Versions kept for rollback, per name.
 const MAX_PREVIOUS: usize = 5;
-
-/// How long a file must be quiet before it is read: copies arrive in several writes.
-const SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// Keeps the directory watch alive.
-pub struct DirectoryWatch {
-    _watcher: notify::RecommendedWatcher,
-}
-
-fn reload_changed(
-    registry: std::sync::Weak<UdfRegistry>,
-    changes: std::sync::mpsc::Receiver<PathBuf>,
-) {
-    while let Ok(first) = changes.recv() {
-        let mut changed = vec![first];
-        // Collect until the directory is quiet, so a file is read once it is complete.
-        while let Ok(path) = changes.recv_timeout(SETTLE) {
-            changed.push(path);
-        }
-        let Some(registry) = registry.upgrade() else {
-            return;
-        };
-        let mut names: Vec<String> = changed
-            .iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-            .filter_map(|p| p.file_stem()?.to_str().map(str::to_string))
-            .collect();
-        names.sort();
-        names.dedup();
-        let in_use = registry.names();
-        for name in names.into_iter().filter(|n| in_use.contains(n)) {
-            // A refusal is logged and kept for status inside `reload`.
-            if let Ok(Some(version)) = registry.reload(&name) {
-                tracing::info!(udf = %name, %version, "reloaded from file");
-            }
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
