@@ -269,6 +269,8 @@ pub struct SluiceRun {
     child: Child,
     stdout: mpsc::Receiver<String>,
     log: mpsc::Receiver<String>,
+    /// Holds the `--ready-file`.
+    ready_dir: tempfile::TempDir,
 }
 
 impl SluiceRun {
@@ -289,10 +291,13 @@ impl SluiceRun {
 
     /// Starts `sluice run FILES... ARGS...` with logs at info level.
     pub fn start_files(pipelines: &[&Path], args: &[&OsStr]) -> Self {
+        let ready_dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(sluice_bin())
             .arg("run")
             .args(pipelines)
             .args(args)
+            .arg("--ready-file")
+            .arg(ready_dir.path().join("ready"))
             .env("SLUICE_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -300,7 +305,34 @@ impl SluiceRun {
             .expect("start sluice");
         let stdout = lines(child.stdout.take().expect("stdout"));
         let log = lines(child.stderr.take().expect("stderr"));
-        SluiceRun { child, stdout, log }
+        SluiceRun {
+            child,
+            stdout,
+            log,
+            ready_dir,
+        }
+    }
+
+    /// Waits until every source of the run is subscribed and receiving (`sluice run
+    /// --ready-file`), failing the test if it has not happened within [`WAIT`] or the process
+    /// exited first.
+    pub fn wait_ready(&mut self) {
+        let file = self.ready_dir.path().join("ready");
+        let deadline = Instant::now() + WAIT;
+        while !file.exists() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log: Vec<String> = self.log.try_iter().collect();
+                panic!(
+                    "sluice exited ({status}) before it was ready:\n{}",
+                    log.join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice was not ready within {WAIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits for a log line containing `needle`; returns it.

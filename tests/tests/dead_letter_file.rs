@@ -34,7 +34,7 @@ inputs = ["score"]
     );
     let dead_letter_dir = tempfile::tempdir().expect("temp dir");
     let udf_dir = sluice_e2e::udf_dir();
-    let sluice = SluiceRun::start_with_args(
+    let mut sluice = SluiceRun::start_with_args(
         &pipeline.path,
         &[
             OsStr::new("--udf-dir"),
@@ -48,7 +48,7 @@ inputs = ["score"]
         "no dead-letter sink: failed records go to {}",
         file.display()
     ));
-    sluice.wait_for_log("mqtt source subscribed");
+    sluice.wait_ready();
 
     // The bad record first: once the good one is out, the bad one has been dealt with.
     let good = ecg_messages()[0].clone();

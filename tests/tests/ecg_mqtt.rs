@@ -70,8 +70,8 @@ format = "json"
     let at_receiver = Collector::subscribe(receiver.port, &["electric-temperature"]);
     let scores = Collector::subscribe(source.port, &["TEMPERATURE_ANOMALY_DETECTION"]);
     let alerts = Collector::subscribe(source.port, &["ANOMALYDETECTIONWITHFILTER"]);
-    let sluice = SluiceRun::start(&pipeline.path);
-    sluice.wait_for_log("mqtt source subscribed");
+    let mut sluice = SluiceRun::start(&pipeline.path);
+    sluice.wait_ready();
 
     // Odd rows as the original sensors send them ("106, 9.88# 9.13# ..."), even rows plain;
     // two malformed messages in the middle.

@@ -78,8 +78,8 @@ fn every_score_is_indexed_under_its_event_id() {
         .unwrap_or_else(|| fake.as_ref().map(|f| f.url.clone()).unwrap_or_default());
     let index = format!("sluice-test-{}", sluice_e2e::free_port());
     let file = pipeline(&mqtt, &url, &index);
-    let sluice = SluiceRun::start(&file.path);
-    sluice.wait_for_log("mqtt source subscribed");
+    let mut sluice = SluiceRun::start(&file.path);
+    sluice.wait_ready();
     sluice_e2e::publish_all(mqtt.port, "electric-temperature", &payloads());
 
     let expected = expected_scores();
@@ -118,8 +118,8 @@ impl FaultyRun {
         let fake = FakeElasticsearch::start(faults).expect("fake elasticsearch");
         let mqtt = Mosquitto::start();
         let file = pipeline(&mqtt, &fake.url, "scores");
-        let sluice = SluiceRun::start(&file.path);
-        sluice.wait_for_log("mqtt source subscribed");
+        let mut sluice = SluiceRun::start(&file.path);
+        sluice.wait_ready();
         sluice_e2e::publish_all(mqtt.port, "electric-temperature", &payloads());
         Some(FaultyRun {
             sluice,

@@ -44,8 +44,8 @@ fn run_in(pipeline: &PipelineFile, state: &std::path::Path, extra: &[&str]) -> S
 }
 
 /// Waits until `sluice` logged that its MQTT source is subscribed.
-fn subscribed(run: &SluiceRun) {
-    run.wait_for_log("mqtt source subscribed");
+fn subscribed(run: &mut SluiceRun) {
+    run.wait_ready();
 }
 
 #[test]
@@ -55,8 +55,8 @@ fn kill_9_with_default_settings_loses_nothing() {
     let pipeline = relay(&broker.url(), &broker.url());
     let state = tempfile::tempdir().unwrap();
     let collector = SequenceCollector::subscribe(broker.port, "out");
-    let first = run_in(&pipeline, state.path(), &[]);
-    subscribed(&first);
+    let mut first = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut first);
     let publisher = SequencePublisher::start(broker.port, "in", COUNT, 300);
     let kills = cycles();
     let mut run = first;
@@ -65,7 +65,7 @@ fn kill_9_with_default_settings_loses_nothing() {
         publisher.wait_sent(COUNT * cycle / (kills + 1));
         run.kill();
         run = run_in(&pipeline, state.path(), &[]);
-        subscribed(&run);
+        subscribed(&mut run);
     }
     publisher.finish();
     let tally = collector.tally(COUNT);
@@ -81,8 +81,8 @@ fn the_sink_broker_restarting_loses_nothing() {
     let pipeline = relay(&source.url(), &sink.url());
     let state = tempfile::tempdir().unwrap();
     let collector = SequenceCollector::subscribe(sink.port, "out");
-    let run = run_in(&pipeline, state.path(), &[]);
-    subscribed(&run);
+    let mut run = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut run);
     let publisher = SequencePublisher::start(source.port, "in", COUNT, 500);
     let restarts = cycles();
     for cycle in 1..=restarts {
@@ -108,8 +108,8 @@ fn the_source_broker_restarting_loses_nothing() {
     let pipeline = relay(&source.url(), &sink.url());
     let state = tempfile::tempdir().unwrap();
     let collector = SequenceCollector::subscribe(sink.port, "out");
-    let run = run_in(&pipeline, state.path(), &[]);
-    subscribed(&run);
+    let mut run = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut run);
     let publisher = SequencePublisher::start(source.port, "in", COUNT, 400);
     let restarts = cycles();
     for cycle in 1..=restarts {
@@ -174,8 +174,8 @@ fn sigterm_with_a_dead_sink_stops_at_the_drain_deadline_and_loses_nothing() {
     let es_url = format!("http://127.0.0.1:{es_port}");
     let pipeline = to_elasticsearch(&broker.url(), &es_url, 30);
     let state = tempfile::tempdir().unwrap();
-    let run = run_in(&pipeline, state.path(), &["--drain-timeout", "2s"]);
-    subscribed(&run);
+    let mut run = run_in(&pipeline, state.path(), &["--drain-timeout", "2s"]);
+    subscribed(&mut run);
     let publisher = SequencePublisher::start_with(broker.port, "in", COUNT, 100, json_seq);
     publisher.finish();
     run.wait_for_log("elasticsearch"); // the sink is failing to reach it
@@ -199,7 +199,7 @@ fn a_second_signal_stops_at_once() {
     let pipeline = to_elasticsearch(&broker.url(), &es_url, 30);
     let state = tempfile::tempdir().unwrap();
     let mut run = run_in(&pipeline, state.path(), &["--drain-timeout", "10m"]);
-    subscribed(&run);
+    subscribed(&mut run);
     SequencePublisher::start_with(broker.port, "in", 5, 100, json_seq).finish();
     run.wait_for_log("elasticsearch");
     run.signal("TERM");
@@ -234,8 +234,8 @@ fn elasticsearch_outage(broker_config: &str, count: usize, during: usize) {
     // nothing is acknowledged.
     let pipeline = to_elasticsearch(&broker.url(), &es_url, 5);
     let state = tempfile::tempdir().unwrap();
-    let run = run_in(&pipeline, state.path(), &[]);
-    subscribed(&run);
+    let mut run = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut run);
     // What is published during the outage stays under Mosquitto's queue limit (default
     // max_queued_messages 1000), past which the broker itself drops messages.
     let publisher = SequencePublisher::start_with(broker.port, "in", count, 50, json_seq);
@@ -278,8 +278,8 @@ topic = "out"
         ),
     );
     let state = tempfile::tempdir().unwrap();
-    let run = run_in(&pipeline, state.path(), &[]);
-    subscribed(&run);
+    let mut run = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut run);
     let read_all = |count: usize| {
         // A reader made after the outage (one that lived through it may sit out its group's
         // rejoin past the wait).
@@ -356,10 +356,10 @@ fn a_udf_that_prints_in_init_runs() {
     let pipeline = through_hostile(&broker.url(), "print");
     let state = tempfile::tempdir().unwrap();
     let collector = SequenceCollector::subscribe(broker.port, "out");
-    let run = run_in(&pipeline, state.path(), &[]);
+    let mut run = run_in(&pipeline, state.path(), &[]);
     // `init` runs when the pipeline is built, before the source subscribes.
     run.wait_for_log("hostile init says hello on stdout");
-    subscribed(&run);
+    subscribed(&mut run);
     SequencePublisher::start(broker.port, "in", COUNT, 500).finish();
     collector.tally(COUNT).assert_complete("printing init", 0);
     assert_eq!(run.stop().code(), Some(0));
@@ -402,10 +402,10 @@ topic = "out"
     );
     let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let collector = SequenceCollector::subscribe(broker.port, "out");
-    let a = run_in(&pipeline, state_a.path(), &[]);
-    subscribed(&a);
-    let b = run_in(&pipeline, state_b.path(), &[]);
-    subscribed(&b);
+    let mut a = run_in(&pipeline, state_a.path(), &[]);
+    subscribed(&mut a);
+    let mut b = run_in(&pipeline, state_b.path(), &[]);
+    subscribed(&mut b);
     SequencePublisher::start(broker.port, "in", COUNT, 1000).finish();
     collector.tally(COUNT).assert_complete("two replicas", 0);
     let (status_a, log_a) = a.stop_with_log();
@@ -604,8 +604,8 @@ topic = "out"
     );
     let state = tempfile::tempdir().unwrap();
     let collector = SequenceCollector::subscribe(broker.port, "out");
-    let run = run_in(&pipeline, state.path(), &[]);
-    subscribed(&run);
+    let mut run = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut run);
     sluice_e2e::publish_all(
         broker.port,
         "in",

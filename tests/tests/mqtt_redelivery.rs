@@ -40,8 +40,8 @@ topic = "out"
         ),
     );
 
-    let first = SluiceRun::start(&pipeline.path);
-    first.wait_for_log("mqtt source subscribed");
+    let mut first = SluiceRun::start(&pipeline.path);
+    first.wait_ready();
     let payloads: Vec<Vec<u8>> = (0..MESSAGES)
         .map(|i| format!("m-{i}").into_bytes())
         .collect();

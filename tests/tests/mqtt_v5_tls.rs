@@ -28,8 +28,8 @@ topic = "v5/out"
         ),
     );
     let received = subscribe_v5(broker.port, "v5/out");
-    let sluice = SluiceRun::start(&pipeline.path);
-    sluice.wait_for_log("mqtt source subscribed");
+    let mut sluice = SluiceRun::start(&pipeline.path);
+    sluice.wait_ready();
 
     let payloads: Vec<String> = (0..20).map(|i| format!("reading {i}")).collect();
     publish_v5(broker.port, "v5/in", &payloads, ("trace-id", "abc-123"));
@@ -86,8 +86,8 @@ topic = "tls/out"
     // The right CA: both ends connect over TLS and records flow.
     let trusted = pipeline(&certs.ca);
     let collector = sluice_e2e::Collector::subscribe(broker.port, &["tls/out"]);
-    let sluice = SluiceRun::start(&trusted.path);
-    sluice.wait_for_log("mqtt source subscribed");
+    let mut sluice = SluiceRun::start(&trusted.path);
+    sluice.wait_ready();
     let payloads: Vec<Vec<u8>> = (0..10)
         .map(|i| format!("secret {i}").into_bytes())
         .collect();

@@ -63,8 +63,8 @@ fn swapping_a_module_under_load_loses_and_duplicates_nothing() {
     let udfs = udf_dir_with_tagger_a();
     let pipeline = relay_pipeline(&broker, "");
     let collector = Collector::subscribe(broker.port, &["reload/out"]);
-    let sluice = SluiceRun::start_with_udf_dir(&pipeline.path, udfs.path());
-    sluice.wait_for_log("mqtt source subscribed");
+    let mut sluice = SluiceRun::start_with_udf_dir(&pipeline.path, udfs.path());
+    sluice.wait_ready();
 
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = {
@@ -116,8 +116,8 @@ fn broken_versions_are_refused_and_the_old_one_keeps_serving() {
     // The tagger ignores this key; the hostile fixture traps in `init` when it sees it.
     let pipeline = relay_pipeline(&broker, r#"init = "trap""#);
     let collector = Collector::subscribe(broker.port, &["reload/out"]);
-    let sluice = SluiceRun::start_with_udf_dir(&pipeline.path, udfs.path());
-    sluice.wait_for_log("mqtt source subscribed");
+    let mut sluice = SluiceRun::start_with_udf_dir(&pipeline.path, udfs.path());
+    sluice.wait_ready();
 
     let mut round = 0;
     let mut check_served_by = |tag: &str| {

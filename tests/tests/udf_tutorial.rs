@@ -70,8 +70,8 @@ fn the_tutorial_works() {
     );
     assert!(tutorial.contains("    sluice run /tmp/shout.toml --udf-dir /tmp/udfs\n"));
     let collector = Collector::subscribe(broker.port, &["shout/out"]);
-    let host = SluiceRun::start_with_udf_dir(&pipeline.path, &udfs);
-    host.wait_for_log("mqtt source subscribed");
+    let mut host = SluiceRun::start_with_udf_dir(&pipeline.path, &udfs);
+    host.wait_ready();
     sluice_e2e::publish_all(broker.port, "shout/in", &[b"hello".to_vec()]);
     assert_eq!(collector.take(1)[0].1, b"HELLO");
 

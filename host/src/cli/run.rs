@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// the one kept in STATE_DIR/host-id, generated once].
     #[arg(long, value_name = "ID")]
     host_id: Option<String>,
+    /// Write this file (`ready`) once every source is subscribed and receiving; removed first
+    /// if it exists.
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
     /// How long stopping may take to deliver and acknowledge what is in flight; past it,
     /// unacknowledged records are left to their brokers' redelivery and the exit status is 3.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
@@ -140,7 +144,15 @@ pub fn run(args: RunArgs) -> ExitCode {
             }
         }
     };
-    match tokio.block_on(topology::run(specs, context, first_stop_signal())) {
+    if let Some(file) = &args.ready_file {
+        let _ = std::fs::remove_file(file);
+    }
+    match tokio.block_on(topology::run(
+        specs,
+        context,
+        first_stop_signal(),
+        args.ready_file.clone(),
+    )) {
         Ok(drained) if drained.abandoned == 0 && drained.timed_out == 0 => ExitCode::SUCCESS,
         Ok(drained) => {
             eprintln!(

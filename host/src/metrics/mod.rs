@@ -120,6 +120,9 @@ pub struct ComponentMetrics {
     last_error: Mutex<Option<LastError>>,
     /// Records a source emitted and has not acknowledged yet (sources only).
     pub unacked: Unacked,
+    /// Sources: subscribed and receiving (MQTT: the broker granted the subscription or resumed
+    /// the session; Kafka: subscribed to its topics).
+    ready: std::sync::atomic::AtomicBool,
 }
 
 /// The records of one source that are not acknowledged yet: how many, and since when the oldest
@@ -206,6 +209,7 @@ impl ComponentMetrics {
             lag: AtomicI64::new(-1),
             last_error: Mutex::new(None),
             unacked: Unacked::default(),
+            ready: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -249,6 +253,16 @@ impl ComponentMetrics {
     /// Sets the connection state.
     pub fn set_connection(&self, state: Connection) {
         self.connection.store(state as i64, Ordering::Relaxed);
+    }
+
+    /// A source says it is subscribed and receiving.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Whether the source said it is subscribed and receiving.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
     }
 
     /// Sets the consumer lag.

@@ -158,6 +158,7 @@ impl KafkaSource {
                 ctx.metrics.report_error(&reason);
                 return; // the supervisor restarts the pipeline with backoff
             }
+            ctx.metrics.set_ready();
             let mut announced = false;
             let lag_watch = tokio::spawn(watch_lag(consumer.clone(), ctx.metrics.clone()));
             loop {

@@ -342,10 +342,12 @@ async fn poll(
                         tracing::error!(%component, "cannot subscribe: {err}");
                     }
                 } else {
+                    ctx.metrics.set_ready();
                     tracing::info!(%component, topics = ?config.topics, "mqtt source subscribed (session resumed)");
                 }
             }
             Ok(MqttEvent::Subscribed { refused }) if refused.is_empty() => {
+                ctx.metrics.set_ready();
                 tracing::info!(%component, topics = ?config.topics, "mqtt source subscribed");
             }
             Ok(MqttEvent::Subscribed { refused }) => {

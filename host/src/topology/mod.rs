@@ -51,10 +51,13 @@ pub struct BuildError {
 
 /// Runs `pipelines` until `shutdown` resolves, then drains and returns. Every pipeline is
 /// built before any starts; a pipeline that fails at run time restarts with backoff.
+/// With `ready_file`, that file is written (`ready`) once every source of every pipeline is
+/// subscribed and receiving: a readiness signal for scripts and tests that is not a log line.
 pub async fn run(
     pipelines: Vec<PipelineSpec>,
     context: RunContext,
     shutdown: impl Future<Output = ()>,
+    ready_file: Option<std::path::PathBuf>,
 ) -> Result<Drained, BuildError> {
     let topology = Topology::new(context, Arc::new(HostMetrics::default()));
     for spec in pipelines {
@@ -64,9 +67,35 @@ pub async fn run(
         }
     }
     tracing::info!(pipelines = topology.pipelines().len(), "running");
+    let announce = ready_file.map(|file| tokio::spawn(announce_ready(topology.clone(), file)));
     shutdown.await;
+    if let Some(announce) = announce {
+        announce.abort();
+    }
     tracing::info!("shutting down: draining in-flight records");
     let drained = topology.shutdown().await;
     tracing::info!(abandoned = drained.abandoned, "stopped");
     Ok(drained)
+}
+
+/// Writes `file` once every source is ready (checked every 20 ms).
+async fn announce_ready(topology: Arc<Topology>, file: std::path::PathBuf) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+    loop {
+        tick.tick().await;
+        let all_ready = topology
+            .component_metrics()
+            .iter()
+            .filter(|m| m.role == crate::metrics::Role::Source)
+            .all(|m| m.is_ready());
+        if all_ready {
+            match crate::state_dir::write_atomically(&file, b"ready\n", None) {
+                Ok(()) => tracing::info!(file = %file.display(), "every source is ready"),
+                Err(err) => {
+                    tracing::error!(file = %file.display(), error = %err, "cannot write the ready file")
+                }
+            }
+            return;
+        }
+    }
 }
