@@ -6,7 +6,7 @@
 //! - `demo`: builds, then runs the ECG demo on the embedded default (`sluice-demo`).
 //! - `test`: installs the test servers (Mosquitto from Debian, tansu into `target/tools`),
 //!   builds, then runs every test of the workspace (one profile: release).
-//! - `faults`: the fault-injection suite alone (`tests/tests/faults.rs`), with more cycles of
+//! - `faults`: the fault-injection suite alone (`tests/tests/e2e/faults.rs`), with more cycles of
 //!   each repeatable fault (`--cycles N`, default 5); `test` runs it once per fault.
 //! - `bench`: builds, then the Wasm-vs-native throughput benchmark.
 //! - `lint`: `cargo fmt --check` and `cargo clippy --all-targets -- -D warnings`, for the host and
@@ -361,7 +361,7 @@ fn faults(args: &[String]) -> Result<()> {
         _ => return Err("usage: cargo xtask faults [--cycles N]".into()),
     };
     let mut cmd = test_command()?;
-    cmd.args(["--package", "sluice-e2e", "--test", "faults"])
+    cmd.args(["--package", "sluice-e2e", "--test", "e2e", "--", "faults::"])
         .env("SLUICE_FAULT_CYCLES", cycles);
     run_counting_tests(&mut cmd)
 }
