@@ -16,14 +16,20 @@ use std::time::Duration;
 
 /// A plain MQTT-to-MQTT relay with every setting left at its default.
 fn relay(source: &str, sink: &str) -> PipelineFile {
+    relay_with("relay.toml", source, sink, r#"topics = ["in"]"#)
+}
+
+/// An MQTT-to-MQTT relay (`file` names it) whose source table has `source_lines` (its topics
+/// and anything else) and otherwise every default; it publishes to `out`.
+fn relay_with(file: &str, source: &str, sink: &str, source_lines: &str) -> PipelineFile {
     PipelineFile::new(
-        "relay.toml",
+        file,
         &format!(
             r#"
 [sources.input]
 type = "mqtt"
 broker.url = "{source}"
-topics = ["in"]
+{source_lines}
 
 [sinks.output]
 type = "mqtt"
@@ -382,23 +388,11 @@ fn a_udf_that_sleeps_or_panics_in_init_is_refused_with_the_reason() {
 fn two_replicas_on_a_shared_subscription_split_the_stream() {
     const COUNT: usize = 2000;
     let broker = PersistentMosquitto::start();
-    let pipeline = PipelineFile::new(
+    let pipeline = relay_with(
         "shared.toml",
-        &format!(
-            r#"
-[sources.input]
-type = "mqtt"
-broker.url = "{url}"
-topics = ["$share/g/in"]
-
-[sinks.output]
-type = "mqtt"
-inputs = ["input"]
-broker.url = "{url}"
-topic = "out"
-"#,
-            url = broker.url()
-        ),
+        &broker.url(),
+        &broker.url(),
+        r#"topics = ["$share/g/in"]"#,
     );
     let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let collector = SequenceCollector::subscribe(broker.port, "out");
@@ -553,23 +547,11 @@ fn a_refused_subscription_is_reported_not_ignored() {
          plugin_opt_config_file {dir}/dynsec.json",
         &[("dynsec.json", DENY_SECRET)],
     );
-    let pipeline = PipelineFile::new(
+    let pipeline = relay_with(
         "acl.toml",
-        &format!(
-            r#"
-[sources.input]
-type = "mqtt"
-broker.url = "{url}"
-topics = ["secret"]
-
-[sinks.output]
-type = "mqtt"
-inputs = ["input"]
-broker.url = "{url}"
-topic = "out"
-"#,
-            url = broker.url()
-        ),
+        &broker.url(),
+        &broker.url(),
+        r#"topics = ["secret"]"#,
     );
     let state = tempfile::tempdir().unwrap();
     let run = run_in(&pipeline, state.path(), &[]);
@@ -583,24 +565,11 @@ topic = "out"
 #[test]
 fn a_message_over_the_size_limit_is_dead_lettered_with_its_size() {
     let broker = PersistentMosquitto::start();
-    let pipeline = PipelineFile::new(
+    let pipeline = relay_with(
         "sizes.toml",
-        &format!(
-            r#"
-[sources.input]
-type = "mqtt"
-broker.url = "{url}"
-topics = ["in"]
-max_message_bytes = 1000
-
-[sinks.output]
-type = "mqtt"
-inputs = ["input"]
-broker.url = "{url}"
-topic = "out"
-"#,
-            url = broker.url()
-        ),
+        &broker.url(),
+        &broker.url(),
+        "topics = [\"in\"]\nmax_message_bytes = 1000",
     );
     let state = tempfile::tempdir().unwrap();
     let collector = SequenceCollector::subscribe(broker.port, "out");
