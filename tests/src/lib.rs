@@ -362,14 +362,12 @@ impl SluiceRun {
     /// Sends SIGTERM and waits for the process to drain and exit (fails the test if it has not
     /// exited after [`WAIT`]: a hang must not hang CI).
     pub fn stop(mut self) -> ExitStatus {
-        signal(&self.child, "TERM");
-        self.wait_exit(WAIT)
+        terminate(&mut self.child)
     }
 
     /// Sends SIGTERM, and returns its stderr lines from then on with the exit status.
     pub fn stop_with_log(mut self) -> (ExitStatus, Vec<String>) {
-        signal(&self.child, "TERM");
-        let status = self.wait_exit(WAIT);
+        let status = terminate(&mut self.child);
         let lines = self.log.try_iter().collect();
         (status, lines)
     }
@@ -381,25 +379,7 @@ impl SluiceRun {
 
     /// Waits for the process to exit by itself, at most `limit` (then kills it and fails).
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return status,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    panic!("sluice did not exit within {limit:?} (killed)");
-                }
-            }
-        }
-    }
-
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        wait_exit(&mut self.child, limit)
     }
 }
 
@@ -420,15 +400,27 @@ impl Drop for SluiceRun {
     }
 }
 
-/// Sends SIGTERM to `child` and waits for it to exit.
+/// Sends SIGTERM to `child` and waits for it to exit (fails the test, after killing it, if it
+/// has not exited after [`WAIT`]: a hang must not hang CI).
 pub fn terminate(child: &mut Child) -> ExitStatus {
-    let pid = child.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success(), "kill -TERM {pid}");
-    child.wait().expect("the process exits")
+    signal(child, "TERM");
+    wait_exit(child, WAIT)
+}
+
+/// Waits for `child` to exit by itself, at most `limit` (then kills it and fails the test).
+pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the process did not exit within {limit:?} (killed)");
+            }
+        }
+    }
 }
 
 /// Lines of a child's output as they come.

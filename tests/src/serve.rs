@@ -216,28 +216,7 @@ impl Serve {
     /// Sends SIGTERM and waits for the host to drain and exit (fails the test, after killing
     /// it, if it has not exited after [`crate::WAIT`]).
     pub fn stop(mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(sent.success(), "kill -TERM {pid}");
-        let deadline = std::time::Instant::now() + crate::WAIT;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return status,
-                Ok(None) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20))
-                }
-                _ => {
-                    let _ = self.child.kill();
-                    panic!(
-                        "sluice serve did not exit within {:?} (killed)",
-                        crate::WAIT
-                    );
-                }
-            }
-        }
+        crate::terminate(&mut self.child)
     }
 }
 

@@ -70,6 +70,22 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 /// Exit status when stopping left records unacknowledged.
 pub const EXIT_ABANDONED: u8 = 3;
 
+/// The exit status after a stop that drained as `drained` (`run` and `serve` alike): 0 when
+/// everything drained in time, else [`EXIT_ABANDONED`] saying how many records were left.
+pub fn exit_after_drain(
+    drained: sluice::topology::Drained,
+    drain_timeout: std::time::Duration,
+) -> ExitCode {
+    if drained.abandoned == 0 && drained.timed_out == 0 {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "error: the drain deadline ({drain_timeout:?}) passed with {} records unacknowledged; their brokers deliver them again at the next start",
+        drained.abandoned
+    );
+    ExitCode::from(EXIT_ABANDONED)
+}
+
 /// Runs the command.
 pub fn run(args: RunArgs) -> ExitCode {
     let mut specs = Vec::new();
@@ -153,14 +169,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         first_stop_signal(),
         args.ready_file.clone(),
     )) {
-        Ok(drained) if drained.abandoned == 0 && drained.timed_out == 0 => ExitCode::SUCCESS,
-        Ok(drained) => {
-            eprintln!(
-                "error: the drain deadline ({:?}) passed with {} records unacknowledged; their brokers deliver them again at the next start",
-                args.drain_timeout, drained.abandoned
-            );
-            ExitCode::from(EXIT_ABANDONED)
-        }
+        Ok(drained) => exit_after_drain(drained, args.drain_timeout),
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::from(1)

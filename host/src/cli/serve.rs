@@ -1,10 +1,11 @@
 //! `sluice serve`: a long-lived host with the admin API (pipelines, UDFs, metrics, tap, the
 //! dashboard). Comes back from its state directory with the same pipelines and UDF versions;
 //! with `--pipelines-dir`, the `.toml` files there are deployed and followed too.
-//! Stops on Ctrl-C or SIGTERM after draining every pipeline. Exit status: 0 after a clean stop,
-//! 1 when it cannot start (state directory, address in use...).
+//! Stops on Ctrl-C or SIGTERM after draining every pipeline (at most `--drain-timeout`; a second
+//! signal stops at once). Exit status: 0 after a clean stop, 1 when it cannot start (state
+//! directory, address in use...), 3 when records were left unacknowledged (as `sluice run`).
 
-use super::run::{first_stop_signal, parse_duration, EXIT_ABANDONED};
+use super::run::{exit_after_drain, first_stop_signal, parse_duration};
 use super::{default_cache_dir, default_state_dir};
 use sluice::admin::{scores::Scoreboard, AdminState};
 use sluice::control_plane::{ControlPlane, Env};
@@ -59,12 +60,9 @@ pub struct ServeArgs {
 
 /// Runs the command.
 pub fn run(args: ServeArgs) -> ExitCode {
+    let drain_timeout = args.drain_timeout;
     match serve(args) {
-        Ok(0) => ExitCode::SUCCESS,
-        Ok(abandoned) => {
-            eprintln!("error: the drain deadline passed with {abandoned} records unacknowledged; their brokers deliver them again at the next start");
-            ExitCode::from(EXIT_ABANDONED)
-        }
+        Ok(drained) => exit_after_drain(drained, drain_timeout),
         Err(message) => {
             eprintln!("error: {message}");
             ExitCode::from(1)
@@ -72,7 +70,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> Result<usize, String> {
+fn serve(args: ServeArgs) -> Result<sluice::topology::Drained, String> {
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
     let state = StateDir::open(state_dir).map_err(|e| e.to_string())?;
     let explicit = std::env::var("SLUICE_ADMIN_TOKEN").ok();
@@ -157,7 +155,7 @@ fn serve(args: ServeArgs) -> Result<usize, String> {
         let _ = stop_tx.send(true);
         follow.abort();
         match server.await {
-            Ok(Ok(())) => Ok(drained.abandoned.max(drained.timed_out)),
+            Ok(Ok(())) => Ok(drained),
             Ok(Err(err)) => Err(format!("admin API: {err}")),
             Err(err) => Err(format!("admin API task: {err}")),
         }
