@@ -10,14 +10,14 @@ use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use sluice_demo::elasticsearch::{FakeElasticsearch, Faults};
-use sluice_demo::kafka::EmbeddedKafka;
-use sluice_demo::mqtt::EmbeddedMqttBroker;
+use sluice_harness::elasticsearch::{FakeElasticsearch, Faults};
+use sluice_harness::kafka::EmbeddedKafka;
+use sluice_harness::mqtt::{try_publish_all, EmbeddedMqttBroker, Subscription};
+use sluice_harness::process::{try_terminate, try_wait_ready};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const SOURCE_TOPIC: &str = "electric-temperature";
@@ -100,10 +100,16 @@ fn run(args: &Args) -> Result<bool, String> {
         elasticsearch.url
     );
 
-    let at_receiver = subscribe(receiver.port, SOURCE_TOPIC)?;
+    let at_receiver = Subscription::start(
+        receiver.port,
+        "sluice-demo-receiver",
+        &[SOURCE_TOPIC],
+        Duration::from_secs(10),
+    )
+    .map_err(|e| format!("the receiver broker: {e}"))?;
     let consumer = kafka_consumer(&kafka.brokers())?;
     let mut host = SluiceProcess::start(&sluice, args, &env)?;
-    host.wait_for("mqtt source subscribed")?;
+    host.wait_ready()?;
     println!(
         "\n`sluice run {}` is running (log: {}).",
         args.pipeline.display(),
@@ -113,7 +119,7 @@ fn run(args: &Args) -> Result<bool, String> {
         "Publishing {} ECG events and one malformed message to MQTT `{SOURCE_TOPIC}`.\n",
         events
     );
-    sluice_demo::mqtt::publish_all(sensors.port, "sluice-demo-sensors", SOURCE_TOPIC, &payloads)
+    try_publish_all(sensors.port, "sluice-demo-sensors", SOURCE_TOPIC, &payloads)
         .map_err(|e| format!("the sensors broker: {e}"))?;
 
     println!("Live, as results arrive on the output topics:");
@@ -226,7 +232,7 @@ fn sensor_payloads(data: &Path) -> Result<Vec<String>, String> {
     let mut payloads: Vec<String> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| l.replacen(',', ", ", 1).replace('#', "# "))
+        .map(sluice_harness::spaced)
         .collect();
     if payloads.is_empty() {
         return Err(format!("{}: no events", data.display()));
@@ -371,64 +377,12 @@ fn kafka_consumer(brokers: &str) -> Result<BaseConsumer, String> {
     Ok(consumer)
 }
 
-/// Messages arriving on an MQTT topic, collected on a background thread.
-struct Subscription(mpsc::Receiver<Vec<u8>>);
-
-impl Subscription {
-    /// Up to `n` messages, waiting until `deadline` for the rest.
-    fn collect(&self, n: usize, deadline: Instant) -> Vec<Vec<u8>> {
-        let mut got = Vec::new();
-        while got.len() < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.0.recv_timeout(left) {
-                Ok(payload) => got.push(payload),
-                Err(_) => break,
-            }
-        }
-        got
-    }
-}
-
-/// Subscribes to `topic` (QoS 1) and returns once the broker confirmed the subscription.
-fn subscribe(port: u16, topic: &str) -> Result<Subscription, String> {
-    let options = rumqttc::MqttOptions::new("sluice-demo-receiver", "127.0.0.1", port);
-    let (client, mut connection) = rumqttc::Client::new(options, 100);
-    client
-        .subscribe(topic, rumqttc::QoS::AtLeastOnce)
-        .map_err(|e| format!("subscribe: {e}"))?;
-    let (tx, rx) = mpsc::channel();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _client = client; // keeps the connection open
-        for event in connection.iter() {
-            match event {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
-                    let _ = ready_tx.send(Ok(()));
-                }
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                    if tx.send(p.payload.to_vec()).is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    let _ = ready_tx.send(Err(format!("receiver subscription: {err}")));
-                    return;
-                }
-            }
-        }
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(10))
-        .map_err(|_| "the receiver broker did not confirm the subscription".to_string())??;
-    Ok(Subscription(rx))
-}
-
-/// `sluice run` as a child process, its log copied to a file and watched for readiness.
+/// `sluice run` as a child process, its log copied to a file.
 struct SluiceProcess {
     child: Child,
-    lines: mpsc::Receiver<String>,
     log: PathBuf,
+    /// The run's `--ready-file`, next to the log.
+    ready_file: PathBuf,
 }
 
 impl SluiceProcess {
@@ -438,12 +392,20 @@ impl SluiceProcess {
         }
         let mut log =
             std::fs::File::create(&args.log).map_err(|e| format!("{}: {e}", args.log.display()))?;
+        let ready_file = args.log.with_extension("ready");
+        match std::fs::remove_file(&ready_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", ready_file.display())),
+        }
         let mut command = Command::new(sluice);
         command
             .arg("run")
             .arg(&args.pipeline)
             .arg("--udf-dir")
             .arg(&args.udf_dir)
+            .arg("--ready-file")
+            .arg(&ready_file)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -451,7 +413,7 @@ impl SluiceProcess {
             command.env(name, value);
         }
         if std::env::var_os("SLUICE_LOG").is_none() {
-            command.env("SLUICE_LOG", "info"); // readiness is a log line
+            command.env("SLUICE_LOG", "info");
         }
         let mut child = command
             .spawn()
@@ -460,56 +422,38 @@ impl SluiceProcess {
             .stderr
             .take()
             .ok_or_else(|| "no stderr pipe".to_string())?;
-        let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let _ = writeln!(log, "{line}");
-                let _ = tx.send(line);
             }
         });
         Ok(SluiceProcess {
             child,
-            lines,
             log: args.log.clone(),
+            ready_file,
         })
     }
 
-    /// Waits for a log line containing `needle`; fails if `sluice` exits first.
-    fn wait_for(&mut self, needle: &str) -> Result<(), String> {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return Ok(()),
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = self.child.kill();
-                    return Err(format!(
-                        "sluice did not get ready (waiting for {needle:?}); its log is {}:\n{}",
-                        self.log.display(),
-                        std::fs::read_to_string(&self.log).unwrap_or_default()
-                    ));
-                }
-            }
-        }
+    /// Waits until every source is subscribed (the run's `--ready-file`); fails if `sluice`
+    /// exits first.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        try_wait_ready(&mut self.child, &self.ready_file, TIMEOUT).map_err(|err| {
+            let _ = self.child.kill();
+            format!(
+                "{err}; its log is {}:\n{}",
+                self.log.display(),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            )
+        })
     }
 
     fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
 
-    /// SIGTERM, then waits for the drain to finish.
+    /// SIGTERM, then waits for the drain to finish (at most the drain timeout and a margin).
     fn stop(&mut self) -> Result<std::process::ExitStatus, String> {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .map_err(|e| format!("cannot signal sluice: {e}"))?;
-        if !sent.success() {
-            let _ = self.child.kill();
-        }
-        self.child
-            .wait()
-            .map_err(|e| format!("waiting for sluice: {e}"))
+        try_terminate(&mut self.child, Duration::from_secs(60))
+            .map_err(|e| format!("stopping sluice: {e}"))
     }
 }

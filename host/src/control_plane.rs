@@ -57,7 +57,7 @@ pub enum ChangeError {
 }
 
 /// Status of one pipeline, as the API shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PipelineStatus {
     /// Its name.
     pub name: String,
@@ -74,7 +74,7 @@ pub struct PipelineStatus {
 }
 
 /// One component in [`PipelineStatus`].
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ComponentStatus {
     /// Upstream components.
     pub inputs: Vec<String>,
@@ -84,7 +84,7 @@ pub struct ComponentStatus {
 }
 
 /// The UDF version one transform runs.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PipelineUdf {
     /// The transform.
     pub transform: String,
@@ -95,7 +95,7 @@ pub struct PipelineUdf {
 }
 
 /// UDF status as the API shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UdfView {
     /// The module name.
     pub name: String,
@@ -119,7 +119,7 @@ impl From<UdfStatus> for UdfView {
 }
 
 /// What a UDF push did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UdfPushed {
     /// The module name.
     pub name: String,

@@ -13,11 +13,13 @@
 //! - [`control_plane`]: deploy/undeploy pipelines and push/roll back UDFs on a running host.
 //! - [`state_dir`]: what `sluice serve` keeps across restarts.
 //! - [`admin`]: the admin HTTP API and the dashboard (the only module that uses axum).
+//! - [`api`]: the admin API's answer bodies, shared by the server and the CLI client.
 //!
 //! The library's errors are `thiserror` enums; `anyhow` would be allowed only in the binary
 //! (`main.rs`, `cli/`), which needs none today (`cargo xtask tidy` checks both).
 
 pub mod admin;
+pub mod api;
 pub mod codec;
 pub mod control_plane;
 pub mod flow;

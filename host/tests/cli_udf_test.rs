@@ -1,8 +1,6 @@
 //! The `sluice udf test` contract: outputs on stdout in input order, `line N: <kind>: <reason>`
 //! on stderr per failed record, exit 0 / 1 / 2.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -29,8 +27,8 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn scores_the_reference_file_in_order() {
-    let anomaly = common::udf("anomaly");
-    let input = common::root().join("tests/data/ecg_discord_test.msgs");
+    let anomaly = sluice_harness::udf("anomaly");
+    let input = sluice_harness::root().join("tests/data/ecg_discord_test.msgs");
     let out = sluice(
         &[
             "udf",
@@ -44,7 +42,7 @@ fn scores_the_reference_file_in_order() {
         None,
     );
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
-    let want: Vec<String> = common::expected_scores()
+    let want: Vec<String> = sluice_harness::data::expected_score_pairs()
         .iter()
         .map(|(id, mse)| format!("{{\"eventid\":{id},\"anomaly_val\":{mse}}}"))
         .collect();
@@ -53,14 +51,17 @@ fn scores_the_reference_file_in_order() {
 
 #[test]
 fn bad_records_are_reported_by_line_and_the_rest_still_flow() {
-    let rows = common::ecg_messages();
+    let rows = sluice_harness::ecg_messages();
     let short: String = rows[1].rsplit_once('#').unwrap().0.to_string();
     let input = format!(
         "{}\n{short}\nnot-a-payload\n\n{}\n",
         rows[0],
-        common::spaced(&rows[2])
+        sluice_harness::spaced(&rows[2])
     );
-    let udf_dir = common::udf("anomaly").parent().unwrap().to_path_buf();
+    let udf_dir = sluice_harness::udf("anomaly")
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let out = sluice(
         &[
             "udf",
@@ -106,7 +107,7 @@ fn a_missing_module_exits_2_and_names_it() {
 
 #[test]
 fn a_module_refusing_its_config_exits_2_with_the_reason() {
-    let anomaly = common::udf("anomaly");
+    let anomaly = sluice_harness::udf("anomaly");
     let out = sluice(
         &[
             "udf",
@@ -127,7 +128,7 @@ fn a_module_refusing_its_config_exits_2_with_the_reason() {
 
 #[test]
 fn hostile_records_get_typed_errors_from_the_cli_too() {
-    let hostile = common::fixture("hostile");
+    let hostile = sluice_harness::fixture("hostile");
     let out = sluice(
         &[
             "udf",
@@ -149,8 +150,8 @@ fn hostile_records_get_typed_errors_from_the_cli_too() {
 
 #[test]
 fn bench_reports_throughput_and_latency_percentiles() {
-    let anomaly = common::udf("anomaly");
-    let input = common::root().join("tests/data/ecg_discord_test.msgs");
+    let anomaly = sluice_harness::udf("anomaly");
+    let input = sluice_harness::root().join("tests/data/ecg_discord_test.msgs");
     let out = sluice(
         &[
             "udf",
@@ -205,10 +206,10 @@ fn bench_reports_throughput_and_latency_percentiles() {
 
 #[test]
 fn bench_counts_failed_records_and_refuses_missing_input() {
-    let anomaly = common::udf("anomaly");
+    let anomaly = sluice_harness::udf("anomaly");
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("mixed.msgs");
-    let rows = common::ecg_messages();
+    let rows = sluice_harness::ecg_messages();
     std::fs::write(&input, format!("{}\nnot-a-payload\n", rows[0])).unwrap();
     let out = sluice(
         &[
@@ -257,8 +258,8 @@ fn bench_counts_failed_records_and_refuses_missing_input() {
 fn a_pinned_version_runs_from_the_current_file_or_the_archive() {
     let dir = tempfile::tempdir().expect("temp dir");
     let udf_dir = dir.path().to_str().unwrap();
-    let a = std::fs::read(common::fixture("tagger")).expect("tagger");
-    let b = std::fs::read(common::fixture("tagger-b")).expect("tagger-b");
+    let a = std::fs::read(sluice_harness::fixture("tagger")).expect("tagger");
+    let b = std::fs::read(sluice_harness::fixture("tagger-b")).expect("tagger-b");
     let sha8 = |bytes: &[u8]| sluice::udf_runtime::sha256_hex(bytes)[..8].to_string();
     // B is the current file; A is archived, as the registry keeps an earlier version.
     std::fs::write(dir.path().join("tagger.wasm"), &b).expect("write b");

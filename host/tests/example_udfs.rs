@@ -2,20 +2,21 @@
 //! tests through `sluice udf test --expect`, and `--expect` reports a mismatch as a diff with
 //! exit status 1.
 
-mod common;
-
 use std::process::{Command, Output};
 
 fn udf_test(name: &str, config: &[&str], expected: &str) -> Output {
-    let samples = common::root().join("guest-udfs").join(name).join("samples");
+    let samples = sluice_harness::root()
+        .join("guest-udfs")
+        .join(name)
+        .join("samples");
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
     command
         .args(["udf", "test"])
-        .arg(common::udf(name))
+        .arg(sluice_harness::udf(name))
         .arg("--input")
         .arg(samples.join("input.txt"))
         .arg("--expect")
-        .arg(common::root().join(expected));
+        .arg(sluice_harness::root().join(expected));
     for entry in config {
         command.args(["--config", entry]);
     }

@@ -3,8 +3,6 @@
 //! path: message, all of them at once). `SLUICE_BLESS=1` rewrites the `.errors` files.
 //! The shipped `pipelines/*.toml` must be valid too, and `sluice validate` prints the same.
 
-mod common;
-
 use sluice::pipeline::parse_pipeline;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -70,7 +68,7 @@ fn invalid_pipelines_report_every_error_with_its_place() {
 
 #[test]
 fn the_demo_pipeline_validates() {
-    let file = common::root().join("pipelines/ecg-anomaly.toml");
+    let file = sluice_harness::root().join("pipelines/ecg-anomaly.toml");
     let text = std::fs::read_to_string(&file).unwrap();
     let spec = parse_pipeline(&file, &text, &env).expect("pipelines/ecg-anomaly.toml is valid");
     assert_eq!(spec.name, "ecg-anomaly");
@@ -85,7 +83,7 @@ fn the_demo_pipeline_validates() {
 
 #[test]
 fn sluice_validate_checks_every_shipped_pipeline_and_reports_errors() {
-    let shipped = toml_files(&common::root().join("pipelines"));
+    let shipped = toml_files(&sluice_harness::root().join("pipelines"));
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("validate")
         .args(&shipped)
@@ -152,7 +150,7 @@ topic = "out"
     );
 
     // The shipped pipeline keeps the safe default: a persistent session, no warning.
-    let shipped = common::root().join("pipelines/ecg-anomaly.toml");
+    let shipped = sluice_harness::root().join("pipelines/ecg-anomaly.toml");
     let text = std::fs::read_to_string(&shipped).unwrap();
     let spec = parse_pipeline(&shipped, &text, &env).unwrap();
     assert!(spec.warnings().is_empty(), "{:?}", spec.warnings());

@@ -1,8 +1,6 @@
 //! What crosses the component boundary: every field of a message goes into the guest and comes
 //! back as the guest left it (the tagger fixture changes only the value), batch after batch.
 
-mod common;
-
 use sluice::udf_runtime::{RuntimeOptions, UdfLimits, UdfRuntime};
 use sluice::Message;
 
@@ -10,7 +8,7 @@ use sluice::Message;
 fn every_field_of_a_message_crosses_both_ways() {
     let runtime = UdfRuntime::new(RuntimeOptions::default()).expect("runtime");
     let module = runtime
-        .load_file(&common::fixture("tagger"), None)
+        .load_file(&sluice_harness::fixture("tagger"), None)
         .expect("tagger fixture");
     let mut worker = module
         .instantiate(Vec::new(), UdfLimits::default())

@@ -1,8 +1,6 @@
 //! The Wasm build of the anomaly UDF reproduces H2O's scores (`ecg_test_expected_mse.tsv`),
 //! to the printed digit, whatever the batch size and however the payload is spaced.
 
-mod common;
-
 use sluice::udf_runtime::{RuntimeOptions, UdfLimits, UdfRuntime, UdfWorker};
 use sluice::Message;
 
@@ -10,7 +8,7 @@ use sluice::Message;
 fn anomaly_worker() -> UdfWorker {
     let runtime = UdfRuntime::new(RuntimeOptions::default()).expect("runtime");
     let module = runtime
-        .load_file(&common::udf("anomaly"), None)
+        .load_file(&sluice_harness::udf("anomaly"), None)
         .expect("anomaly module");
     module
         .instantiate(Vec::new(), UdfLimits::default())
@@ -36,10 +34,10 @@ fn score_all(batch_size: usize, payloads: &[String]) -> Vec<Message> {
 
 #[test]
 fn wasm_scores_match_h2o_to_the_printed_digit() {
-    let expected = common::expected_scores();
+    let expected = sluice_harness::data::expected_score_pairs();
     assert_eq!(expected.len(), 23);
     for batch_size in [1, 7, 64] {
-        let scores = score_all(batch_size, &common::ecg_messages());
+        let scores = score_all(batch_size, &sluice_harness::ecg_messages());
         assert_eq!(scores.len(), expected.len());
         for (msg, (id, mse)) in scores.iter().zip(&expected) {
             let value = String::from_utf8(msg.value.clone()).unwrap();
@@ -55,10 +53,10 @@ fn wasm_scores_match_h2o_to_the_printed_digit() {
 
 #[test]
 fn spaces_after_separators_change_nothing() {
-    let plain = score_all(64, &common::ecg_messages());
-    let spaced: Vec<String> = common::ecg_messages()
+    let plain = score_all(64, &sluice_harness::ecg_messages());
+    let spaced: Vec<String> = sluice_harness::ecg_messages()
         .iter()
-        .map(|m| common::spaced(m))
+        .map(|m| sluice_harness::spaced(m))
         .collect();
     assert!(
         spaced[0].starts_with("1, ") && spaced[0].contains("# "),
@@ -71,7 +69,7 @@ fn spaces_after_separators_change_nothing() {
 #[test]
 fn headers_and_timestamps_pass_through_the_guest() {
     let mut worker = anomaly_worker();
-    let mut input = Message::from_value(common::ecg_messages()[0].as_bytes());
+    let mut input = Message::from_value(sluice_harness::ecg_messages()[0].as_bytes());
     input.headers.push(("origin".into(), b"sensor-7".to_vec()));
     input.timestamp_ms = Some(1_700_000_000_000);
     let out = worker.process(&[input]).remove(0).expect("score");

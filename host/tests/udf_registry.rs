@@ -2,8 +2,6 @@
 //! nothing, rollback restores the previous version's output, and `NAME@SHA8` pins an archived
 //! version after the file moved on.
 
-mod common;
-
 use sluice::message::Message;
 use sluice::udf_registry::{RegistryError, UdfRegistry};
 use sluice::udf_runtime::{RuntimeOptions, UdfLimits, UdfModule, UdfRuntime};
@@ -11,7 +9,11 @@ use std::sync::Arc;
 
 fn registry_with_tagger_a() -> (tempfile::TempDir, Arc<UdfRegistry>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::copy(common::fixture("tagger"), dir.path().join("tagger.wasm")).expect("copy");
+    std::fs::copy(
+        sluice_harness::fixture("tagger"),
+        dir.path().join("tagger.wasm"),
+    )
+    .expect("copy");
     let runtime = UdfRuntime::new(RuntimeOptions {
         cache_dir: None,
         fuel_metering: false,
@@ -49,7 +51,7 @@ fn deploy_refuse_and_roll_back() {
     let a = live.borrow_and_update().clone();
     assert_eq!(output_of(&a), "x|a");
 
-    let b_bytes = std::fs::read(common::fixture("tagger-b")).expect("tagger-b");
+    let b_bytes = std::fs::read(sluice_harness::fixture("tagger-b")).expect("tagger-b");
     let b_version = registry
         .deploy("tagger", &b_bytes)
         .expect("deploy b")
@@ -103,7 +105,7 @@ fn init_failure_with_a_subscribers_config_refuses_the_version() {
     let live = registry
         .subscribe("tagger", config, UdfLimits::default())
         .expect("the tagger ignores the key");
-    let hostile = std::fs::read(common::fixture("hostile")).expect("hostile");
+    let hostile = std::fs::read(sluice_harness::fixture("hostile")).expect("hostile");
     let refused = registry.deploy("tagger", &hostile).expect_err("init fails");
     assert!(refused.to_string().contains("failed to start"), "{refused}");
     assert!(!live.has_changed().expect("open"));
@@ -119,7 +121,7 @@ fn a_stopped_transforms_config_no_longer_decides() {
     let running = registry
         .subscribe("tagger", Vec::new(), UdfLimits::default())
         .expect("subscribe");
-    let hostile = std::fs::read(common::fixture("hostile")).expect("hostile");
+    let hostile = std::fs::read(sluice_harness::fixture("hostile")).expect("hostile");
     assert!(
         registry.deploy("tagger", &hostile).is_err(),
         "refused while both run"
@@ -141,7 +143,11 @@ fn a_pinned_version_is_found_after_the_file_moved_on() {
         .borrow()
         .clone();
     let sha8 = a.sha256()[..8].to_string();
-    std::fs::copy(common::fixture("tagger-b"), dir.path().join("tagger.wasm")).expect("copy b");
+    std::fs::copy(
+        sluice_harness::fixture("tagger-b"),
+        dir.path().join("tagger.wasm"),
+    )
+    .expect("copy b");
     let pinned = registry.pinned("tagger", &sha8).expect("archived a");
     assert_eq!(pinned.version(), a.version());
     assert_eq!(output_of(&pinned), "x|a");

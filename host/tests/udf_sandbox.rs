@@ -2,8 +2,6 @@
 //! each attack gets the right typed error for the poison record alone, the host stays up,
 //! every other record in the batch is processed, and the next batch works.
 
-mod common;
-
 use sluice::udf_runtime::{
     LoadError, RecordError, RuntimeOptions, UdfLimits, UdfRuntime, UdfWorker,
 };
@@ -24,7 +22,7 @@ fn hostile(
     limits: UdfLimits,
 ) -> Result<UdfWorker, LoadError> {
     let module = runtime
-        .load_file(&common::fixture("hostile"), None)
+        .load_file(&sluice_harness::fixture("hostile"), None)
         .expect("hostile module compiles");
     let config = config
         .iter()
@@ -340,7 +338,7 @@ fn compiled_modules_are_cached_on_disk_by_content_hash() {
         cache_dir: Some(cache.path().to_path_buf()),
         ..Default::default()
     };
-    let wasm = std::fs::read(common::fixture("hostile")).expect("read");
+    let wasm = std::fs::read(sluice_harness::fixture("hostile")).expect("read");
     let module = UdfRuntime::new(options.clone())
         .expect("runtime")
         .load("hostile", &wasm)

@@ -3,6 +3,7 @@
 //! messages at a steady rate that survives broker restarts; a collector with a persistent session
 //! that survives them too; and the checker that counts missing and duplicated records.
 
+use crate::mqtt::mosquitto_binary;
 use crate::{free_port, wait_for_port, WAIT};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -115,13 +116,6 @@ impl Drop for PersistentMosquitto {
             let _ = child.wait();
         }
     }
-}
-
-fn mosquitto_binary() -> &'static str {
-    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .unwrap_or("mosquitto")
 }
 
 /// The payload of message `i`: `seq-000042`.

@@ -1,10 +1,36 @@
-//! Kafka helpers: a plain producer and a consumer that collects a topic, for tests against tansu
-//! or librdkafka's mock cluster (both real Kafka-protocol brokers on real sockets).
+//! Kafka for tests and the demo: an in-process cluster (librdkafka's mock cluster, the demo's),
+//! tansu (the tests'), a plain producer and a consumer that collects a topic; all real
+//! Kafka-protocol brokers on real sockets.
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message};
 use std::time::{Duration, Instant};
+
+/// A running cluster; stops when dropped.
+pub struct EmbeddedKafka {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+}
+
+impl EmbeddedKafka {
+    /// Starts one broker with `topics` created (one partition each).
+    pub fn start(topics: &[&str]) -> Result<Self, String> {
+        let cluster = MockCluster::new(1).map_err(|e| format!("mock Kafka cluster: {e}"))?;
+        for topic in topics {
+            cluster
+                .create_topic(topic, 1, 1)
+                .map_err(|e| format!("mock Kafka topic {topic}: {e}"))?;
+        }
+        Ok(EmbeddedKafka { cluster })
+    }
+
+    /// `host:port` of the brokers, as `bootstrap.servers` wants it.
+    pub fn brokers(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+}
 
 /// Produces `payloads` to `topic` and waits until the broker acknowledged all of them.
 pub fn produce_all(brokers: &str, topic: &str, payloads: &[Vec<u8>]) {

@@ -173,7 +173,12 @@ fn guests() -> Result<Vec<Guest>> {
 /// What to build for the host.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum HostBuild {
-    /// `sluice` and `sluice-demo` only.
+    /// The libraries and binaries of every workspace member (`sluice`, `sluice-demo`...). Not
+    /// just the two binaries: with `--workspace`, cargo unifies dependency features across every
+    /// member, as `cargo test --workspace` does, so each dependency is built with one feature set
+    /// and the test run after a demo compiles none of them again (`--package sluice --package
+    /// sluice-demo` left out features the guests' build tools turn on, e.g. anyhow's `std`,
+    /// and wasmtime, cranelift and everything above anyhow were built twice).
     Binaries,
     /// Every target of the workspace, tests included: the same package and feature selection
     /// as `cargo test --workspace`, so the test run that follows compiles nothing again.
@@ -185,14 +190,7 @@ fn build(host: HostBuild) -> Result<PathBuf> {
     ensure_wasm_target()?;
     install_build_dependencies()?;
     match host {
-        HostBuild::Binaries => run(cargo().args([
-            "build",
-            "--release",
-            "--package",
-            "sluice",
-            "--package",
-            "sluice-demo",
-        ]))?,
+        HostBuild::Binaries => run(cargo().args(["build", "--release", "--workspace"]))?,
         HostBuild::ForTests => {
             run(cargo().args(["build", "--release", "--workspace", "--all-targets"]))?
         }
@@ -361,8 +359,15 @@ fn faults(args: &[String]) -> Result<()> {
         _ => return Err("usage: cargo xtask faults [--cycles N]".into()),
     };
     let mut cmd = test_command()?;
-    cmd.args(["--package", "sluice-e2e", "--test", "e2e", "--", "faults::"])
-        .env("SLUICE_FAULT_CYCLES", cycles);
+    cmd.args([
+        "--package",
+        "sluice-harness",
+        "--test",
+        "e2e",
+        "--",
+        "faults::",
+    ])
+    .env("SLUICE_FAULT_CYCLES", cycles);
     run_counting_tests(&mut cmd)
 }
 

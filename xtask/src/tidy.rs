@@ -74,7 +74,7 @@ struct OnlyIn {
     rule: &'static str,
 }
 
-const ONLY_IN: [OnlyIn; 9] = [
+const ONLY_IN: [OnlyIn; 10] = [
     OnlyIn {
         word: "wasmtime",
         allowed: &["host/src/udf_runtime/"],
@@ -128,6 +128,12 @@ const ONLY_IN: [OnlyIn; 9] = [
         allowed: &[],
         scope: "host/src/sinks/",
         rule: "components are written in flow/'s vocabulary: no imports from topology/",
+    },
+    OnlyIn {
+        word: "sluice::admin",
+        allowed: &[],
+        scope: "host/src/cli/admin_client.rs",
+        rule: "the admin client reads the API through sluice::api's types, not the server's module",
     },
 ];
 

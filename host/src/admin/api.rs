@@ -1,7 +1,10 @@
 //! Pipelines and UDFs: list, inspect, deploy, replace, undeploy, push, roll back.
 
 use super::{AdminState, ApiError};
-use crate::control_plane::Origin;
+use crate::api::{
+    DeployAnswer, PipelineDetail, PipelineList, RollbackAnswer, UdfList, UndeployAnswer,
+};
+use crate::control_plane::{Origin, UdfPushed};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,15 +14,17 @@ use std::sync::Arc;
 type Shared = State<Arc<AdminState>>;
 
 /// `GET /pipelines`
-pub async fn list_pipelines(State(state): Shared) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "pipelines": state.control.pipelines() }))
+pub async fn list_pipelines(State(state): Shared) -> Json<PipelineList> {
+    Json(PipelineList {
+        pipelines: state.control.pipelines(),
+    })
 }
 
 /// `GET /pipelines/{name}`
 pub async fn get_pipeline(
     State(state): Shared,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PipelineDetail>, ApiError> {
     let status = state
         .control
         .pipeline(&name)
@@ -29,11 +34,7 @@ pub async fn get_pipeline(
         .topology
         .pipeline(&name)
         .and_then(|view| view.source);
-    let mut body = serde_json::to_value(status).unwrap_or_default();
-    if let Some(object) = body.as_object_mut() {
-        object.insert("toml".into(), toml.into());
-    }
-    Ok(Json(body))
+    Ok(Json(PipelineDetail { status, toml }))
 }
 
 /// `PUT /pipelines/{name}` with a TOML body: 201 created, 200 replaced or unchanged,
@@ -42,11 +43,11 @@ pub async fn put_pipeline(
     State(state): Shared,
     Path(name): Path<String>,
     body: Bytes,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<DeployAnswer>), ApiError> {
     let Ok(toml) = std::str::from_utf8(&body) else {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            serde_json::json!({ "error": "the body is not UTF-8 TOML" }),
+            "the body is not UTF-8 TOML",
         ));
     };
     let file = std::path::PathBuf::from(format!("{name}.toml"));
@@ -60,7 +61,10 @@ pub async fn put_pipeline(
     };
     Ok((
         code,
-        Json(serde_json::json!({ "name": spec.name, "deployed": deployed })),
+        Json(DeployAnswer {
+            name: spec.name.clone(),
+            deployed,
+        }),
     ))
 }
 
@@ -68,16 +72,19 @@ pub async fn put_pipeline(
 pub async fn delete_pipeline(
     State(state): Shared,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<UndeployAnswer>, ApiError> {
     state.control.undeploy(&name).await?;
-    Ok(Json(
-        serde_json::json!({ "name": name, "undeployed": true }),
-    ))
+    Ok(Json(UndeployAnswer {
+        name,
+        undeployed: true,
+    }))
 }
 
 /// `GET /udfs`
-pub async fn list_udfs(State(state): Shared) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "udfs": state.control.udf_status() }))
+pub async fn list_udfs(State(state): Shared) -> Json<UdfList> {
+    Json(UdfList {
+        udfs: state.control.udf_status(),
+    })
 }
 
 /// `PUT /udfs/{name}` with a Wasm component body: hot reload (422 when refused).
@@ -85,27 +92,25 @@ pub async fn put_udf(
     State(state): Shared,
     Path(name): Path<String>,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<UdfPushed>, ApiError> {
     let control = state.control.clone();
     // Compiling and trial-`init`ing a module is CPU work: keep it off the async threads.
     let pushed = tokio::task::spawn_blocking(move || control.push_udf(&name, &body))
         .await
         .map_err(|err| {
-            ApiError(
+            ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                serde_json::json!({ "error": format!("UDF upload failed: {err}") }),
+                format!("UDF upload failed: {err}"),
             )
         })??;
-    Ok(Json(serde_json::to_value(pushed).unwrap_or_default()))
+    Ok(Json(pushed))
 }
 
 /// `POST /udfs/{name}/rollback`: the previous version goes live again.
 pub async fn rollback_udf(
     State(state): Shared,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RollbackAnswer>, ApiError> {
     let version = state.control.rollback_udf(&name)?;
-    Ok(Json(
-        serde_json::json!({ "name": name, "version": version }),
-    ))
+    Ok(Json(RollbackAnswer { name, version }))
 }

@@ -10,6 +10,7 @@ mod api;
 mod observe;
 pub mod scores;
 
+use crate::api::{ErrorBody, FieldError};
 use crate::control_plane::{ChangeError, ControlPlane};
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -113,7 +114,7 @@ fn unauthorized(why: &str) -> Response {
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer realm=\"sluice\"")],
-        Json(serde_json::json!({ "error": why })),
+        Json(ErrorBody::new(why)),
     )
         .into_response()
 }
@@ -126,8 +127,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A change that was not made, as an HTTP error with a JSON body.
-pub struct ApiError(StatusCode, serde_json::Value);
+/// A change that was not made, as an HTTP error with a JSON [`ErrorBody`].
+pub struct ApiError(StatusCode, ErrorBody);
+
+impl ApiError {
+    /// An error with a message only.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError(status, ErrorBody::new(message))
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -137,38 +145,22 @@ impl IntoResponse for ApiError {
 
 impl From<ChangeError> for ApiError {
     fn from(err: ChangeError) -> Self {
-        let message = err.to_string();
-        match err {
-            ChangeError::Invalid(errors) => ApiError(
-                StatusCode::BAD_REQUEST,
-                serde_json::json!({
-                    "error": "invalid pipeline",
-                    "errors": errors.iter().map(|e| serde_json::json!({
-                        "line": e.line,
-                        "column": e.column,
-                        "field": e.path,
-                        "message": e.message,
-                        "text": e.to_string(),
-                    })).collect::<Vec<_>>(),
-                }),
-            ),
-            ChangeError::BadName(_) | ChangeError::NameMismatch { .. } => ApiError(
-                StatusCode::BAD_REQUEST,
-                serde_json::json!({ "error": message }),
-            ),
-            ChangeError::NotFound(_) => ApiError(
-                StatusCode::NOT_FOUND,
-                serde_json::json!({ "error": message }),
-            ),
-            ChangeError::Build(_) | ChangeError::Udf(_) => ApiError(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                serde_json::json!({ "error": message }),
-            ),
-            ChangeError::State(_) => ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                serde_json::json!({ "error": message }),
-            ),
-        }
+        let status = match &err {
+            ChangeError::Invalid(_)
+            | ChangeError::BadName(_)
+            | ChangeError::NameMismatch { .. } => StatusCode::BAD_REQUEST,
+            ChangeError::NotFound(_) => StatusCode::NOT_FOUND,
+            ChangeError::Build(_) | ChangeError::Udf(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ChangeError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let body = match err {
+            ChangeError::Invalid(errors) => ErrorBody {
+                error: "invalid pipeline".into(),
+                errors: errors.iter().map(FieldError::from).collect(),
+            },
+            other => ErrorBody::new(other.to_string()),
+        };
+        ApiError(status, body)
     }
 }
 

@@ -114,15 +114,15 @@ pub async fn tap(
 ) -> Result<impl IntoResponse, super::ApiError> {
     let sample = params.sample.unwrap_or(1.0);
     if !(sample > 0.0 && sample <= 1.0) {
-        return Err(super::ApiError(
+        return Err(super::ApiError::new(
             StatusCode::BAD_REQUEST,
-            serde_json::json!({ "error": format!("sample must be in (0, 1], got {sample}") }),
+            format!("sample must be in (0, 1], got {sample}"),
         ));
     }
     let not_found = || {
-        super::ApiError(
+        super::ApiError::new(
             StatusCode::NOT_FOUND,
-            serde_json::json!({ "error": format!("no component `{component}` in pipeline `{name}`") }),
+            format!("no component `{component}` in pipeline `{name}`"),
         )
     };
     let view = state

@@ -9,6 +9,11 @@
 
 use super::default_state_dir;
 use super::serve::DEFAULT_LISTEN;
+use serde::de::DeserializeOwned;
+use sluice::api::{
+    DeployAnswer, ErrorBody, PipelineDetail, PipelineList, PipelineState, PipelineStatus,
+    RollbackAnswer, UdfList, UdfPushed, UdfView, UndeployAnswer,
+};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -161,14 +166,14 @@ impl Admin {
         })
     }
 
-    /// Sends a request; returns the JSON body of a 2xx answer, or the API's error message.
-    fn call(
+    /// Sends a request; returns the body of a 2xx answer as `T`, or the API's error message.
+    fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Vec<u8>>,
         content_type: &str,
-    ) -> Result<serde_json::Value, Failure> {
+    ) -> Result<T, Failure> {
         let url = format!("{}{path}", self.base);
         self.runtime.block_on(async {
             let mut request = self
@@ -189,37 +194,33 @@ impl Admin {
                 .bytes()
                 .await
                 .map_err(|e| Failure(2, format!("{method} {url}: {e}")))?;
-            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(
-                |_| serde_json::json!({ "error": String::from_utf8_lossy(&bytes) }),
-            );
             if status.is_success() {
-                Ok(json)
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    Failure(
+                        2,
+                        format!(
+                            "{method} {path}: the answer is not what this client expects ({e}); \
+                             is the host a different version?"
+                        ),
+                    )
+                })
             } else {
                 Err(Failure(
                     1,
-                    format!("{method} {path}: {status}: {}", describe_error(&json)),
+                    format!("{method} {path}: {status}: {}", error_text(&bytes)),
                 ))
             }
         })
     }
 }
 
-/// The API's error body as lines: the message, then every validation error.
-fn describe_error(json: &serde_json::Value) -> String {
-    let mut text = json
-        .get("error")
-        .and_then(|e| e.as_str())
-        .unwrap_or("(no message)")
-        .to_string();
-    if let Some(errors) = json.get("errors").and_then(|e| e.as_array()) {
-        for err in errors {
-            if let Some(line) = err.get("text").and_then(|t| t.as_str()) {
-                text.push_str("\n  ");
-                text.push_str(line);
-            }
-        }
+/// An error answer as text: the API's message and every validation error, or the body as it
+/// came when it is not the API's (a proxy's page).
+fn error_text(body: &[u8]) -> String {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(error) => error.describe(),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
     }
-    text
 }
 
 /// The pipeline name a file deploys as: `[pipeline] name`, else the file stem.
@@ -243,19 +244,13 @@ pub fn deploy(args: DeployArgs) -> ExitCode {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| Failure(2, format!("{}: cannot read: {e}", file.display())))?;
             let name = pipeline_name(file, &text);
-            match admin.call(
+            match admin.call::<DeployAnswer>(
                 reqwest::Method::PUT,
                 &format!("/pipelines/{name}"),
                 Some(text.into_bytes()),
                 "application/toml",
             ) {
-                Ok(answer) => println!(
-                    "{name}: {}",
-                    answer
-                        .get("deployed")
-                        .and_then(|d| d.as_str())
-                        .unwrap_or("deployed")
-                ),
+                Ok(answer) => println!("{}: {}", answer.name, deployed_word(answer.deployed)),
                 Err(Failure(code, message)) => {
                     eprintln!("{}: {message}", file.display());
                     failed = Some(Failure(code, format!("{} not deployed", file.display())));
@@ -270,7 +265,7 @@ pub fn deploy(args: DeployArgs) -> ExitCode {
 pub fn undeploy(args: UndeployArgs) -> ExitCode {
     finish((|| {
         let admin = Admin::connect(&args.admin)?;
-        admin.call(
+        admin.call::<UndeployAnswer>(
             reqwest::Method::DELETE,
             &format!("/pipelines/{}", args.name),
             None,
@@ -287,51 +282,65 @@ pub fn status(args: StatusArgs) -> ExitCode {
         let admin = Admin::connect(&args.admin)?;
         let (pipelines, udfs) = match &args.name {
             Some(name) => {
-                let one = admin.call(
+                let one: PipelineDetail = admin.call(
                     reqwest::Method::GET,
                     &format!("/pipelines/{name}"),
                     None,
                     "",
                 )?;
-                (vec![one], None)
+                if args.json {
+                    // With the TOML it was deployed from.
+                    print_json(&serde_json::json!({ "pipelines": [one], "udfs": null }));
+                    return Ok(());
+                }
+                (vec![one.status], None)
             }
             None => {
-                let all = admin.call(reqwest::Method::GET, "/pipelines", None, "")?;
-                let udfs = admin.call(reqwest::Method::GET, "/udfs", None, "")?;
-                let list = all
-                    .get("pipelines")
-                    .and_then(|p| p.as_array())
-                    .cloned()
-                    .unwrap_or_default();
-                (list, Some(udfs))
+                let all: PipelineList = admin.call(reqwest::Method::GET, "/pipelines", None, "")?;
+                let udfs: UdfList = admin.call(reqwest::Method::GET, "/udfs", None, "")?;
+                (all.pipelines, Some(udfs.udfs))
             }
         };
         if args.json {
-            let out = serde_json::json!({ "pipelines": pipelines, "udfs": udfs.and_then(|u| u.get("udfs").cloned()) });
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            print_json(&serde_json::json!({ "pipelines": pipelines, "udfs": udfs }));
             return Ok(());
         }
-        print!("{}", status_table(&pipelines, udfs.as_ref()));
+        print!("{}", status_table(&pipelines, udfs.as_deref()));
         Ok(())
     })())
 }
 
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+/// What a deploy did, as the CLI says it.
+fn deployed_word(deployed: sluice::api::Deployed) -> &'static str {
+    match deployed {
+        sluice::api::Deployed::Created => "created",
+        sluice::api::Deployed::Replaced => "replaced",
+        sluice::api::Deployed::Unchanged => "unchanged",
+    }
+}
+
 /// Pipelines with their components and counters, then UDF versions, as text.
-fn status_table(pipelines: &[serde_json::Value], udfs: Option<&serde_json::Value>) -> String {
+fn status_table(pipelines: &[PipelineStatus], udfs: Option<&[UdfView]>) -> String {
     use std::fmt::Write;
-    let s = |v: &serde_json::Value, k: &str| {
-        v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string()
-    };
-    let n = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
     let mut out = String::new();
     if pipelines.is_empty() {
         out.push_str("no pipelines deployed\n");
     }
     for p in pipelines {
-        let state = p.get("status").cloned().unwrap_or_default();
-        let _ = write!(out, "pipeline {}: {}", s(p, "name"), s(&state, "state"));
-        if let Some(reason) = state.get("reason").and_then(|r| r.as_str()) {
-            let _ = write!(out, " ({reason})");
+        let _ = write!(out, "pipeline {}: ", p.name);
+        match &p.status {
+            PipelineState::Running => out.push_str("running"),
+            PipelineState::Stopping => out.push_str("stopping"),
+            PipelineState::Restarting { reason, .. } => {
+                let _ = write!(out, "restarting ({reason})");
+            }
         }
         out.push('\n');
         let _ = writeln!(
@@ -339,54 +348,36 @@ fn status_table(pipelines: &[serde_json::Value], udfs: Option<&serde_json::Value
             "  {:<22} {:<10} {:<14} {:>10} {:>10} {:>8} {:>16}  last error",
             "component", "role", "kind", "in", "out", "errors", "unacked (oldest)"
         );
-        for c in p
-            .get("components")
-            .and_then(|c| c.as_array())
-            .into_iter()
-            .flatten()
-        {
-            let last = c
-                .get("last_error")
-                .and_then(|e| e.get("message"))
-                .and_then(|m| m.as_str())
-                .unwrap_or("");
+        for c in &p.components {
+            let c = &c.counters;
+            let last = c.last_error.as_ref().map_or("", |e| e.message.as_str());
             // Sources: records not acknowledged to the broker yet, and the oldest one's age.
-            let unacked = match (
-                c.get("unacked").and_then(|u| u.as_u64()),
-                c.get("oldest_unacked_secs").and_then(|a| a.as_f64()),
-            ) {
+            let unacked = match (c.unacked, c.oldest_unacked_secs) {
                 (Some(count), Some(age)) => format!("{count} ({age:.1}s)"),
                 _ => "-".to_string(),
             };
             let _ = writeln!(
                 out,
                 "  {:<22} {:<10} {:<14} {:>10} {:>10} {:>8} {:>16}  {last}",
-                s(c, "name"),
-                s(c, "role"),
-                s(c, "kind"),
-                n(c, "records_in"),
-                n(c, "records_out"),
-                n(c, "errors"),
+                c.name,
+                c.role.as_str(),
+                c.kind,
+                c.records_in,
+                c.records_out,
+                c.errors,
                 unacked,
             );
         }
-        for u in p
-            .get("udfs")
-            .and_then(|u| u.as_array())
-            .into_iter()
-            .flatten()
-        {
-            let _ = writeln!(out, "  udf {}: {}", s(u, "transform"), s(u, "version"));
+        for u in &p.udfs {
+            let _ = writeln!(out, "  udf {}: {}", u.transform, u.version);
         }
     }
-    if let Some(udfs) = udfs.and_then(|u| u.get("udfs")).and_then(|u| u.as_array()) {
-        for u in udfs {
-            let _ = write!(out, "udf {}: live {}", s(u, "name"), s(u, "version"));
-            if let Some(refusal) = u.get("last_refusal").and_then(|r| r.as_str()) {
-                let _ = write!(out, " (last refused: {refusal})");
-            }
-            out.push('\n');
+    for u in udfs.into_iter().flatten() {
+        let _ = write!(out, "udf {}: live {}", u.name, u.version);
+        if let Some(refusal) = &u.last_refusal {
+            let _ = write!(out, " (last refused: {refusal})");
         }
+        out.push('\n');
     }
     out
 }
@@ -405,20 +396,16 @@ pub fn udf_push(args: UdfPushArgs) -> ExitCode {
         };
         let wasm = std::fs::read(&args.module)
             .map_err(|e| Failure(2, format!("{}: cannot read: {e}", args.module.display())))?;
-        let answer = admin.call(
+        let answer: UdfPushed = admin.call(
             reqwest::Method::PUT,
             &format!("/udfs/{name}"),
             Some(wasm),
             "application/wasm",
         )?;
-        let swapped = answer.get("swapped").and_then(|s| s.as_bool()) == Some(true);
         println!(
             "{}: {}",
-            answer
-                .get("version")
-                .and_then(|v| v.as_str())
-                .unwrap_or(&name),
-            if swapped {
+            answer.version,
+            if answer.swapped {
                 "live (running pipelines switched between batches)"
             } else {
                 "stored (already live, or no pipeline uses it yet)"
@@ -432,20 +419,13 @@ pub fn udf_push(args: UdfPushArgs) -> ExitCode {
 pub fn udf_rollback(args: UdfRollbackArgs) -> ExitCode {
     finish((|| {
         let admin = Admin::connect(&args.admin)?;
-        let answer = admin.call(
+        let answer: RollbackAnswer = admin.call(
             reqwest::Method::POST,
             &format!("/udfs/{}/rollback", args.name),
             None,
             "",
         )?;
-        println!(
-            "{}: rolled back to {}",
-            args.name,
-            answer
-                .get("version")
-                .and_then(|v| v.as_str())
-                .unwrap_or("?")
-        );
+        println!("{}: rolled back to {}", answer.name, answer.version);
         Ok(())
     })())
 }
@@ -483,10 +463,9 @@ pub fn tap(args: TapArgs) -> ExitCode {
             if !response.status().is_success() {
                 let status = response.status();
                 let body = response.bytes().await.unwrap_or_default();
-                let json = serde_json::from_slice(&body).unwrap_or_default();
                 return Err(Failure(
                     1,
-                    format!("tap {}: {status}: {}", args.target, describe_error(&json)),
+                    format!("tap {}: {status}: {}", args.target, error_text(&body)),
                 ));
             }
             use std::io::Write;
@@ -522,14 +501,15 @@ mod tests {
     }
 
     #[test]
-    fn validation_errors_are_listed() {
-        let body = serde_json::json!({
-            "error": "invalid pipeline",
-            "errors": [{ "text": "p.toml:3:1: sinks.x.inputs: unknown component" }],
-        });
+    fn error_answers_are_described() {
+        let body = br#"{"error":"invalid pipeline","errors":[{"line":3,"column":1,"field":"sinks.x.inputs","message":"unknown component","text":"p.toml:3:1: sinks.x.inputs: unknown component"}]}"#;
         assert_eq!(
-            describe_error(&body),
+            error_text(body),
             "invalid pipeline\n  p.toml:3:1: sinks.x.inputs: unknown component"
+        );
+        assert_eq!(
+            error_text(b"<html>bad gateway</html>"),
+            "<html>bad gateway</html>"
         );
     }
 }

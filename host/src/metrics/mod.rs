@@ -50,7 +50,7 @@ impl Histogram {
 }
 
 /// The last error a component met, with when.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LastError {
     /// Seconds since the Unix epoch.
     pub at_unix: u64,
@@ -70,7 +70,7 @@ pub enum Connection {
 }
 
 /// The part a component plays in its pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads from a broker.
@@ -275,7 +275,7 @@ impl ComponentMetrics {
         ComponentSnapshot {
             name: self.component.to_string(),
             role: self.role,
-            kind: self.kind,
+            kind: std::borrow::Cow::Borrowed(self.kind),
             records_in: self.records_in.load(Ordering::Relaxed),
             records_out: self.records_out.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
@@ -298,14 +298,14 @@ impl ComponentMetrics {
 }
 
 /// What [`ComponentMetrics::snapshot`] returns.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ComponentSnapshot {
     /// The component.
     pub name: String,
     /// `source`, `transform` or `sink`.
     pub role: Role,
-    /// The component type.
-    pub kind: &'static str,
+    /// The component type (borrowed when taken, owned when read from the API).
+    pub kind: std::borrow::Cow<'static, str>,
     /// Records received.
     pub records_in: u64,
     /// Records passed on or written.

@@ -7,8 +7,8 @@
 //!   rollbacks included);
 //! - `/metrics`, `sluice tap`, `--pipelines-dir` and JSON logs.
 
-use sluice_e2e::serve::{http, pipeline_names, Serve, TOKEN};
-use sluice_e2e::{fixture_dir, publish_all, Collector, Mosquitto};
+use sluice_harness::serve::{http, pipeline_names, Serve, TOKEN};
+use sluice_harness::{fixture_dir, publish_all, Collector, Mosquitto};
 use std::collections::BTreeMap;
 
 /// MQTT `NAME/in` → `transforms` (the last one named `sink_input`) → MQTT `out_topic`.
@@ -372,7 +372,7 @@ fn pipelines_dir_tap_status_and_json_logs() {
     let tap = {
         let port = serve.port;
         std::thread::spawn(move || {
-            std::process::Command::new(sluice_e2e::sluice_bin())
+            std::process::Command::new(sluice_harness::sluice_bin())
                 .args(["tap", "dir.input", "--limit", "3"])
                 .env("SLUICE_ADMIN_URL", format!("http://127.0.0.1:{port}"))
                 .env("SLUICE_ADMIN_TOKEN", TOKEN)
@@ -433,7 +433,7 @@ fn a_pipeline_failing_at_run_time_is_reported_and_does_not_stop_the_others() {
     let state = tempfile::tempdir().unwrap();
     let serve = Serve::start(state.path(), &[]);
     // Its sink's broker is a port nobody listens on.
-    let dead_port = sluice_e2e::free_port();
+    let dead_port = sluice_harness::free_port();
     let broken = relay_toml("broken", &broker, "broken/out", "", "input").replace(
         &format!("broker.url = \"{}\"\ntopic", broker.url()),
         &format!("broker.url = \"mqtt://127.0.0.1:{dead_port}\"\ntopic"),

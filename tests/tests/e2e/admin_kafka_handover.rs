@@ -4,8 +4,8 @@
 //! Runs against librdkafka's mock cluster (a Kafka-protocol broker on real sockets).
 
 use rdkafka::mocking::MockCluster;
-use sluice_e2e::kafka::{produce_all, TopicReader};
-use sluice_e2e::serve::Serve;
+use sluice_harness::kafka::{produce_all, TopicReader};
+use sluice_harness::serve::Serve;
 use std::collections::BTreeMap;
 
 const RECORDS: usize = 4_000;

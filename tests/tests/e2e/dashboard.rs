@@ -3,8 +3,10 @@
 //! Mosquitto. The anomaly chart (points, threshold line) and the alert rows must appear, then
 //! update as more events flow. A screenshot is saved to `target/dashboard.png`.
 
-use sluice_e2e::serve::{http, Serve, TOKEN};
-use sluice_e2e::{ecg_messages, expected_scores, free_port, publish_all, wait_for_port, Mosquitto};
+use sluice_harness::serve::{http, Serve, TOKEN};
+use sluice_harness::{
+    ecg_messages, expected_scores, free_port, publish_all, wait_for_port, Mosquitto,
+};
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -95,7 +97,7 @@ impl Browser {
         script: &str,
         check: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + sluice_e2e::WAIT;
+        let deadline = Instant::now() + sluice_harness::WAIT;
         loop {
             let value = self.eval(script);
             if check(&value) {
@@ -194,7 +196,7 @@ fn the_dashboard_charts_scores_and_lists_alerts_live() {
     let state = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(state.path().join("udfs")).unwrap();
     std::fs::copy(
-        sluice_e2e::udf_dir().join("anomaly.wasm"),
+        sluice_harness::udf_dir().join("anomaly.wasm"),
         state.path().join("udfs/anomaly.wasm"),
     )
     .expect("anomaly.wasm (run `cargo xtask test`)");
@@ -242,7 +244,7 @@ fn the_dashboard_charts_scores_and_lists_alerts_live() {
 
     let png = browser.screenshot();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
-    let out = sluice_e2e::root().join("target/dashboard.png");
+    let out = sluice_harness::root().join("target/dashboard.png");
     std::fs::write(&out, &png).expect("save the screenshot");
     eprintln!("dashboard screenshot: {}", out.display());
 }

@@ -2,7 +2,7 @@
 //! cannot process in `<dead-letter-dir>/<pipeline>.jsonl`, with the reason, the component and
 //! the pipeline in their headers, while later records still flow.
 
-use sluice_e2e::{ecg_messages, Mosquitto, PipelineFile, SluiceRun};
+use sluice_harness::{ecg_messages, Mosquitto, PipelineFile, SluiceRun};
 use std::ffi::OsStr;
 
 #[test]
@@ -33,7 +33,7 @@ inputs = ["score"]
         ),
     );
     let dead_letter_dir = tempfile::tempdir().expect("temp dir");
-    let udf_dir = sluice_e2e::udf_dir();
+    let udf_dir = sluice_harness::udf_dir();
     let mut sluice = SluiceRun::start_with_args(
         &pipeline.path,
         &[
@@ -52,7 +52,7 @@ inputs = ["score"]
 
     // The bad record first: once the good one is out, the bad one has been dealt with.
     let good = ecg_messages()[0].clone();
-    sluice_e2e::publish_all(
+    sluice_harness::publish_all(
         broker.port,
         "electric-temperature",
         &[b"not an ecg event".to_vec(), good.into_bytes()],

@@ -7,7 +7,7 @@ use std::process::Command;
 
 #[test]
 fn the_demo_reproduces_the_reference_scores_and_alerts() {
-    let sluice = sluice_e2e::sluice_bin();
+    let sluice = sluice_harness::sluice_bin();
     let demo = sluice.with_file_name("sluice-demo");
     assert!(
         demo.is_file(),
@@ -16,11 +16,11 @@ fn the_demo_reproduces_the_reference_scores_and_alerts() {
     );
     let log = tempfile::NamedTempFile::new().expect("log file");
     let out = Command::new(&demo)
-        .current_dir(sluice_e2e::root())
+        .current_dir(sluice_harness::root())
         .arg("--sluice")
         .arg(&sluice)
         .arg("--udf-dir")
-        .arg(sluice_e2e::udf_dir())
+        .arg(sluice_harness::udf_dir())
         .arg("--log")
         .arg(log.path())
         .output()
@@ -47,7 +47,7 @@ fn the_demo_reproduces_the_reference_scores_and_alerts() {
             )
         })
         .collect();
-    let expected = sluice_e2e::expected_scores();
+    let expected = sluice_harness::expected_scores();
     let scores: Vec<&String> = table.iter().map(|(score, _)| score).collect();
     assert_eq!(scores, expected.iter().collect::<Vec<_>>(), "{stdout}");
 

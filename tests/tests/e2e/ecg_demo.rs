@@ -12,9 +12,9 @@
 //! - Kafka `sluice-dead-letters` gets both malformed messages with their reasons in headers,
 //!   while later messages still flow; SIGTERM drains and exits 0.
 
-use sluice_demo::elasticsearch::{get_document, FakeElasticsearch, Faults};
-use sluice_e2e::kafka::{Tansu, TopicReader};
-use sluice_e2e::{expected_scores, Collector, Mosquitto};
+use sluice_harness::elasticsearch::{get_document, FakeElasticsearch, Faults};
+use sluice_harness::kafka::{Tansu, TopicReader};
+use sluice_harness::{expected_scores, Collector, Mosquitto};
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 
@@ -39,12 +39,12 @@ fn the_original_demo_topology_end_to_end() {
         real_es.unwrap_or_else(|| fake_es.as_ref().map(|f| f.url.clone()).unwrap_or_default());
 
     let at_receiver = Collector::subscribe(receiver.port, &["electric-temperature"]);
-    let pipeline = sluice_e2e::root().join("pipelines/ecg-anomaly.toml");
-    let mut child = Command::new(sluice_e2e::sluice_bin())
+    let pipeline = sluice_harness::root().join("pipelines/ecg-anomaly.toml");
+    let mut child = Command::new(sluice_harness::sluice_bin())
         .arg("run")
         .arg(&pipeline)
         .arg("--udf-dir")
-        .arg(sluice_e2e::udf_dir())
+        .arg(sluice_harness::udf_dir())
         .env("SLUICE_LOG", "info")
         .env("MQTT_URL", sensors.url())
         .env("MQTT_RECEIVER_URL", receiver.url())
@@ -54,11 +54,11 @@ fn the_original_demo_topology_end_to_end() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start sluice");
-    let log = sluice_e2e::log_lines(child.stderr.take().expect("stderr"));
-    sluice_e2e::wait_for_line(&log, "mqtt source subscribed");
+    let log = sluice_harness::log_lines(child.stderr.take().expect("stderr"));
+    sluice_harness::wait_for_line(&log, "mqtt source subscribed");
 
-    let payloads = sluice_e2e::demo_payloads();
-    sluice_e2e::publish_all(sensors.port, "electric-temperature", &payloads);
+    let payloads = sluice_harness::demo_payloads();
+    sluice_harness::publish_all(sensors.port, "electric-temperature", &payloads);
 
     let raw: Vec<Vec<u8>> = at_receiver
         .take(payloads.len())
@@ -132,7 +132,7 @@ fn the_original_demo_topology_end_to_end() {
 
     for line in expected_scores() {
         let (id, mse) = line.split_once(',').expect("id,mse");
-        let deadline = std::time::Instant::now() + sluice_e2e::WAIT;
+        let deadline = std::time::Instant::now() + sluice_harness::WAIT;
         let doc = loop {
             if let Some(doc) = get_document(&es_url, "temperature-anomaly", id) {
                 break doc;

@@ -8,13 +8,13 @@
 //! (The Kafka and Elasticsearch legs of the shipped pipeline are tested when those connectors
 //! land; here the score topics live on the source broker.)
 
-use sluice_e2e::{expected_scores, Collector, Mosquitto, SluiceRun};
+use sluice_harness::{expected_scores, Collector, Mosquitto, SluiceRun};
 
 #[test]
 fn ecg_demo_over_mqtt() {
     let source = Mosquitto::start();
     let receiver = Mosquitto::start();
-    let pipeline = sluice_e2e::PipelineFile::new(
+    let pipeline = sluice_harness::PipelineFile::new(
         "ecg-mqtt.toml",
         &format!(
             r#"
@@ -75,8 +75,8 @@ format = "json"
 
     // Odd rows as the original sensors send them ("106, 9.88# 9.13# ..."), even rows plain;
     // two malformed messages in the middle.
-    let payloads = sluice_e2e::demo_payloads();
-    sluice_e2e::publish_all(source.port, "electric-temperature", &payloads);
+    let payloads = sluice_harness::demo_payloads();
+    sluice_harness::publish_all(source.port, "electric-temperature", &payloads);
 
     let raw: Vec<Vec<u8>> = at_receiver
         .take(payloads.len())

@@ -2,13 +2,13 @@
 //! real cluster when `SLUICE_TEST_ELASTICSEARCH_URL` is set (the fault-injection test needs the
 //! fake and is skipped then, saying so).
 
-use sluice_demo::elasticsearch::{get_document, FakeElasticsearch, Faults};
-use sluice_e2e::{ecg_messages, expected_scores, Mosquitto, SluiceRun, WAIT};
+use sluice_harness::elasticsearch::{get_document, FakeElasticsearch, Faults};
+use sluice_harness::{ecg_messages, expected_scores, Mosquitto, SluiceRun, WAIT};
 use std::collections::HashSet;
 use std::time::Instant;
 
-fn pipeline(mqtt: &Mosquitto, es_url: &str, index: &str) -> sluice_e2e::PipelineFile {
-    sluice_e2e::PipelineFile::new(
+fn pipeline(mqtt: &Mosquitto, es_url: &str, index: &str) -> sluice_harness::PipelineFile {
+    sluice_harness::PipelineFile::new(
         "es.toml",
         &format!(
             r#"
@@ -76,11 +76,11 @@ fn every_score_is_indexed_under_its_event_id() {
     let url = real
         .clone()
         .unwrap_or_else(|| fake.as_ref().map(|f| f.url.clone()).unwrap_or_default());
-    let index = format!("sluice-test-{}", sluice_e2e::free_port());
+    let index = format!("sluice-test-{}", sluice_harness::free_port());
     let file = pipeline(&mqtt, &url, &index);
     let mut sluice = SluiceRun::start(&file.path);
     sluice.wait_ready();
-    sluice_e2e::publish_all(mqtt.port, "electric-temperature", &payloads());
+    sluice_harness::publish_all(mqtt.port, "electric-temperature", &payloads());
 
     let expected = expected_scores();
     let ids: Vec<String> = expected
@@ -104,7 +104,7 @@ fn every_score_is_indexed_under_its_event_id() {
 /// a line saying so) when the tests run against a real cluster, where faults cannot be injected.
 struct FaultyRun {
     sluice: SluiceRun,
-    _file: sluice_e2e::PipelineFile,
+    _file: sluice_harness::PipelineFile,
     _mqtt: Mosquitto,
     fake: FakeElasticsearch,
 }
@@ -120,7 +120,7 @@ impl FaultyRun {
         let file = pipeline(&mqtt, &fake.url, "scores");
         let mut sluice = SluiceRun::start(&file.path);
         sluice.wait_ready();
-        sluice_e2e::publish_all(mqtt.port, "electric-temperature", &payloads());
+        sluice_harness::publish_all(mqtt.port, "electric-temperature", &payloads());
         Some(FaultyRun {
             sluice,
             _file: file,

@@ -5,12 +5,12 @@
 //! in-flight windows. `cargo xtask faults` runs the repeatable ones for more cycles
 //! (`SLUICE_FAULT_CYCLES`).
 
-use sluice_demo::elasticsearch::{FakeElasticsearch, Faults};
-use sluice_e2e::faults::{
+use sluice_harness::elasticsearch::{FakeElasticsearch, Faults};
+use sluice_harness::faults::{
     cycles, seq_payload, PersistentMosquitto, SequenceCollector, SequencePublisher, Tally,
     MOSQUITTO_INFLIGHT,
 };
-use sluice_e2e::{fixture_dir, free_port, PipelineFile, SluiceRun};
+use sluice_harness::{fixture_dir, free_port, PipelineFile, SluiceRun};
 use std::ffi::OsStr;
 use std::time::Duration;
 
@@ -161,7 +161,7 @@ fn json_seq(i: usize) -> String {
 
 /// The ids indexed in `es`, as payloads the checker reads.
 fn indexed(es: &FakeElasticsearch, count: usize) -> Tally {
-    let deadline = std::time::Instant::now() + sluice_e2e::WAIT;
+    let deadline = std::time::Instant::now() + sluice_harness::WAIT;
     loop {
         let ids: Vec<String> = es.documents("seq").into_iter().map(|(id, _)| id).collect();
         let tally = Tally::of(&ids, count);
@@ -289,7 +289,7 @@ topic = "out"
     let read_all = |count: usize| {
         // A reader made after the outage (one that lived through it may sit out its group's
         // rejoin past the wait).
-        let reader = sluice_e2e::kafka::TopicReader::new(&brokers, "out");
+        let reader = sluice_harness::kafka::TopicReader::new(&brokers, "out");
         let mut checked = 0;
         reader.try_read_until(|seen| {
             // Tally only when enough arrived to be complete (each tally reads them all).
@@ -318,7 +318,7 @@ topic = "out"
     assert_eq!(status.code(), Some(0));
 }
 
-fn payloads(records: &[sluice_e2e::kafka::KafkaRecord]) -> Vec<String> {
+fn payloads(records: &[sluice_harness::kafka::KafkaRecord]) -> Vec<String> {
     records
         .iter()
         .map(|r| String::from_utf8_lossy(&r.value).into_owned())
@@ -422,9 +422,14 @@ fn a_kafka_header_key_that_is_not_utf8_is_dead_lettered_not_a_crash_loop() {
     cluster.create_topic("in", 1, 1).expect("topic in");
     cluster.create_topic("out", 1, 1).expect("topic out");
     let brokers = cluster.bootstrap_servers();
-    sluice_e2e::kafka::produce_all(&brokers, "in", &[b"first".to_vec()]);
-    sluice_e2e::kafka::produce_with_raw_header_key(&brokers, "in", b"bad\xff\xfekey", b"poison");
-    sluice_e2e::kafka::produce_all(&brokers, "in", &[b"last".to_vec()]);
+    sluice_harness::kafka::produce_all(&brokers, "in", &[b"first".to_vec()]);
+    sluice_harness::kafka::produce_with_raw_header_key(
+        &brokers,
+        "in",
+        b"bad\xff\xfekey",
+        b"poison",
+    );
+    sluice_harness::kafka::produce_all(&brokers, "in", &[b"last".to_vec()]);
     let pipeline = PipelineFile::new(
         "headers.toml",
         &format!(
@@ -445,7 +450,7 @@ topic = "out"
     );
     let state = tempfile::tempdir().unwrap();
     let run = run_in(&pipeline, state.path(), &[]);
-    let reader = sluice_e2e::kafka::TopicReader::new(&brokers, "out");
+    let reader = sluice_harness::kafka::TopicReader::new(&brokers, "out");
     let out = reader.read_until(|seen| seen.len() >= 2);
     let values: Vec<&[u8]> = out.iter().map(|r| r.value.as_slice()).collect();
     assert_eq!(values, [&b"first"[..], &b"last"[..]]);
@@ -458,7 +463,7 @@ topic = "out"
 
 #[test]
 fn a_pipeline_stuck_draining_holds_up_no_other_and_ready_names_it() {
-    use sluice_e2e::serve::{http, Serve};
+    use sluice_harness::serve::{http, Serve};
     let broker = PersistentMosquitto::start();
     let dead_es = format!("http://127.0.0.1:{}", free_port());
     let state = tempfile::tempdir().unwrap();
@@ -480,7 +485,7 @@ fn a_pipeline_stuck_draining_holds_up_no_other_and_ready_names_it() {
     SequencePublisher::start_with(broker.port, "stuck/in", 5, 100, json_seq).finish();
 
     // Nothing is acknowledged: once the oldest record waited over a second, /ready says so.
-    let deadline = std::time::Instant::now() + sluice_e2e::WAIT;
+    let deadline = std::time::Instant::now() + sluice_harness::WAIT;
     let not_ready = loop {
         let answer = http(serve.port, "GET", "/ready", None, None);
         if answer.status == 503 {
@@ -509,12 +514,12 @@ fn a_pipeline_stuck_draining_holds_up_no_other_and_ready_names_it() {
             port,
             "DELETE",
             "/pipelines/stuck",
-            Some(sluice_e2e::serve::TOKEN),
+            Some(sluice_harness::serve::TOKEN),
             None,
         )
     });
     serve.wait_until("stuck is being undeployed", |list| {
-        !sluice_e2e::serve::pipeline_names(list).contains(&"stuck".to_string())
+        !sluice_harness::serve::pipeline_names(list).contains(&"stuck".to_string())
     });
     let other = relay(&broker.url(), &broker.url());
     serve.create_pipeline("other", &std::fs::read_to_string(&other.path).unwrap());
@@ -575,7 +580,7 @@ fn a_message_over_the_size_limit_is_dead_lettered_with_its_size() {
     let collector = SequenceCollector::subscribe(broker.port, "out");
     let mut run = run_in(&pipeline, state.path(), &[]);
     subscribed(&mut run);
-    sluice_e2e::publish_all(
+    sluice_harness::publish_all(
         broker.port,
         "in",
         &[vec![b'x'; 5000], seq_payload(0).into_bytes()],

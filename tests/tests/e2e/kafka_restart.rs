@@ -5,8 +5,8 @@
 //! sockets.
 
 use rdkafka::mocking::MockCluster;
-use sluice_e2e::kafka::{produce_all, TopicReader};
-use sluice_e2e::SluiceRun;
+use sluice_harness::kafka::{produce_all, TopicReader};
+use sluice_harness::SluiceRun;
 use std::collections::HashSet;
 
 const RECORDS: usize = 5_000;
@@ -22,7 +22,7 @@ fn nothing_is_missing_after_a_crash_and_restart() {
         .collect();
     produce_all(&brokers, "in", &payloads);
 
-    let pipeline = sluice_e2e::PipelineFile::new(
+    let pipeline = sluice_harness::PipelineFile::new(
         "relay.toml",
         &format!(
             r#"
@@ -82,7 +82,7 @@ fn high_watermark(brokers: &str, topic: &str, partition: i32) -> i64 {
         .create()
         .expect("consumer");
     consumer
-        .fetch_watermarks(topic, partition, sluice_e2e::WAIT)
+        .fetch_watermarks(topic, partition, sluice_harness::WAIT)
         .expect("watermarks")
         .1
 }
@@ -100,7 +100,7 @@ fn committed_total(brokers: &str, group: &str, topic: &str, partitions: i32) -> 
         wanted.add_partition(topic, partition);
     }
     let committed = consumer
-        .committed_offsets(wanted, sluice_e2e::WAIT)
+        .committed_offsets(wanted, sluice_harness::WAIT)
         .expect("committed offsets");
     committed
         .elements()

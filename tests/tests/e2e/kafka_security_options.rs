@@ -4,7 +4,7 @@
 //! broker (librdkafka's mock cluster) it really attempts a TLS handshake, which fails.
 
 use rdkafka::mocking::MockCluster;
-use sluice_e2e::{PipelineFile, SluiceRun};
+use sluice_harness::{PipelineFile, SluiceRun};
 
 #[test]
 fn sasl_ssl_options_reach_librdkafka() {

@@ -5,7 +5,7 @@
 //! sensors broker redelivers every message and the receiver gets all of them. Nothing is
 //! published twice by the test, so every message at the receiver is a redelivery.
 
-use sluice_e2e::{free_port, Collector, Mosquitto, SluiceRun};
+use sluice_harness::{free_port, Collector, Mosquitto, SluiceRun};
 use std::collections::HashSet;
 
 /// Fewer than Mosquitto's in-flight window (20 unacknowledged QoS 1 messages per client): past
@@ -16,7 +16,7 @@ const MESSAGES: usize = 10;
 fn unaccepted_publishes_are_redelivered_after_a_crash() {
     let sensors = Mosquitto::start();
     let receiver_port = free_port(); // reserved; nothing listens yet
-    let pipeline = sluice_e2e::PipelineFile::new(
+    let pipeline = sluice_harness::PipelineFile::new(
         "relay.toml",
         &format!(
             r#"
@@ -45,7 +45,7 @@ topic = "out"
     let payloads: Vec<Vec<u8>> = (0..MESSAGES)
         .map(|i| format!("m-{i}").into_bytes())
         .collect();
-    sluice_e2e::publish_all(sensors.port, "in", &payloads);
+    sluice_harness::publish_all(sensors.port, "in", &payloads);
     assert_eq!(
         first.stdout_lines(MESSAGES).len(),
         MESSAGES,

@@ -3,7 +3,7 @@
 //! - TLS (rustls) with a private CA: source and sink both over `mqtts://`, and a broker whose
 //!   certificate the configured CA did not sign is refused.
 
-use sluice_e2e::{free_port, Mosquitto, PipelineFile, SluiceRun, WAIT};
+use sluice_harness::{free_port, Mosquitto, PipelineFile, SluiceRun, WAIT};
 use std::sync::mpsc;
 
 #[test]
@@ -85,13 +85,13 @@ topic = "tls/out"
 
     // The right CA: both ends connect over TLS and records flow.
     let trusted = pipeline(&certs.ca);
-    let collector = sluice_e2e::Collector::subscribe(broker.port, &["tls/out"]);
+    let collector = sluice_harness::Collector::subscribe(broker.port, &["tls/out"]);
     let mut sluice = SluiceRun::start(&trusted.path);
     sluice.wait_ready();
     let payloads: Vec<Vec<u8>> = (0..10)
         .map(|i| format!("secret {i}").into_bytes())
         .collect();
-    sluice_e2e::publish_all(broker.port, "tls/in", &payloads);
+    sluice_harness::publish_all(broker.port, "tls/in", &payloads);
     let got: Vec<Vec<u8>> = collector
         .take(payloads.len())
         .into_iter()

@@ -5,7 +5,7 @@
 //! - broken versions (not Wasm, the wrong world, a trap in `init`) are refused and the old
 //!   version keeps serving without losing a record; a good version after them still goes live.
 
-use sluice_e2e::{fixture_dir, replace_file, Collector, Mosquitto, PipelineFile, SluiceRun};
+use sluice_harness::{fixture_dir, replace_file, Collector, Mosquitto, PipelineFile, SluiceRun};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -124,7 +124,7 @@ fn broken_versions_are_refused_and_the_old_one_keeps_serving() {
         let payloads: Vec<Vec<u8>> = (0..10)
             .map(|i| format!("round{round}-{i}").into_bytes())
             .collect();
-        sluice_e2e::publish_all(broker.port, "reload/in", &payloads);
+        sluice_harness::publish_all(broker.port, "reload/in", &payloads);
         let got: Vec<(String, String)> = collector
             .take(payloads.len())
             .iter()
@@ -176,7 +176,7 @@ fn broken_versions_are_refused_and_the_old_one_keeps_serving() {
 /// returns how many were published.
 fn publish_until(port: u16, topic: &str, stop: &AtomicBool) -> usize {
     let options = rumqttc::MqttOptions::new(
-        format!("load-{}", sluice_e2e::free_port()),
+        format!("load-{}", sluice_harness::free_port()),
         "127.0.0.1",
         port,
     );
@@ -208,7 +208,7 @@ fn publish_until(port: u16, topic: &str, stop: &AtomicBool) -> usize {
         published += 1;
     }
     for _ in 0..published {
-        acks.recv_timeout(sluice_e2e::WAIT)
+        acks.recv_timeout(sluice_harness::WAIT)
             .expect("the broker acknowledges every publish");
     }
     let _ = client.disconnect();

@@ -2,17 +2,17 @@
 //! Mosquitto, edit, build again, and the running host serves the new version. Every command it
 //! runs must appear verbatim in the tutorial (so neither can change without the other).
 
-use sluice_e2e::{Collector, Mosquitto, PipelineFile, SluiceRun};
+use sluice_harness::{Collector, Mosquitto, PipelineFile, SluiceRun};
 use std::process::Command;
 
 #[test]
 fn the_tutorial_works() {
-    let tutorial = std::fs::read_to_string(sluice_e2e::root().join("docs/tutorial.md"))
+    let tutorial = std::fs::read_to_string(sluice_harness::root().join("docs/tutorial.md"))
         .expect("docs/tutorial.md");
     let work = tempfile::tempdir().expect("tempdir");
     let (src, udfs) = (work.path().join("udfs-src"), work.path().join("udfs"));
     // Shared across runs so the scaffold's dependencies are compiled once.
-    let target = sluice_e2e::root().join("target/tutorial");
+    let target = sluice_harness::root().join("target/tutorial");
     let sluice = |documented: &str| {
         assert!(
             tutorial.contains(&format!("    {documented}\n")),
@@ -24,7 +24,7 @@ fn the_tutorial_works() {
             .map(|a| a.replace("/tmp/udfs-src", &src.display().to_string()))
             .map(|a| a.replace("/tmp/udfs", &udfs.display().to_string()))
             .collect();
-        let out = Command::new(sluice_e2e::sluice_bin())
+        let out = Command::new(sluice_harness::sluice_bin())
             .args(&args)
             .env("CARGO_TARGET_DIR", &target)
             .output()
@@ -72,7 +72,7 @@ fn the_tutorial_works() {
     let collector = Collector::subscribe(broker.port, &["shout/out"]);
     let mut host = SluiceRun::start_with_udf_dir(&pipeline.path, &udfs);
     host.wait_ready();
-    sluice_e2e::publish_all(broker.port, "shout/in", &[b"hello".to_vec()]);
+    sluice_harness::publish_all(broker.port, "shout/in", &[b"hello".to_vec()]);
     assert_eq!(collector.take(1)[0].1, b"HELLO");
 
     let lib = src.join("shout/src/lib.rs");
@@ -89,7 +89,7 @@ fn the_tutorial_works() {
     std::fs::write(&lib, code.replace(before, after)).expect("edit lib.rs");
     sluice("sluice udf build /tmp/udfs-src/shout --udf-dir /tmp/udfs");
     host.wait_for_log("udf swapped between batches");
-    sluice_e2e::publish_all(broker.port, "shout/in", &[b"hello".to_vec()]);
+    sluice_harness::publish_all(broker.port, "shout/in", &[b"hello".to_vec()]);
     assert_eq!(collector.take(1)[0].1, b"HELLO!");
     assert!(host.stop().success());
 }
