@@ -167,128 +167,190 @@ impl MqttSink {
         ctx: crate::flow::ComponentContext,
     ) -> crate::flow::ComponentTask {
         Box::pin(async move {
-            let component = ctx.component.clone();
-            let topic = self.config.topic.clone();
-            let mut out = Outstanding::default();
-            let mut backoff = Backoff::default();
-            let mut seq = 0u64;
+            let mut run = SinkRun {
+                sink: &self,
+                ctx: &ctx,
+                out: Outstanding::default(),
+                backoff: Backoff::default(),
+                seq: 0,
+            };
             let mut input_open = true;
             let mut link: Option<Link> = None;
-            loop {
-                if !input_open && out.len() == 0 {
-                    break;
-                }
+            while input_open || run.out.len() > 0 {
                 let current = match &mut link {
                     Some(current) => current,
                     None => match self.connect() {
                         Ok(new) => link.insert(new),
                         Err(err) => {
                             // The configuration was checked at build: a TLS file went away.
-                            tracing::error!(%component, "mqtt sink cannot make a client: {err}");
+                            tracing::error!(component = %ctx.component, "mqtt sink cannot make a client: {err}");
                             ctx.metrics.report_error(&err);
-                            tokio::time::sleep(backoff.next_delay()).await;
+                            tokio::time::sleep(run.backoff.next_delay()).await;
                             continue;
                         }
                     },
                 };
                 // Records are taken while the connection is down too (they wait in `resend`),
                 // so a stop with nothing in flight ends at once whatever the broker does.
-                let can_take = input_open && out.len() < usize::from(SINK_WINDOW);
-                tokio::select! {
-                    event = current.events.recv() => match event {
-                        Some(SinkEvent::Connected) => {
-                            backoff.reset();
-                            current.up = true;
-                            tracing::info!(%component, resend = out.resend.len(), "mqtt sink connected");
-                            ctx.metrics.set_connection(Connection::Up);
-                            while let Some(pending) = out.resend.pop_front() {
-                                let headers = pending.record.msg.headers.clone();
-                                let payload = pending.payload.clone();
-                                out.unassigned.push_back(pending);
-                                // The request queue holds more than the window: never waits long.
-                                if let Err(err) = current.client.publish(&topic, self.config.qos, self.config.retain, payload, &headers).await {
-                                    tracing::warn!(%component, "mqtt client stopped: {err}");
-                                    break;
-                                }
-                            }
-                        }
-                        Some(SinkEvent::Sent(pkid)) => {
-                            if let Some(pending) = out.unassigned.pop_front() {
-                                if pkid == 0 {
-                                    ctx.metrics.record_out();
-                                    pending.record.ack.done(); // QoS 0: written is all there is
-                                } else {
-                                    out.by_packet.insert(pkid, pending);
-                                }
-                            }
-                        }
-                        Some(SinkEvent::Done { pkid, refused }) => match (out.by_packet.remove(&pkid), refused) {
-                            (Some(pending), None) => {
-                                ctx.metrics.record_out();
-                                pending.record.ack.done();
-                            }
-                            (Some(pending), Some(reason)) => {
-                                let reason = format!("mqtt topic {topic}: {reason}");
-                                ctx.dead_letters.send(pending.record, &ctx.metrics, &reason).await;
-                            }
-                            (None, _) => {}
-                        },
-                        Some(SinkEvent::Lost(err)) => {
-                            out.connection_lost();
-                            link = None;
-                            let delay = backoff.next_delay();
-                            tracing::warn!(%component, error = %err, unacknowledged = out.len(), "mqtt connection: {err}; sending the unacknowledged records again after reconnecting in {delay:?}");
-                            ctx.metrics.set_connection(Connection::Down);
-                            ctx.metrics.report_error(&format!("mqtt connection: {err}"));
-                            tokio::time::sleep(delay).await;
-                        }
-                        Some(SinkEvent::Closed) | None => {
-                            out.connection_lost();
-                            link = None;
-                        }
-                    },
-                    record = input.recv(), if can_take => match record {
-                        None => input_open = false,
-                        Some(record) => {
-                            let Some((record, payload)) =
-                                super::encode_or_dead_letter(&self.config.encoding, record, &ctx).await
-                            else {
-                                continue;
-                            };
-                            let size = payload.len() + topic.len();
-                            if size + 64 > MAX_PACKET {
-                                let reason = format!("message of {size} bytes is over the MQTT sink's packet limit ({MAX_PACKET} bytes)");
-                                ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
-                                continue;
-                            }
-                            seq += 1;
-                            if !current.up {
-                                out.resend.push_back(Pending { seq, record, payload });
-                                continue;
-                            }
-                            let headers = record.msg.headers.clone();
-                            out.unassigned.push_back(Pending { seq, record, payload: payload.clone() });
-                            if let Err(err) = current.client.publish(&topic, self.config.qos, self.config.retain, payload, &headers).await {
-                                tracing::warn!(%component, "mqtt client stopped: {err}");
-                            }
-                        }
-                    },
+                let can_take = input_open && run.out.len() < usize::from(SINK_WINDOW);
+                let step = tokio::select! {
+                    event = current.events.recv() => Step::Event(event),
+                    record = input.recv(), if can_take => Step::Input(record),
+                };
+                match step {
+                    Step::Event(event) => run.on_event(event, &mut link).await,
+                    Step::Input(None) => input_open = false,
+                    Step::Input(Some(record)) => run.on_record(record, link.as_ref()).await,
                 }
             }
-            // Everything acknowledged: say goodbye.
-            if let Some(mut link) = link {
-                let _ = link.client.try_disconnect();
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-                    while let Some(event) = link.events.recv().await {
-                        if matches!(event, SinkEvent::Closed | SinkEvent::Lost(_)) {
-                            break;
-                        }
-                    }
-                })
-                .await;
+            if let Some(link) = link {
+                goodbye(link).await; // everything acknowledged
             }
         })
     }
+}
+
+/// What the sink's loop woke up for.
+enum Step {
+    /// Something happened on the connection (`None`: its poll task ended).
+    Event(Option<SinkEvent>),
+    /// A record came in (`None`: the input closed).
+    Input(Option<Record>),
+}
+
+/// The state of one run of the sink: what is outstanding, the reconnect backoff, the sequence.
+struct SinkRun<'a> {
+    sink: &'a MqttSink,
+    ctx: &'a crate::flow::ComponentContext,
+    out: Outstanding,
+    backoff: Backoff,
+    seq: u64,
+}
+
+impl SinkRun<'_> {
+    /// Publishes `payload` on the current connection (its request queue holds more than the
+    /// window, so this never waits long).
+    async fn publish(&self, link: &Link, payload: Vec<u8>, headers: &[(String, Vec<u8>)]) {
+        let config = &self.sink.config;
+        if let Err(err) = link
+            .client
+            .publish(&config.topic, config.qos, config.retain, payload, headers)
+            .await
+        {
+            tracing::warn!(component = %self.ctx.component, "mqtt client stopped: {err}");
+        }
+    }
+
+    /// Handles a connection event: on a new connection, sends again what waits in `resend`;
+    /// pairs written publishes with packet ids; finishes acknowledged records (or dead-letters
+    /// refused ones); on a lost connection, puts every unacknowledged record back to `resend`
+    /// and waits the backoff.
+    async fn on_event(&mut self, event: Option<SinkEvent>, link: &mut Option<Link>) {
+        let (ctx, component) = (self.ctx, &self.ctx.component);
+        match event {
+            Some(SinkEvent::Connected) => {
+                self.backoff.reset();
+                let Some(current) = link else { return };
+                current.up = true;
+                tracing::info!(%component, resend = self.out.resend.len(), "mqtt sink connected");
+                ctx.metrics.set_connection(Connection::Up);
+                while let Some(pending) = self.out.resend.pop_front() {
+                    let headers = pending.record.msg.headers.clone();
+                    let payload = pending.payload.clone();
+                    self.out.unassigned.push_back(pending);
+                    self.publish(current, payload, &headers).await;
+                }
+            }
+            Some(SinkEvent::Sent(pkid)) => {
+                if let Some(pending) = self.out.unassigned.pop_front() {
+                    if pkid == 0 {
+                        ctx.metrics.record_out();
+                        pending.record.ack.done(); // QoS 0: written is all there is
+                    } else {
+                        self.out.by_packet.insert(pkid, pending);
+                    }
+                }
+            }
+            Some(SinkEvent::Done { pkid, refused }) => {
+                match (self.out.by_packet.remove(&pkid), refused) {
+                    (Some(pending), None) => {
+                        ctx.metrics.record_out();
+                        pending.record.ack.done();
+                    }
+                    (Some(pending), Some(reason)) => {
+                        let reason = format!("mqtt topic {}: {reason}", self.sink.config.topic);
+                        ctx.dead_letters
+                            .send(pending.record, &ctx.metrics, &reason)
+                            .await;
+                    }
+                    (None, _) => {}
+                }
+            }
+            Some(SinkEvent::Lost(err)) => {
+                self.out.connection_lost();
+                *link = None;
+                let delay = self.backoff.next_delay();
+                tracing::warn!(%component, error = %err, unacknowledged = self.out.len(), "mqtt connection: {err}; sending the unacknowledged records again after reconnecting in {delay:?}");
+                ctx.metrics.set_connection(Connection::Down);
+                ctx.metrics.report_error(&format!("mqtt connection: {err}"));
+                tokio::time::sleep(delay).await;
+            }
+            Some(SinkEvent::Closed) | None => {
+                self.out.connection_lost();
+                *link = None;
+            }
+        }
+    }
+
+    /// Encodes a record and publishes it, or keeps it for after the reconnect when the
+    /// connection is down; records that cannot be encoded or are over the packet limit go to
+    /// dead letters.
+    async fn on_record(&mut self, record: Record, link: Option<&Link>) {
+        let ctx = self.ctx;
+        let Some((record, payload)) =
+            super::encode_or_dead_letter(&self.sink.config.encoding, record, ctx).await
+        else {
+            return;
+        };
+        let size = payload.len() + self.sink.config.topic.len();
+        if size + 64 > MAX_PACKET {
+            let reason = format!(
+                "message of {size} bytes is over the MQTT sink's packet limit ({MAX_PACKET} bytes)"
+            );
+            ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
+            return;
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        let Some(link) = link.filter(|link| link.up) else {
+            self.out.resend.push_back(Pending {
+                seq,
+                record,
+                payload,
+            });
+            return;
+        };
+        let headers = record.msg.headers.clone();
+        self.out.unassigned.push_back(Pending {
+            seq,
+            record,
+            payload: payload.clone(),
+        });
+        self.publish(link, payload, &headers).await;
+    }
+}
+
+/// Disconnects and waits (at most 2 s) for the DISCONNECT to go out.
+async fn goodbye(mut link: Link) {
+    let _ = link.client.try_disconnect();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(event) = link.events.recv().await {
+            if matches!(event, SinkEvent::Closed | SinkEvent::Lost(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Polls one connection and reports what happens, until it drops or is closed.

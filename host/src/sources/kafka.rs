@@ -4,6 +4,7 @@
 use crate::codec::EncodingConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 /// `[sources.NAME] type = "kafka"`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -140,15 +141,13 @@ impl KafkaSource {
         outputs: crate::flow::Outputs,
         ctx: crate::flow::ComponentContext,
     ) -> crate::flow::ComponentTask {
-        use crate::flow::{Ack, Record};
-        use rdkafka::consumer::{CommitMode, Consumer};
-        use rdkafka::message::Message as _;
-        use std::sync::{Arc, Mutex};
+        use crate::flow::Record;
+        use rdkafka::consumer::Consumer;
 
         Box::pin(async move {
             let KafkaSource { config, consumer } = self;
             let _unacked = ctx.metrics.unacked_scope();
-            let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+            let tracker: SharedTracker = Arc::default();
             let mut shutdown = ctx.shutdown.clone();
             let component = ctx.component.clone();
             let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
@@ -181,103 +180,125 @@ impl KafkaSource {
                     tracing::info!(%component, topics = ?config.topics, "kafka source receiving");
                     announced = true;
                 }
-                let (topic, partition, offset) = (
-                    message.topic().to_string(),
-                    message.partition(),
-                    message.offset(),
-                );
-                tracker
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .start(&topic, partition, offset);
-                let ack = {
-                    let (tracker, consumer) = (tracker.clone(), consumer.clone());
-                    let topic = topic.clone();
-                    Ack::tracked(&ctx.metrics, move || {
-                        let safe = tracker
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .finish(&topic, partition, offset);
-                        if let Some(safe) = safe {
-                            // Stores safe+1: the next offset to read after a restart.
-                            if let Err(err) = consumer.store_offset(&topic, partition, safe) {
-                                tracing::warn!("kafka: cannot store offset {safe} of {topic}/{partition}: {err}");
-                            }
-                        }
-                    })
-                };
-                let topic_name = topic.clone();
-                let mut headers = vec![("kafka-topic".to_string(), topic.into_bytes())];
-                let mut bad_header = None;
-                if let Some(kafka_headers) = message.headers() {
-                    let (read, problem) = read_headers(kafka_headers);
-                    headers.extend(read);
-                    bad_header = problem;
-                }
-                let key = message.key().map(<[u8]>::to_vec);
-                let timestamp_ms = message.timestamp().to_millis();
-                let payload = message.payload().unwrap_or_default().to_vec();
+                let ack = offset_ack(&tracker, &consumer, &ctx, &message);
+                let (msg, failure) = read_message(&message, &config);
                 drop(message);
-                let decoded = match bad_header {
-                    None => config.decoding.decode(&payload),
-                    Some(problem) => Err(problem),
-                };
-                match decoded {
-                    Ok(value) => {
-                        let msg = crate::message::Message {
-                            key,
-                            value,
-                            headers,
-                            timestamp_ms,
-                        };
-                        outputs.send(Record { msg, ack }).await;
-                    }
-                    Err(reason) => {
+                let record = Record { msg, ack };
+                match failure {
+                    None => outputs.send(record).await,
+                    Some(reason) => {
                         ctx.metrics.record_in();
-                        let msg = crate::message::Message {
-                            key,
-                            value: payload,
-                            headers,
-                            timestamp_ms,
-                        };
-                        ctx.dead_letters
-                            .send(
-                                Record { msg, ack },
-                                &ctx.metrics,
-                                &format!("decode: {reason} (offset {offset} of {topic_name}/{partition})"),
-                            )
-                            .await;
+                        ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
                     }
                 }
             }
             drop(outputs);
-            let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-            while tracker
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .in_flight()
-                > 0
-            {
-                if tokio::time::Instant::now() >= deadline {
-                    tracing::warn!(%component, "stopping with unacknowledged records; they will be consumed again");
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            match consumer.commit_consumer_state(CommitMode::Sync) {
-                Ok(()) => {}
-                // Nothing stored since the last commit.
-                Err(rdkafka::error::KafkaError::ConsumerCommit(
-                    rdkafka::types::RDKafkaErrorCode::NoOffset,
-                )) => {}
-                Err(err) => tracing::warn!(
-                    %component,
-                    "final commit failed ({err}); the records after the last commit will be consumed again"
-                ),
-            }
+            wait_for_in_flight(&tracker, &component).await;
+            commit_final(&consumer, &component);
             lag_watch.abort();
             consumer.unsubscribe();
         })
+    }
+}
+
+type SharedTracker = Arc<Mutex<OffsetTracker>>;
+
+fn lock(tracker: &SharedTracker) -> std::sync::MutexGuard<'_, OffsetTracker> {
+    tracker.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Marks `message`'s offset in flight and returns the acknowledgement that finishes it: once
+/// every record derived from it is accepted, the highest offset below which nothing is in
+/// flight any more is stored for the next commit.
+fn offset_ack(
+    tracker: &SharedTracker,
+    consumer: &Arc<rdkafka::consumer::StreamConsumer>,
+    ctx: &crate::flow::ComponentContext,
+    message: &rdkafka::message::BorrowedMessage<'_>,
+) -> crate::flow::Ack {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::message::Message as _;
+    let (topic, partition, offset) = (
+        message.topic().to_string(),
+        message.partition(),
+        message.offset(),
+    );
+    lock(tracker).start(&topic, partition, offset);
+    let (tracker, consumer) = (tracker.clone(), consumer.clone());
+    crate::flow::Ack::tracked(&ctx.metrics, move || {
+        if let Some(safe) = lock(&tracker).finish(&topic, partition, offset) {
+            // Stores safe+1: the next offset to read after a restart.
+            if let Err(err) = consumer.store_offset(&topic, partition, safe) {
+                tracing::warn!("kafka: cannot store offset {safe} of {topic}/{partition}: {err}");
+            }
+        }
+    })
+}
+
+/// The record a Kafka message becomes (headers `kafka-topic` and the message's own, key,
+/// timestamp, decoded value), and why it must be dead-lettered instead, if it must (a header
+/// key that is not UTF-8, a value that does not decode: then the value is the raw payload).
+fn read_message(
+    message: &rdkafka::message::BorrowedMessage<'_>,
+    config: &KafkaSourceConfig,
+) -> (crate::message::Message, Option<String>) {
+    use rdkafka::message::Message as _;
+    let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+    let mut headers = vec![("kafka-topic".to_string(), topic.as_bytes().to_vec())];
+    let mut bad_header = None;
+    if let Some(kafka_headers) = message.headers() {
+        let (read, problem) = read_headers(kafka_headers);
+        headers.extend(read);
+        bad_header = problem;
+    }
+    let payload = message.payload().unwrap_or_default();
+    let decoded = match bad_header {
+        None => config.decoding.decode(payload),
+        Some(problem) => Err(problem),
+    };
+    let (value, failure) = match decoded {
+        Ok(value) => (value, None),
+        Err(reason) => (
+            payload.to_vec(),
+            Some(format!(
+                "decode: {reason} (offset {offset} of {topic}/{partition})"
+            )),
+        ),
+    };
+    let msg = crate::message::Message {
+        key: message.key().map(<[u8]>::to_vec),
+        value,
+        headers,
+        timestamp_ms: message.timestamp().to_millis(),
+    };
+    (msg, failure)
+}
+
+/// Waits (at most [`DRAIN_TIMEOUT`]) until no record of this source is in flight downstream.
+async fn wait_for_in_flight(tracker: &SharedTracker, component: &str) {
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    while lock(tracker).in_flight() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(%component, "stopping with unacknowledged records; they will be consumed again");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Commits the stored offsets before leaving the group.
+fn commit_final(consumer: &rdkafka::consumer::StreamConsumer, component: &str) {
+    use rdkafka::consumer::{CommitMode, Consumer};
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        // Nothing stored since the last commit.
+        Err(rdkafka::error::KafkaError::ConsumerCommit(
+            rdkafka::types::RDKafkaErrorCode::NoOffset,
+        )) => {}
+        Err(err) => tracing::warn!(
+            %component,
+            "final commit failed ({err}); the records after the last commit will be consumed again"
+        ),
     }
 }
 

@@ -240,51 +240,11 @@ impl MqttSource {
                     return;
                 };
                 let ack = match ticket {
-                    Some(ticket) => {
-                        let (client, pubacks) = (client.clone(), pubacks.clone());
-                        Ack::tracked(&ctx.metrics, move || {
-                            for publish in lock(&pubacks).done(ticket) {
-                                if let Err(err) = client.try_ack(&publish) {
-                                    tracing::warn!("cannot acknowledge a publish (the broker will redeliver it): {err}");
-                                }
-                            }
-                        })
-                    }
+                    Some(ticket) => puback_ack(ticket, &client, &pubacks, &ctx),
                     None => Ack::none(),
                 };
-                let timestamp_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .ok()
-                    .and_then(|d| i64::try_from(d.as_millis()).ok());
-                let mut headers = vec![("mqtt-topic".to_string(), publish.topic().into_bytes())];
-                headers.extend(publish.user_properties());
-                let size = publish.payload().len();
-                let (value, failure) = if size > config.max_message_bytes {
-                    (
-                        publish.payload().to_vec(),
-                        Some(format!(
-                            "message of {size} bytes is over max_message_bytes ({})",
-                            config.max_message_bytes
-                        )),
-                    )
-                } else {
-                    match config.decoding.decode(publish.payload()) {
-                        Ok(value) => (value, None),
-                        Err(reason) => (
-                            publish.payload().to_vec(),
-                            Some(format!("decode: {reason}")),
-                        ),
-                    }
-                };
-                let record = Record {
-                    msg: crate::message::Message {
-                        key: None,
-                        value,
-                        headers,
-                        timestamp_ms,
-                    },
-                    ack,
-                };
+                let (msg, failure) = read_publish(&publish, &config);
+                let record = Record { msg, ack };
                 match failure {
                     None => outputs.send(record).await,
                     Some(reason) => {
@@ -297,22 +257,92 @@ impl MqttSource {
             // emitted is acknowledged, so the acknowledgements reach the broker.
             drop(outputs);
             drop(received); // publishes still arriving are not taken: redelivered later
-            let component = &ctx.component;
-            tracing::debug!(%component, unacked = ctx.metrics.unacked.count(), "mqtt source draining");
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
-            while ctx.metrics.unacked.count() > 0 {
-                tick.tick().await;
-            }
-            tracing::debug!(%component, "mqtt source acknowledged everything; disconnecting");
-            // Queued behind the last acknowledgements, so they go out first.
-            let _ = client.try_disconnect();
-            if tokio::time::timeout(std::time::Duration::from_secs(5), &mut poller.0)
-                .await
-                .is_err()
-            {
-                tracing::warn!(%component, "no DISCONNECT sent within 5 s");
-            }
+            drain_and_disconnect(&client, &mut poller, &ctx).await;
         })
+    }
+}
+
+/// The acknowledgement of one received publish: once everything derived from it is accepted,
+/// the PUBACKs now due (in arrival order, see [`PubAcks`]) go to the broker.
+fn puback_ack(
+    ticket: (u64, u64),
+    client: &MqttClient,
+    pubacks: &SharedPubAcks,
+    ctx: &crate::flow::ComponentContext,
+) -> crate::flow::Ack {
+    let (client, pubacks) = (client.clone(), pubacks.clone());
+    crate::flow::Ack::tracked(&ctx.metrics, move || {
+        for publish in lock(&pubacks).done(ticket) {
+            if let Err(err) = client.try_ack(&publish) {
+                tracing::warn!(
+                    "cannot acknowledge a publish (the broker will redeliver it): {err}"
+                );
+            }
+        }
+    })
+}
+
+/// The record a publish becomes (header `mqtt-topic` and its user properties, the time it was
+/// received, the decoded value), and why it must be dead-lettered instead, if it must (over
+/// `max_message_bytes`, or not decodable: then the value is the raw payload).
+fn read_publish(
+    publish: &IncomingPublish,
+    config: &MqttSourceConfig,
+) -> (crate::message::Message, Option<String>) {
+    let timestamp_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_millis()).ok());
+    let mut headers = vec![("mqtt-topic".to_string(), publish.topic().into_bytes())];
+    headers.extend(publish.user_properties());
+    let size = publish.payload().len();
+    let (value, failure) = if size > config.max_message_bytes {
+        (
+            publish.payload().to_vec(),
+            Some(format!(
+                "message of {size} bytes is over max_message_bytes ({})",
+                config.max_message_bytes
+            )),
+        )
+    } else {
+        match config.decoding.decode(publish.payload()) {
+            Ok(value) => (value, None),
+            Err(reason) => (
+                publish.payload().to_vec(),
+                Some(format!("decode: {reason}")),
+            ),
+        }
+    };
+    let msg = crate::message::Message {
+        key: None,
+        value,
+        headers,
+        timestamp_ms,
+    };
+    (msg, failure)
+}
+
+/// Waits until everything emitted is acknowledged (the host's drain deadline bounds the wait),
+/// then disconnects and lets the poll task send the DISCONNECT.
+async fn drain_and_disconnect(
+    client: &MqttClient,
+    poller: &mut AbortOnDrop<()>,
+    ctx: &crate::flow::ComponentContext,
+) {
+    let component = &ctx.component;
+    tracing::debug!(%component, unacked = ctx.metrics.unacked.count(), "mqtt source draining");
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+    while ctx.metrics.unacked.count() > 0 {
+        tick.tick().await;
+    }
+    tracing::debug!(%component, "mqtt source acknowledged everything; disconnecting");
+    // Queued behind the last acknowledgements, so they go out first.
+    let _ = client.try_disconnect();
+    if tokio::time::timeout(std::time::Duration::from_secs(5), &mut poller.0)
+        .await
+        .is_err()
+    {
+        tracing::warn!(%component, "no DISCONNECT sent within 5 s");
     }
 }
 

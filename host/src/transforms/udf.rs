@@ -1,5 +1,6 @@
 //! The `udf` transform: runs each batch through a Wasm UDF (see `udf_runtime`).
 
+use crate::udf_runtime::{RecordResult, UdfWorker};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -132,7 +133,6 @@ impl UdfTransform {
         outputs: crate::flow::Outputs,
         ctx: crate::flow::ComponentContext,
     ) -> crate::flow::ComponentTask {
-        use crate::flow::Record;
         Box::pin(async move {
             let UdfTransform {
                 mut worker,
@@ -157,17 +157,9 @@ impl UdfTransform {
                     }
                     started = wait_for(&mut upgrade) => {
                         // Between batches: the new version takes over from the next record on.
-                        match started {
-                            Ok(Ok(next)) => {
-                                tracing::info!(component = %ctx.component, from = %version, to = %next.module().version(), "udf swapped between batches");
-                                worker = next;
-                                version = worker.module().version();
-                            }
-                            Ok(Err(err)) => {
-                                tracing::error!(component = %ctx.component, "new UDF version refused here, {version} keeps running: {err}");
-                                ctx.metrics.report_error(&format!("new UDF version refused here, {version} keeps running: {err}"));
-                            }
-                            Err(err) => tracing::error!(component = %ctx.component, "new UDF version failed to start: {err}"),
+                        if let Some(next) = adopt(started, &version, &ctx) {
+                            worker = next;
+                            version = worker.module().version();
                         }
                         continue;
                     }
@@ -176,61 +168,123 @@ impl UdfTransform {
                         None => break,
                     },
                 };
-                let mut records = vec![first];
-                while records.len() < batch_size {
-                    match input.try_recv() {
-                        Ok(record) => records.push(record),
-                        Err(_) => break,
-                    }
-                }
+                let records = take_batch(first, &mut input, batch_size);
                 let (messages, acks): (Vec<_>, Vec<_>) =
                     records.into_iter().map(|r| (r.msg, r.ack)).unzip();
-                let metrics = ctx.metrics.clone();
-                let joined = tokio::task::spawn_blocking(move || {
-                    let started = std::time::Instant::now();
-                    let results = worker.process(&messages);
-                    metrics.batch_latency.observe(started.elapsed());
-                    (worker, messages, results)
-                })
-                .await;
-                let (back, messages, results) = match joined {
-                    Ok(done) => done,
-                    Err(err) => {
-                        // The worker itself never panics on guest faults; this is a host bug.
-                        tracing::error!(component = %ctx.component, "UDF thread failed: {err}; stopping this transform");
-                        ctx.metrics
-                            .report_error(&format!("UDF thread failed: {err}"));
-                        return;
-                    }
+                let Some((back, messages, results)) = process(worker, messages, &ctx).await else {
+                    return;
                 };
                 worker = back;
-                for ((message, ack), result) in messages.into_iter().zip(acks).zip(results) {
-                    match result {
-                        Ok(produced) => {
-                            for mut out in produced {
-                                out.headers.retain(|(k, _)| k != HEADER_UDF);
-                                out.headers
-                                    .push((HEADER_UDF.into(), version.clone().into_bytes()));
-                                outputs
-                                    .send(Record {
-                                        msg: out,
-                                        ack: ack.fork(),
-                                    })
-                                    .await;
-                            }
-                            ack.done();
-                        }
-                        Err(err) => {
-                            ctx.metrics.udf_failure(err.kind());
-                            let record = Record { msg: message, ack };
-                            ctx.dead_letters
-                                .send(record, &ctx.metrics, &format!("udf {version}: {err}"))
-                                .await;
-                        }
-                    }
-                }
+                deliver(messages, acks, results, &version, &outputs, &ctx).await;
             }
         })
+    }
+}
+
+/// `first` and whatever else is queued already, up to `batch_size` records.
+fn take_batch(
+    first: crate::flow::Record,
+    input: &mut tokio::sync::mpsc::Receiver<crate::flow::Record>,
+    batch_size: usize,
+) -> Vec<crate::flow::Record> {
+    let mut records = vec![first];
+    while records.len() < batch_size {
+        match input.try_recv() {
+            Ok(record) => records.push(record),
+            Err(_) => break,
+        }
+    }
+    records
+}
+
+/// Runs one batch through the UDF on the blocking pool; gives the worker back with the inputs
+/// and one result per input. `None` when the thread itself failed (a host bug: the worker never
+/// panics on guest faults), which stops this transform.
+async fn process(
+    mut worker: UdfWorker,
+    messages: Vec<crate::message::Message>,
+    ctx: &crate::flow::ComponentContext,
+) -> Option<(UdfWorker, Vec<crate::message::Message>, Vec<RecordResult>)> {
+    let metrics = ctx.metrics.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let results = worker.process(&messages);
+        metrics.batch_latency.observe(started.elapsed());
+        (worker, messages, results)
+    })
+    .await;
+    match joined {
+        Ok(done) => Some(done),
+        Err(err) => {
+            tracing::error!(component = %ctx.component, "UDF thread failed: {err}; stopping this transform");
+            ctx.metrics
+                .report_error(&format!("UDF thread failed: {err}"));
+            None
+        }
+    }
+}
+
+/// Sends each input's outputs on (tagged with the UDF version, each holding a fork of the
+/// input's acknowledgement), and dead-letters each input whose call failed, with the reason.
+async fn deliver(
+    messages: Vec<crate::message::Message>,
+    acks: Vec<crate::flow::Ack>,
+    results: Vec<RecordResult>,
+    version: &str,
+    outputs: &crate::flow::Outputs,
+    ctx: &crate::flow::ComponentContext,
+) {
+    use crate::flow::Record;
+    for ((message, ack), result) in messages.into_iter().zip(acks).zip(results) {
+        match result {
+            Ok(produced) => {
+                for mut out in produced {
+                    out.headers.retain(|(k, _)| k != HEADER_UDF);
+                    out.headers
+                        .push((HEADER_UDF.into(), version.as_bytes().to_vec()));
+                    outputs
+                        .send(Record {
+                            msg: out,
+                            ack: ack.fork(),
+                        })
+                        .await;
+                }
+                ack.done();
+            }
+            Err(err) => {
+                ctx.metrics.udf_failure(err.kind());
+                let record = Record { msg: message, ack };
+                ctx.dead_letters
+                    .send(record, &ctx.metrics, &format!("udf {version}: {err}"))
+                    .await;
+            }
+        }
+    }
+}
+
+/// The worker of a new version that finished starting in the background, if it started;
+/// a refusal is logged and reported, and `version` keeps running.
+fn adopt(
+    started: Result<Result<UdfWorker, crate::udf_runtime::LoadError>, tokio::task::JoinError>,
+    version: &str,
+    ctx: &crate::flow::ComponentContext,
+) -> Option<UdfWorker> {
+    match started {
+        Ok(Ok(next)) => {
+            tracing::info!(component = %ctx.component, from = %version, to = %next.module().version(), "udf swapped between batches");
+            Some(next)
+        }
+        Ok(Err(err)) => {
+            tracing::error!(component = %ctx.component, "new UDF version refused here, {version} keeps running: {err}");
+            ctx.metrics.report_error(&format!(
+                "new UDF version refused here, {version} keeps running: {err}"
+            ));
+            None
+        }
+        Err(err) => {
+            tracing::error!(component = %ctx.component, "new UDF version failed to start: {err}");
+            None
+        }
     }
 }
 

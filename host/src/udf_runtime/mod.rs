@@ -17,7 +17,7 @@ mod sandbox;
 mod worker;
 
 pub use sandbox::UdfLimits;
-pub use worker::UdfWorker;
+pub use worker::{RecordResult, UdfWorker};
 
 use artifact_cache::ArtifactCache;
 use sandbox::{HostState, EPOCH_TICK};
