@@ -393,6 +393,14 @@ impl SluiceProcess {
         let mut log =
             std::fs::File::create(&args.log).map_err(|e| format!("{}: {e}", args.log.display()))?;
         let ready_file = args.log.with_extension("ready");
+        // A state directory of the demo's own, fresh each run: a journal left by an interrupted
+        // earlier run must not be replayed into this run's brokers.
+        let state_dir = args.log.with_extension("state");
+        match std::fs::remove_dir_all(&state_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", state_dir.display())),
+        }
         match std::fs::remove_file(&ready_file) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -406,6 +414,8 @@ impl SluiceProcess {
             .arg(&args.udf_dir)
             .arg("--ready-file")
             .arg(&ready_file)
+            .arg("--state-dir")
+            .arg(&state_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

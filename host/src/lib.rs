@@ -5,6 +5,7 @@
 //! - [`sources`], [`transforms`], [`sinks`]: one file per component kind.
 //! - [`codec`]: encodings at the edges (raw, json, delimited).
 //! - [`mqtt_common`], [`kafka_common`]: what the MQTT and Kafka sources and sinks share.
+//! - [`journal`]: the source journal on disk (acknowledge once durable, replay after a crash).
 //! - [`flow`]: the vocabulary components are written in (records, acks, outputs, dead letters).
 //! - [`topology`]: running pipelines (wiring, supervision, restart, drain within a deadline).
 //! - [`udf_runtime`]: the Wasm UDF runtime (the only module that touches wasmtime).
@@ -23,6 +24,7 @@ pub mod api;
 pub mod codec;
 pub mod control_plane;
 pub mod flow;
+pub mod journal;
 pub mod kafka_common;
 pub mod message;
 pub mod metrics;

@@ -52,6 +52,11 @@ pub fn dead_letter_dir(root: &Path) -> PathBuf {
     root.join("dead-letters")
 }
 
+/// Where the pipelines' source journals are under state directory `root`: `journal/PIPELINE/`.
+pub fn journal_dir(root: &Path) -> PathBuf {
+    root.join("journal")
+}
+
 impl StateDir {
     /// Opens (creating if needed) the state directory at `root`.
     pub fn open(root: PathBuf) -> Result<Self, StateError> {
@@ -80,6 +85,11 @@ impl StateDir {
     /// Where pipelines without a dead-letter sink keep failed records (created on first use).
     pub fn dead_letter_dir(&self) -> PathBuf {
         dead_letter_dir(&self.root)
+    }
+
+    /// `journal/`: the pipelines' source journals.
+    pub fn journal_dir(&self) -> PathBuf {
+        journal_dir(&self.root)
     }
 
     /// Saves a deployed pipeline's TOML.

@@ -243,6 +243,8 @@ impl SequencePublisher {
 pub struct SequenceCollector {
     seen: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
+    /// CONNACKs so far (1 after the first connection, one more per reconnect).
+    connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl SequenceCollector {
@@ -251,7 +253,9 @@ impl SequenceCollector {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (topic, sink, stopping) = (topic.to_string(), seen.clone(), stop.clone());
+        let connected = connections.clone();
         std::thread::spawn(move || {
             let mut options = rumqttc::MqttOptions::new(
                 format!("seq-collector-{}", free_port()),
@@ -265,6 +269,7 @@ impl SequenceCollector {
             while !stopping.load(Ordering::Relaxed) {
                 match connection.recv_timeout(Duration::from_millis(200)) {
                     Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack)))) => {
+                        connected.fetch_add(1, Ordering::Relaxed);
                         if !ack.session_present {
                             let _ = client.try_subscribe(&topic, rumqttc::QoS::AtLeastOnce);
                         }
@@ -285,7 +290,24 @@ impl SequenceCollector {
         ready_rx
             .recv_timeout(WAIT)
             .expect("the broker confirms the collector's subscription");
-        SequenceCollector { seen, stop }
+        SequenceCollector {
+            seen,
+            stop,
+            connections,
+        }
+    }
+
+    /// Waits until the collector has connected `n` times (e.g. 2: it is back after its broker
+    /// restarted), so what is published next finds it connected rather than queued for it.
+    pub fn wait_connections(&self, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        while self.connections.load(Ordering::Relaxed) < n {
+            assert!(
+                Instant::now() < deadline,
+                "the collector did not reconnect within {WAIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits until all of `seq-0..count` arrived (or `WAIT` passes with nothing new) and says

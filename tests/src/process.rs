@@ -14,7 +14,7 @@ pub struct SluiceRun {
     child: Child,
     stdout: mpsc::Receiver<String>,
     log: mpsc::Receiver<String>,
-    /// Holds the `--ready-file`.
+    /// Holds the `--ready-file` (and the state directory, unless the test gave one).
     ready_dir: tempfile::TempDir,
 }
 
@@ -34,13 +34,19 @@ impl SluiceRun {
         Self::start_files(&[pipeline], args)
     }
 
-    /// Starts `sluice run FILES... ARGS...` with logs at info level.
+    /// Starts `sluice run FILES... ARGS...` with logs at info level. Unless `ARGS` name a
+    /// `--state-dir`, the run gets a fresh one of its own (host id, journals), so tests running
+    /// side by side never share a journal.
     pub fn start_files(pipelines: &[&Path], args: &[&OsStr]) -> Self {
         let ready_dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(sluice_bin())
-            .arg("run")
-            .args(pipelines)
-            .args(args)
+        let mut command = Command::new(sluice_bin());
+        command.arg("run").args(pipelines).args(args);
+        if !args.iter().any(|a| *a == "--state-dir") {
+            command
+                .arg("--state-dir")
+                .arg(ready_dir.path().join("state"));
+        }
+        let mut child = command
             .arg("--ready-file")
             .arg(ready_dir.path().join("ready"))
             .env("SLUICE_LOG", "info")

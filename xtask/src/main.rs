@@ -8,7 +8,10 @@
 //!   builds, then runs every test of the workspace (one profile: release).
 //! - `faults`: the fault-injection suite alone (`tests/tests/e2e/faults.rs`), with more cycles of
 //!   each repeatable fault (`--cycles N`, default 5); `test` runs it once per fault.
-//! - `bench`: builds, then the Wasm-vs-native throughput benchmark.
+//! - `bench`: builds, then the Wasm-vs-native throughput benchmark. `bench e2e [--records N]`:
+//!   the end-to-end benchmark (`bench/e2e/run.py`): MQTT (Mosquitto defaults) -> anomaly UDF ->
+//!   Kafka (tansu), Sluice against a Python bridge in the same run; Python packages from
+//!   `bench/e2e/requirements.txt` into `target/tools/bench-venv`.
 //! - `lint`: `cargo fmt --check` and `cargo clippy --all-targets -- -D warnings`, for the host and
 //!   again for the guests on `wasm32-wasip2`.
 //! - `tidy`: the invariants of ARCHITECTURE.md that can be read off the source (see `tidy.rs`).
@@ -31,12 +34,13 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
         Some("faults") => faults(&args[1..]),
+        Some("bench") if args.get(1).map(String::as_str) == Some("e2e") => bench_e2e(&args[2..]),
         Some("bench") => bench(),
         Some("lint") => lint(),
         Some("tidy") => tidy(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <build | demo | test [-- cargo test args] | faults [--cycles N] | bench | lint | tidy>"
+                "usage: cargo xtask <build | demo | test [-- cargo test args] | faults [--cycles N] | bench [e2e [--records N]] | lint | tidy>"
             );
             return ExitCode::from(2);
         }
@@ -443,6 +447,39 @@ fn bench() -> Result<()> {
         .args(["bench", "--workspace", "--bench", "udf_throughput"])
         .env("SLUICE_TEST_UDF_DIR", target_dir().join("udfs"))
         .env("SLUICE_TEST_FIXTURE_DIR", target_dir().join("test-udfs")))
+}
+
+/// The end-to-end benchmark against a Python bridge; its table is printed and written to
+/// `target/bench/e2e.json`.
+fn bench_e2e(extra: &[String]) -> Result<()> {
+    install_test_servers()?;
+    install_tansu()?;
+    let udfs = build(HostBuild::Binaries)?;
+    let venv = target_dir().join("tools/bench-venv");
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    run(Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "-r"])
+        .arg(root().join("bench/e2e/requirements.txt")))?;
+    let out = target_dir().join("bench");
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    run(Command::new(&python)
+        .arg(root().join("bench/e2e/run.py"))
+        .arg("--sluice")
+        .arg(sluice_bin())
+        .arg("--tansu")
+        .arg(tansu_bin())
+        .arg("--udf-dir")
+        .arg(&udfs)
+        .arg("--data")
+        .arg(root().join("tests/data/ecg_discord_test.msgs"))
+        .arg("--model")
+        .arg(root().join("guest-udfs/anomaly/model/ecg_autoencoder.json"))
+        .arg("--out")
+        .arg(out.join("e2e.json"))
+        .args(extra))
 }
 
 fn tidy() -> Result<()> {

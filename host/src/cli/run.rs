@@ -6,7 +6,7 @@
 
 use super::{default_cache_dir, default_state_dir, default_udf_dir, load_pipeline, LoadFailure};
 use sluice::flow::RunContext;
-use sluice::state_dir::{dead_letter_dir, host_id};
+use sluice::state_dir::{dead_letter_dir, host_id, journal_dir};
 use sluice::topology;
 use sluice::udf_registry::UdfRegistry;
 use sluice::udf_runtime::{RuntimeOptions, UdfRuntime};
@@ -30,8 +30,8 @@ pub struct RunArgs {
     /// pipeline [default: STATE_DIR/dead-letters, STATE_DIR as for `sluice serve`].
     #[arg(long, value_name = "DIR")]
     dead_letter_dir: Option<PathBuf>,
-    /// Where this host keeps its identity (`host-id`) and, by default, its dead letters
-    /// [default: $SLUICE_STATE_DIR, else $XDG_STATE_HOME/sluice, else ~/.local/state/sluice].
+    /// Where this host keeps its identity (`host-id`), its pipelines' source journals
+    /// (`journal/PIPELINE/`) and, by default, its dead letters [default: $SLUICE_STATE_DIR, else $XDG_STATE_HOME/sluice, else ~/.local/state/sluice].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// This host's identity, part of default MQTT client ids [default: $SLUICE_HOST_ID, else
@@ -137,6 +137,9 @@ pub fn run(args: RunArgs) -> ExitCode {
             .unwrap_or_else(|| dead_letter_dir(&state_dir)),
         host_id: host_id.into(),
         drain_timeout: args.drain_timeout,
+        journals: Some(std::sync::Arc::new(sluice::journal::JournalSet::new(
+            journal_dir(&state_dir),
+        ))),
     };
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -99,6 +99,9 @@ fn serve(args: ServeArgs) -> Result<sluice::topology::Drained, String> {
         dead_letter_dir: state.dead_letter_dir(),
         host_id: host_id.into(),
         drain_timeout: args.drain_timeout,
+        journals: Some(Arc::new(sluice::journal::JournalSet::new(
+            state.journal_dir(),
+        ))),
     };
     let topology = Topology::new(context, Arc::new(HostMetrics::default()));
     let env: Env = Arc::new(|name: &str| std::env::var(name).ok());

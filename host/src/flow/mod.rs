@@ -230,6 +230,8 @@ pub struct RunContext {
     /// How long a stopping pipeline (shutdown, replace, undeploy) may drain before what is still
     /// unacknowledged is abandoned to redelivery.
     pub drain_timeout: std::time::Duration,
+    /// The pipelines' source journals (`STATE_DIR/journal`); `None`: no journal anywhere.
+    pub journals: Option<Arc<crate::journal::JournalSet>>,
 }
 
 /// What a component task needs to know about where it runs.

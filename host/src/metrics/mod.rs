@@ -118,11 +118,26 @@ pub struct ComponentMetrics {
     /// Consumer lag in records (Kafka sources), -1 when unknown.
     lag: AtomicI64,
     last_error: Mutex<Option<LastError>>,
-    /// Records a source emitted and has not acknowledged yet (sources only).
+    /// Records a source emitted that are not delivered yet (sources only).
     pub unacked: Unacked,
+    /// The source's journal, if it has one (sources only).
+    pub journal: JournalGauges,
     /// Sources: subscribed and receiving (MQTT: the broker granted the subscription or resumed
     /// the session; Kafka: subscribed to its topics).
     ready: std::sync::atomic::AtomicBool,
+}
+
+/// A source's share of its pipeline's journal (`journal/`): set by the journal, read here.
+#[derive(Debug, Default)]
+pub struct JournalGauges {
+    /// The source journals what it receives.
+    pub enabled: std::sync::atomic::AtomicBool,
+    /// Entries held (received, not delivered everywhere yet).
+    pub records: AtomicU64,
+    /// Bytes held.
+    pub bytes: AtomicU64,
+    /// fsyncs that made this source's appends durable (one covers every append of its batch).
+    pub fsyncs: AtomicU64,
 }
 
 /// The records of one source that are not acknowledged yet: how many, and since when the oldest
@@ -209,6 +224,7 @@ impl ComponentMetrics {
             lag: AtomicI64::new(-1),
             last_error: Mutex::new(None),
             unacked: Unacked::default(),
+            journal: JournalGauges::default(),
             ready: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -288,6 +304,16 @@ impl ComponentMetrics {
             unacked: (self.role == Role::Source).then(|| self.unacked.count()),
             oldest_unacked_secs: (self.role == Role::Source)
                 .then(|| self.unacked.oldest_age().as_secs_f64()),
+            journal_records: self
+                .journal
+                .enabled
+                .load(Ordering::Relaxed)
+                .then(|| self.journal.records.load(Ordering::Relaxed)),
+            journal_bytes: self
+                .journal
+                .enabled
+                .load(Ordering::Relaxed)
+                .then(|| self.journal.bytes.load(Ordering::Relaxed)),
             last_error: self
                 .last_error
                 .lock()
@@ -322,6 +348,12 @@ pub struct ComponentSnapshot {
     /// Sources: how long the oldest unacknowledged record has waited, in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oldest_unacked_secs: Option<f64>,
+    /// Sources with a journal: entries it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_records: Option<u64>,
+    /// Sources with a journal: bytes it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_bytes: Option<u64>,
     /// The last error, if any.
     pub last_error: Option<LastError>,
 }

@@ -137,7 +137,8 @@ pub fn render_prometheus(
         &mut out,
         "sluice_source_unacked_records",
         "gauge",
-        "Records a source emitted that are not acknowledged to its broker yet.",
+        "Records a source emitted that are not delivered everywhere yet (without a journal, \
+         also not acknowledged to its broker).",
         sources()
             .map(|c| (labels(c), c.unacked.count().to_string()))
             .collect(),
@@ -149,6 +150,49 @@ pub fn render_prometheus(
         "How long a source's oldest unacknowledged record has waited (0 when none waits).",
         sources()
             .map(|c| (labels(c), c.unacked.oldest_age().as_secs_f64().to_string()))
+            .collect(),
+    );
+    let journaled = || sources().filter(|c| c.journal.enabled.load(Ordering::Relaxed));
+    family(
+        &mut out,
+        "sluice_journal_records",
+        "gauge",
+        "Entries a source holds in its pipeline's journal (received, not delivered everywhere).",
+        journaled()
+            .map(|c| {
+                (
+                    labels(c),
+                    c.journal.records.load(Ordering::Relaxed).to_string(),
+                )
+            })
+            .collect(),
+    );
+    family(
+        &mut out,
+        "sluice_journal_bytes",
+        "gauge",
+        "Bytes a source holds in its pipeline's journal.",
+        journaled()
+            .map(|c| {
+                (
+                    labels(c),
+                    c.journal.bytes.load(Ordering::Relaxed).to_string(),
+                )
+            })
+            .collect(),
+    );
+    family(
+        &mut out,
+        "sluice_journal_fsyncs_total",
+        "counter",
+        "fsyncs that made a source's journal appends durable (one covers a whole batch).",
+        journaled()
+            .map(|c| {
+                (
+                    labels(c),
+                    c.journal.fsyncs.load(Ordering::Relaxed).to_string(),
+                )
+            })
             .collect(),
     );
     let host_counter = |v: &AtomicU64| vec![(String::new(), v.load(Ordering::Relaxed).to_string())];

@@ -3,7 +3,7 @@
 //! A file has three tables of named components, Vector-style: `[sources.NAME]`,
 //! `[transforms.NAME]`, `[sinks.NAME]`, each with a `type`; transforms and sinks have
 //! `inputs = [...]` naming upstream components. An optional `[pipeline]` table names the
-//! pipeline and its dead-letter sink.
+//! pipeline and its dead-letter sink; an optional `[journal]` table sets the source journal.
 //!
 //! Everything here is pure: no I/O (the caller reads files and passes the environment in), no
 //! tokio, no brokers. Errors are values with file, line, column and dotted field path, and
@@ -41,6 +41,42 @@ pub struct PipelineSpec {
     pub transforms: Vec<Component<TransformConfig>>,
     /// Sinks, in file order (the dead-letter sink included).
     pub sinks: Vec<Component<SinkConfig>>,
+    /// The source journal (`[journal]`).
+    pub journal: JournalConfig,
+}
+
+/// `[journal]`: records of sources that acknowledge (MQTT at QoS 1 or 2) are written to a
+/// journal on disk and acknowledged to their broker once it is durable; they leave the journal
+/// once every sink accepted everything derived from them. Kafka sources do not use it (Kafka
+/// keeps the data; offsets are committed after delivery).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    /// Journal before acknowledging (default true). `false`: a record is acknowledged only once
+    /// every sink accepted it, so the broker's in-flight window bounds throughput.
+    #[serde(default = "journal_enabled")]
+    pub enabled: bool,
+    /// The most the pipeline's journal holds, in bytes (default 1 GiB). When full, sources stop
+    /// acknowledging (the broker holds back) until sinks catch up; nothing is dropped.
+    #[serde(default = "journal_max_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            enabled: journal_enabled(),
+            max_bytes: journal_max_bytes(),
+        }
+    }
+}
+
+fn journal_enabled() -> bool {
+    true
+}
+
+fn journal_max_bytes() -> u64 {
+    1 << 30
 }
 
 impl PipelineSpec {

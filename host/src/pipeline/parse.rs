@@ -9,7 +9,7 @@
 use super::error::{ConfigErrors, ErrorSink};
 use super::graph::{check_graph, Node, Section};
 use super::interpolate::interpolate;
-use super::{Component, ComponentConfig, PipelineSpec, ReadConfig};
+use super::{Component, ComponentConfig, JournalConfig, PipelineSpec, ReadConfig};
 use super::{SinkConfig, SourceConfig, TransformConfig};
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use std::ops::Range;
@@ -41,6 +41,7 @@ pub fn parse_pipeline(
         .unwrap_or("pipeline")
         .to_string();
     let mut dead_letter: Option<(String, Span)> = None;
+    let mut journal = JournalConfig::default();
     let mut nodes: Vec<Node> = Vec::new();
     let mut tables: Vec<Spanned<DeValue<'_>>> = Vec::new();
     // Components whose header is already reported: references to them are not "unknown".
@@ -68,6 +69,14 @@ pub fn parse_pipeline(
                     }
                 }
             }
+            "journal" => {
+                if let Some(config) = typed::<JournalConfig>(&value, "journal", &mut errors) {
+                    if config.max_bytes == 0 {
+                        errors.push(value.span(), "journal.max_bytes", "must be more than 0");
+                    }
+                    journal = config;
+                }
+            }
             "sources" | "transforms" | "sinks" => {
                 let section = match key_name.as_str() {
                     "sources" => Section::Source,
@@ -92,7 +101,7 @@ pub fn parse_pipeline(
             other => errors.push(
                 key.span(),
                 "",
-                format!("unknown top-level table `{other}`, expected `pipeline`, `sources`, `transforms` or `sinks`"),
+                format!("unknown top-level table `{other}`, expected `pipeline`, `journal`, `sources`, `transforms` or `sinks`"),
             ),
         }
     }
@@ -154,6 +163,7 @@ pub fn parse_pipeline(
         sources,
         transforms,
         sinks,
+        journal,
     })
 }
 

@@ -3,6 +3,7 @@
 
 use crate::codec::EncodingConfig;
 use crate::flow::Backoff;
+use crate::journal::JournalEntry;
 use crate::mqtt_common::{
     validate_qos, ClientRole, IncomingPublish, MqttClient, MqttConnection, MqttEvent, MqttEventLoop,
 };
@@ -18,7 +19,8 @@ pub struct MqttSourceConfig {
     pub broker: MqttConnection,
     /// Topic filters to subscribe to; `+`/`#` wildcards and `$share/GROUP/filter` allowed.
     pub topics: Vec<String>,
-    /// Subscription QoS: 0, 1 (default) or 2. With QoS >= 1 a publish is acknowledged only
+    /// Subscription QoS: 0, 1 (default) or 2. With QoS >= 1 a publish is acknowledged once it
+    /// is in the pipeline's journal (`[journal]`, on by default), or without a journal only
     /// after every sink downstream accepted what was derived from it.
     #[serde(default = "qos_one")]
     pub qos: u8,
@@ -110,6 +112,7 @@ pub struct MqttSource {
     config: MqttSourceConfig,
     client: MqttClient,
     events: MqttEventLoop,
+    journal: Option<Arc<crate::journal::SourceLog>>,
 }
 
 /// A publish from the poll task, with its place in the connection's acknowledgement order.
@@ -183,9 +186,14 @@ fn lock(acks: &SharedPubAcks) -> std::sync::MutexGuard<'_, PubAcks> {
 impl MqttSource {
     /// Prepares the client (no connection yet). A publish is acknowledged manually, only after
     /// everything derived from it was accepted.
+    ///
+    /// With `journal`, publishes are acknowledged once they are durable in it, and what an
+    /// earlier run left there is replayed first. It is used only at QoS 1 or 2 (a QoS 0
+    /// publish is never acknowledged, so there is nothing to hold back).
     pub fn build(
         config: MqttSourceConfig,
         ctx: &crate::flow::ComponentContext,
+        journal: Option<crate::journal::SourceLog>,
     ) -> Result<Self, String> {
         let (client, events) = config.broker.client(
             &ctx.default_client_id(),
@@ -196,6 +204,7 @@ impl MqttSource {
             config,
             client,
             events,
+            journal: journal.map(Arc::new),
         })
     }
 
@@ -207,13 +216,14 @@ impl MqttSource {
         outputs: crate::flow::Outputs,
         ctx: crate::flow::ComponentContext,
     ) -> crate::flow::ComponentTask {
-        use crate::flow::{Ack, Record};
+        use crate::flow::Ack;
 
         Box::pin(async move {
             let MqttSource {
                 config,
                 client,
                 events,
+                journal,
             } = self;
             let config = Arc::new(config);
             let pubacks = SharedPubAcks::default();
@@ -228,6 +238,19 @@ impl MqttSource {
                 ctx.clone(),
             )));
             let mut shutdown = ctx.shutdown.clone();
+            // With a journal, this loop only journals and acknowledges; a task of its own emits
+            // from the journal at the pipeline's pace (what an earlier run left first), so a
+            // slow or absent sink fills the journal, not the broker's queue.
+            let durable = Arc::new(tokio::sync::Notify::new());
+            let emitter = journal.as_ref().map(|log| {
+                AbortOnDrop(tokio::spawn(emit_from_journal(
+                    log.clone(),
+                    config.clone(),
+                    outputs.clone(),
+                    ctx.clone(),
+                    durable.clone(),
+                )))
+            });
             loop {
                 let next = tokio::select! {
                     biased;
@@ -239,27 +262,166 @@ impl MqttSource {
                 let Some(Received { publish, ticket }) = next else {
                     return;
                 };
-                let ack = match ticket {
-                    Some(ticket) => puback_ack(ticket, &client, &pubacks, &ctx),
-                    None => Ack::none(),
+                let entry = JournalEntry {
+                    received_ms: now_ms(),
+                    topic: publish.topic().into_bytes(),
+                    properties: publish.user_properties(),
+                    payload: publish.payload().to_vec(),
                 };
-                let (msg, failure) = read_publish(&publish, &config);
-                let record = Record { msg, ack };
-                match failure {
-                    None => outputs.send(record).await,
-                    Some(reason) => {
-                        ctx.metrics.record_in();
-                        ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
-                    }
+                let (Some(log), Some(ticket)) = (&journal, ticket) else {
+                    // No journal (or QoS 0): emit now, acknowledge once delivered.
+                    let ack = match ticket {
+                        Some(ticket) => puback_ack(ticket, &client, &pubacks, &ctx),
+                        None => Ack::none(),
+                    };
+                    emit(&entry, &config, ack, &outputs, &ctx).await;
+                    continue;
+                };
+                let bytes = entry.encode();
+                // A full journal holds this publish (and, by the broker's window, the ones after
+                // it) unacknowledged until sinks catch up.
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    () = log.wait_for_room(bytes.len() as u64) => {}
+                }
+                let on_disk = puback_when_durable(ticket, &client, &pubacks, &ctx, &durable);
+                if let Err(err) = log.append(bytes, on_disk) {
+                    tracing::error!(component = %ctx.component, "{err}");
+                    ctx.metrics.report_error(&err.to_string());
+                    return;
                 }
             }
             // Stop feeding downstream; the poll task keeps the connection up until what was
             // emitted is acknowledged, so the acknowledgements reach the broker.
+            if let Some(mut emitter) = emitter {
+                // It stops at the next record; what it has not emitted stays journaled.
+                let _ = (&mut emitter.0).await;
+            }
             drop(outputs);
             drop(received); // publishes still arriving are not taken: redelivered later
             drain_and_disconnect(&client, &mut poller, &ctx).await;
         })
     }
+}
+
+/// Sends one received message downstream with `ack`, or to dead letters when it cannot be
+/// decoded or is too large.
+async fn emit(
+    entry: &JournalEntry,
+    config: &MqttSourceConfig,
+    ack: crate::flow::Ack,
+    outputs: &crate::flow::Outputs,
+    ctx: &crate::flow::ComponentContext,
+) {
+    let (msg, failure) = read_entry(entry, config);
+    let record = crate::flow::Record { msg, ack };
+    match failure {
+        None => outputs.send(record).await,
+        Some(reason) => {
+            ctx.metrics.record_in();
+            ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
+        }
+    }
+}
+
+/// Emits the journal's entries in order, from the first it holds (what an earlier run left),
+/// each removed once delivered; waits on `durable` for more. Stops at shutdown, between
+/// records. An entry that cannot be read goes to dead letters with the reason.
+async fn emit_from_journal(
+    log: Arc<crate::journal::SourceLog>,
+    config: Arc<MqttSourceConfig>,
+    outputs: crate::flow::Outputs,
+    ctx: crate::flow::ComponentContext,
+    durable: Arc<tokio::sync::Notify>,
+) {
+    use crate::flow::{Ack, Record};
+    let mut shutdown = ctx.shutdown.clone();
+    let held = ctx
+        .metrics
+        .journal
+        .records
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if held > 0 {
+        tracing::info!(component = %ctx.component, records = held, "delivering what the journal kept from an earlier run");
+    }
+    let mut from = 0;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let entries = match log.read_from(from, 256) {
+            Ok(entries) => entries,
+            Err(err) => {
+                tracing::error!(component = %ctx.component, "{err}");
+                ctx.metrics.report_error(&err.to_string());
+                return;
+            }
+        };
+        let Some((last, _)) = entries.last() else {
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                () = durable.notified() => continue,
+            }
+        };
+        from = last + 1;
+        for (seq, bytes) in entries {
+            if *shutdown.borrow() {
+                return;
+            }
+            let len = bytes.len() as u64;
+            let ack = {
+                let log = log.clone();
+                Ack::tracked(&ctx.metrics, move || log.remove(seq, len))
+            };
+            match JournalEntry::decode(&bytes) {
+                Ok(entry) => emit(&entry, &config, ack, &outputs, &ctx).await,
+                Err(reason) => {
+                    ctx.metrics.record_in();
+                    let record = Record {
+                        msg: crate::message::Message::from_value(bytes),
+                        ack,
+                    };
+                    let reason = format!("journal entry {seq}: {reason}");
+                    ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
+                }
+            }
+        }
+    }
+}
+
+fn now_ms() -> Option<i64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+}
+
+/// What runs once a journaled publish is durable: the emitter is woken, and the PUBACKs now
+/// due go to the broker (in arrival order, see [`PubAcks`]). A failed write sends none: the broker delivers again.
+fn puback_when_durable(
+    ticket: (u64, u64),
+    client: &MqttClient,
+    pubacks: &SharedPubAcks,
+    ctx: &crate::flow::ComponentContext,
+    durable: &Arc<tokio::sync::Notify>,
+) -> crate::journal::Durable {
+    let (client, pubacks, metrics) = (client.clone(), pubacks.clone(), ctx.metrics.clone());
+    let durable = durable.clone();
+    Box::new(move |written| match written {
+        Ok(()) => {
+            durable.notify_one(); // the emitter can read it
+
+            for publish in lock(&pubacks).done(ticket) {
+                if let Err(err) = client.try_ack(&publish) {
+                    tracing::warn!(
+                        "cannot acknowledge a publish (the broker will redeliver it): {err}"
+                    );
+                }
+            }
+        }
+        Err(err) => metrics.report_error(&format!("journal write failed: {err}")),
+    })
 }
 
 /// The acknowledgement of one received publish: once everything derived from it is accepted,
@@ -282,42 +444,35 @@ fn puback_ack(
     })
 }
 
-/// The record a publish becomes (header `mqtt-topic` and its user properties, the time it was
-/// received, the decoded value), and why it must be dead-lettered instead, if it must (over
-/// `max_message_bytes`, or not decodable: then the value is the raw payload).
-fn read_publish(
-    publish: &IncomingPublish,
+/// The record a received message becomes (header `mqtt-topic` and its user properties, the
+/// time it was received, the decoded value), and why it must be dead-lettered instead, if it
+/// must (over `max_message_bytes`, or not decodable: then the value is the raw payload).
+fn read_entry(
+    entry: &JournalEntry,
     config: &MqttSourceConfig,
 ) -> (crate::message::Message, Option<String>) {
-    let timestamp_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_millis()).ok());
-    let mut headers = vec![("mqtt-topic".to_string(), publish.topic().into_bytes())];
-    headers.extend(publish.user_properties());
-    let size = publish.payload().len();
+    let mut headers = vec![("mqtt-topic".to_string(), entry.topic.clone())];
+    headers.extend(entry.properties.iter().cloned());
+    let size = entry.payload.len();
     let (value, failure) = if size > config.max_message_bytes {
         (
-            publish.payload().to_vec(),
+            entry.payload.clone(),
             Some(format!(
                 "message of {size} bytes is over max_message_bytes ({})",
                 config.max_message_bytes
             )),
         )
     } else {
-        match config.decoding.decode(publish.payload()) {
+        match config.decoding.decode(&entry.payload) {
             Ok(value) => (value, None),
-            Err(reason) => (
-                publish.payload().to_vec(),
-                Some(format!("decode: {reason}")),
-            ),
+            Err(reason) => (entry.payload.clone(), Some(format!("decode: {reason}"))),
         }
     };
     let msg = crate::message::Message {
         key: None,
         value,
         headers,
-        timestamp_ms,
+        timestamp_ms: entry.received_ms,
     };
     (msg, failure)
 }

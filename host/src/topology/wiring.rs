@@ -198,12 +198,33 @@ pub fn build_pipeline(
         };
         tasks.push(task);
     }
+    // One journal for the pipeline's sources that acknowledge (MQTT at QoS 1 or 2).
+    let journaled = spec
+        .sources
+        .iter()
+        .any(|s| matches!(&s.config, SourceConfig::Mqtt(m) if m.qos >= 1));
+    let journal = match (&context.journals, spec.journal.enabled && journaled) {
+        (Some(journals), true) => Some(
+            journals
+                .open(&spec.name, spec.journal.max_bytes)
+                .map_err(|err| fail("journal", err.to_string()))?,
+        ),
+        _ => None,
+    };
     for source in &spec.sources {
         let out = outputs_of(&mut outputs, &source.name)?;
         let c = ctx(&source.name)?;
         let task = match &source.config {
             SourceConfig::Mqtt(config) => {
-                crate::sources::mqtt::MqttSource::build(config.clone(), &c)
+                let log = match (&journal, config.qos) {
+                    (Some(journal), 1..) => Some(
+                        journal
+                            .source(&source.name, c.metrics.clone())
+                            .map_err(|err| fail(&source.name, err.to_string()))?,
+                    ),
+                    _ => None,
+                };
+                crate::sources::mqtt::MqttSource::build(config.clone(), &c, log)
                     .map_err(|reason| fail(&source.name, reason))?
                     .run(out, c)
             }

@@ -40,11 +40,17 @@ fn the_original_demo_topology_end_to_end() {
 
     let at_receiver = Collector::subscribe(receiver.port, &["electric-temperature"]);
     let pipeline = sluice_harness::root().join("pipelines/ecg-anomaly.toml");
+    let state = tempfile::tempdir().expect("state dir");
+    let ready = state.path().join("ready");
     let mut child = Command::new(sluice_harness::sluice_bin())
         .arg("run")
         .arg(&pipeline)
         .arg("--udf-dir")
         .arg(sluice_harness::udf_dir())
+        .arg("--state-dir")
+        .arg(state.path())
+        .arg("--ready-file")
+        .arg(&ready)
         .env("SLUICE_LOG", "info")
         .env("MQTT_URL", sensors.url())
         .env("MQTT_RECEIVER_URL", receiver.url())
@@ -55,7 +61,14 @@ fn the_original_demo_topology_end_to_end() {
         .spawn()
         .expect("start sluice");
     let log = sluice_harness::log_lines(child.stderr.take().expect("stderr"));
-    sluice_harness::wait_for_line(&log, "mqtt source subscribed");
+    if let Err(err) =
+        sluice_harness::process::try_wait_ready(&mut child, &ready, sluice_harness::WAIT)
+    {
+        panic!(
+            "{err}; its log:\n{}",
+            log.try_iter().collect::<Vec<_>>().join("\n")
+        );
+    }
 
     let payloads = sluice_harness::demo_payloads();
     sluice_harness::publish_all(sensors.port, "electric-temperature", &payloads);

@@ -596,3 +596,103 @@ fn a_message_over_the_size_limit_is_dead_lettered_with_its_size() {
     );
     assert_eq!(run.stop().code(), Some(0));
 }
+
+/// `relay` with a `[journal]` table of `journal_lines`.
+fn relay_with_journal(source: &str, sink: &str, journal_lines: &str) -> PipelineFile {
+    PipelineFile::new(
+        "journaled.toml",
+        &format!(
+            r#"
+[journal]
+{journal_lines}
+
+[sources.input]
+type = "mqtt"
+broker.url = "{source}"
+topics = ["in"]
+
+[sinks.output]
+type = "mqtt"
+inputs = ["input"]
+broker.url = "{sink}"
+topic = "out"
+"#
+        ),
+    )
+}
+
+#[test]
+fn an_outage_longer_than_the_brokers_queue_is_kept_in_the_journal_through_kill_9() {
+    // More than Mosquitto's default queue (`max_queued_messages 1000`) arrives while the sink
+    // broker is down. Without the journal Sluice stops acknowledging after a few hundred and the
+    // broker drops what does not fit; with it, Sluice acknowledges as it journals. Then Sluice is
+    // killed with everything still undelivered, and the next run delivers it from the journal.
+    const COUNT: usize = 2500;
+    let source = PersistentMosquitto::start();
+    let mut sink = PersistentMosquitto::start();
+    let pipeline = relay(&source.url(), &sink.url());
+    let state = tempfile::tempdir().unwrap();
+    let collector = SequenceCollector::subscribe(sink.port, "out");
+    let mut run = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut run);
+    sink.stop();
+    let publisher = SequencePublisher::start(source.port, "in", COUNT, 1000);
+    publisher.finish();
+    run.kill();
+    sink.start_again();
+    // Connected before the replay floods it: Mosquitto would queue at most 1000 for it.
+    collector.wait_connections(2);
+    let mut again = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut again);
+    let tally = collector.tally(COUNT);
+    tally.assert_complete("sink outage, kill -9, journal replay", MOSQUITTO_INFLIGHT);
+    assert_eq!(again.stop().code(), Some(0));
+}
+
+#[test]
+fn a_full_journal_holds_acknowledgements_back_and_drops_nothing() {
+    // A journal of a few dozen entries: once full, the broker's window and queue hold the rest
+    // (800 fits in Mosquitto's default queue) until the sink broker is back.
+    const COUNT: usize = 800;
+    let source = PersistentMosquitto::start();
+    let mut sink = PersistentMosquitto::start();
+    let pipeline = relay_with_journal(&source.url(), &sink.url(), "max_bytes = 2000");
+    let state = tempfile::tempdir().unwrap();
+    let collector = SequenceCollector::subscribe(sink.port, "out");
+    let mut run = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut run);
+    sink.stop();
+    let publisher = SequencePublisher::start(source.port, "in", COUNT, 1000);
+    publisher.finish();
+    sink.start_again();
+    collector.wait_connections(2);
+    let tally = collector.tally(COUNT);
+    tally.assert_complete("full journal", MOSQUITTO_INFLIGHT);
+    assert_eq!(run.stop().code(), Some(0));
+}
+
+#[test]
+fn without_the_journal_acknowledgements_wait_for_the_sinks() {
+    // `[journal] enabled = false` keeps the old contract: kill -9 mid-stream, nothing lost,
+    // duplicates within the broker's window.
+    const COUNT: usize = 1500;
+    let broker = PersistentMosquitto::start();
+    let pipeline = relay_with_journal(&broker.url(), &broker.url(), "enabled = false");
+    let state = tempfile::tempdir().unwrap();
+    let collector = SequenceCollector::subscribe(broker.port, "out");
+    let mut run = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut run);
+    let publisher = SequencePublisher::start(broker.port, "in", COUNT, 500);
+    publisher.wait_sent(COUNT / 2);
+    run.kill();
+    let mut again = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut again);
+    publisher.finish();
+    let tally = collector.tally(COUNT);
+    tally.assert_complete("kill -9 without a journal", MOSQUITTO_INFLIGHT);
+    assert!(
+        !state.path().join("journal/journaled").exists(),
+        "no journal is opened when it is off"
+    );
+    assert_eq!(again.stop().code(), Some(0));
+}

@@ -1,0 +1,441 @@
+//! The source journal: what a source received, on disk before the source acknowledges it to its
+//! broker, and there until every sink accepted everything derived from it. After a crash the
+//! journal is replayed before anything new is read; the broker's in-flight window no longer
+//! waits on the sinks.
+//!
+//! One journal per pipeline (`STATE_DIR/journal/PIPELINE/`, a fjall database), one keyspace per
+//! source in it, keyed by a sequence number. Appends go to one writer thread per journal, which
+//! commits everything queued meanwhile as one batch made durable by one fsync (group commit),
+//! then runs each append's callback (the source's PUBACK). Removals are written to the OS
+//! without an fsync of their own (the next append's fsync covers them): a process crash keeps
+//! them, a power loss may undo some, which means a record is delivered again, never lost.
+//!
+//! Size-bounded: a source waits for room ([`SourceLog::wait_for_room`]) before it appends, so a
+//! full journal stops acknowledgements (the broker holds back) and drops nothing.
+
+mod entry;
+
+pub use entry::JournalEntry;
+
+use crate::metrics::ComponentMetrics;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, Weak};
+
+/// Most operations one writer batch takes.
+const MAX_BATCH: usize = 4096;
+
+/// A journal that cannot be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// Another process has this journal open.
+    #[error(
+        "journal {0} is in use by another process (give each `sluice` process its own --state-dir)"
+    )]
+    Locked(PathBuf),
+    /// The storage engine failed.
+    #[error("journal {path}: {message}")]
+    Storage {
+        /// The journal's directory.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// The journal's writer thread is gone (the journal is closing).
+    #[error("journal {0} is closed")]
+    Closed(PathBuf),
+}
+
+/// Called on the writer thread once an append is durable (`Ok`) or failed.
+pub type Durable = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+enum Op {
+    Append {
+        keyspace: fjall::Keyspace,
+        seq: u64,
+        bytes: Vec<u8>,
+        durable: Durable,
+        metrics: Arc<ComponentMetrics>,
+    },
+    Remove {
+        keyspace: fjall::Keyspace,
+        seq: u64,
+    },
+}
+
+/// The journals of one host, by pipeline: a pipeline that restarts or is replaced gets the
+/// journal its previous run left (the storage engine allows one opening per process).
+pub struct JournalSet {
+    dir: PathBuf,
+    open: Mutex<HashMap<String, Weak<Journal>>>,
+}
+
+impl JournalSet {
+    /// Journals under `dir` (`STATE_DIR/journal`).
+    pub fn new(dir: PathBuf) -> Self {
+        JournalSet {
+            dir,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Where the journals are.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The journal of `pipeline`, opened (and recovered) if it is not open yet.
+    pub fn open(&self, pipeline: &str, max_bytes: u64) -> Result<Arc<Journal>, JournalError> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(journal) = open.get(pipeline).and_then(Weak::upgrade) {
+            journal.max_bytes.store(max_bytes, Ordering::Relaxed);
+            return Ok(journal);
+        }
+        // A journal just closed (its last user gone) may still be releasing its lock.
+        let path = self.dir.join(pipeline);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let journal = loop {
+            match Journal::open(&path, max_bytes) {
+                Err(JournalError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break Arc::new(other?),
+            }
+        };
+        open.insert(pipeline.to_string(), Arc::downgrade(&journal));
+        Ok(journal)
+    }
+}
+
+/// One pipeline's journal.
+pub struct Journal {
+    path: PathBuf,
+    db: fjall::Database,
+    /// To the writer thread; taken on drop, which ends the thread.
+    ops: Mutex<Option<mpsc::Sender<Op>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    max_bytes: AtomicU64,
+    /// Bytes held by every source of this journal.
+    bytes: Arc<AtomicU64>,
+    /// Woken when bytes are removed.
+    room: Arc<tokio::sync::Notify>,
+}
+
+impl Journal {
+    fn open(path: &Path, max_bytes: u64) -> Result<Journal, JournalError> {
+        std::fs::create_dir_all(path).map_err(|e| storage(path, e))?;
+        let db = fjall::Database::builder(path)
+            .manual_journal_persist(true)
+            .worker_threads(1)
+            .open()
+            .map_err(|e| match e {
+                fjall::Error::Locked => JournalError::Locked(path.to_path_buf()),
+                other => storage(path, other),
+            })?;
+        let (tx, rx) = mpsc::channel();
+        let writer_db = db.clone();
+        let writer_path = path.to_path_buf();
+        let writer = std::thread::Builder::new()
+            .name("sluice-journal".into())
+            .spawn(move || write_loop(&writer_db, &writer_path, &rx))
+            .map_err(|e| storage(path, e))?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            db,
+            ops: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            max_bytes: AtomicU64::new(max_bytes),
+            bytes: Arc::new(AtomicU64::new(0)),
+            room: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+
+    /// The journal's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The log of source `component`, with what it holds from earlier runs counted.
+    pub fn source(
+        self: &Arc<Self>,
+        component: &str,
+        metrics: Arc<ComponentMetrics>,
+    ) -> Result<SourceLog, JournalError> {
+        let keyspace = self
+            .db
+            .keyspace(
+                &format!("source-{component}"),
+                fjall::KeyspaceCreateOptions::default,
+            )
+            .map_err(|e| storage(&self.path, e))?;
+        let (mut records, mut bytes, mut next_seq) = (0u64, 0u64, 0u64);
+        for item in keyspace.iter() {
+            let (key, value) = item.into_inner().map_err(|e| storage(&self.path, e))?;
+            records += 1;
+            bytes += value.len() as u64;
+            next_seq = seq_of(&key).map_or(next_seq, |seq| seq + 1);
+        }
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        metrics.journal.records.store(records, Ordering::Relaxed);
+        metrics.journal.bytes.store(bytes, Ordering::Relaxed);
+        metrics.journal.enabled.store(true, Ordering::Relaxed);
+        Ok(SourceLog {
+            journal: self.clone(),
+            keyspace,
+            next_seq: AtomicU64::new(next_seq),
+            metrics,
+        })
+    }
+
+    fn send(&self, op: Op) -> Result<(), JournalError> {
+        let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        match ops.as_ref().map(|tx| tx.send(op)) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(JournalError::Closed(self.path.clone())),
+        }
+    }
+}
+
+impl Drop for Journal {
+    /// Lets the writer finish what is queued, and waits for it, so the journal is closed (and
+    /// can be opened again) when this returns.
+    fn drop(&mut self) {
+        drop(self.ops.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// One source's part of a journal.
+pub struct SourceLog {
+    journal: Arc<Journal>,
+    keyspace: fjall::Keyspace,
+    next_seq: AtomicU64,
+    metrics: Arc<ComponentMetrics>,
+}
+
+impl SourceLog {
+    /// Waits until `len` more bytes fit under the journal's `max_bytes` (at once when the
+    /// journal is empty, so a record larger than the bound still passes alone).
+    pub async fn wait_for_room(&self, len: u64) {
+        loop {
+            let notified = self.journal.room.notified();
+            let held = self.journal.bytes.load(Ordering::Relaxed);
+            if held == 0 || held + len <= self.journal.max_bytes.load(Ordering::Relaxed) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Appends `bytes`; returns its sequence number. `durable` runs on the writer thread once
+    /// the entry is on disk (or could not be written).
+    pub fn append(&self, bytes: Vec<u8>, durable: Durable) -> Result<u64, JournalError> {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let len = bytes.len() as u64;
+        self.journal.bytes.fetch_add(len, Ordering::Relaxed);
+        self.metrics.journal.records.fetch_add(1, Ordering::Relaxed);
+        self.metrics.journal.bytes.fetch_add(len, Ordering::Relaxed);
+        self.journal.send(Op::Append {
+            keyspace: self.keyspace.clone(),
+            seq,
+            bytes,
+            durable,
+            metrics: self.metrics.clone(),
+        })?;
+        Ok(seq)
+    }
+
+    /// Removes entry `seq` of `len` bytes: everything derived from it was delivered.
+    pub fn remove(&self, seq: u64, len: u64) {
+        let _ = self.journal.send(Op::Remove {
+            keyspace: self.keyspace.clone(),
+            seq,
+        });
+        self.journal.bytes.fetch_sub(len, Ordering::Relaxed);
+        self.metrics.journal.records.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.journal.bytes.fetch_sub(len, Ordering::Relaxed);
+        self.journal.room.notify_waiters();
+    }
+
+    /// Up to `limit` entries with a sequence number of `from` or more, in order: what a new run
+    /// replays before it reads anything new.
+    pub fn read_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, JournalError> {
+        let mut entries = Vec::new();
+        for item in self.keyspace.range(from.to_be_bytes()..).take(limit) {
+            let (key, value) = item
+                .into_inner()
+                .map_err(|e| storage(&self.journal.path, e))?;
+            if let Some(seq) = seq_of(&key) {
+                entries.push((seq, value.to_vec()));
+            }
+        }
+        Ok(entries)
+    }
+}
+
+fn seq_of(key: &[u8]) -> Option<u64> {
+    key.try_into().ok().map(u64::from_be_bytes)
+}
+
+fn storage(path: &Path, err: impl std::fmt::Display) -> JournalError {
+    JournalError::Storage {
+        path: path.to_path_buf(),
+        message: err.to_string(),
+    }
+}
+
+/// The writer thread: takes whatever is queued (up to [`MAX_BATCH`]), commits it as one batch,
+/// makes appends durable with one fsync, then runs their callbacks in order. Ends when every
+/// sender is gone.
+fn write_loop(db: &fjall::Database, path: &Path, ops: &mpsc::Receiver<Op>) {
+    while let Ok(first) = ops.recv() {
+        let mut batch = db.batch();
+        let mut appended: Vec<(Durable, Arc<ComponentMetrics>)> = Vec::new();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(op) = next.take() {
+            match op {
+                Op::Append {
+                    keyspace,
+                    seq,
+                    bytes,
+                    durable,
+                    metrics,
+                } => {
+                    batch.insert(&keyspace, seq.to_be_bytes(), bytes);
+                    appended.push((durable, metrics));
+                }
+                Op::Remove { keyspace, seq } => batch.remove(&keyspace, seq.to_be_bytes()),
+            }
+            taken += 1;
+            if taken < MAX_BATCH {
+                next = ops.try_recv().ok();
+            }
+        }
+        let mut result = batch.commit().map_err(|e| e.to_string());
+        if result.is_ok() {
+            // Appends: on disk before the PUBACK. Removals alone: handed to the OS, which keeps
+            // them through a crash of this process (only a power loss can undo them, and then
+            // a record is delivered again, not lost).
+            let mode = if appended.is_empty() {
+                fjall::PersistMode::Buffer
+            } else {
+                fjall::PersistMode::SyncData
+            };
+            result = db.persist(mode).map_err(|e| e.to_string());
+        }
+        if let Err(err) = &result {
+            tracing::error!(journal = %path.display(), error = %err, "journal write failed; the records are not acknowledged and will be delivered again");
+        }
+        let mut counted: Vec<*const ComponentMetrics> = Vec::new();
+        for (durable, metrics) in appended {
+            if !counted.contains(&Arc::as_ptr(&metrics)) {
+                counted.push(Arc::as_ptr(&metrics));
+                metrics.journal.fsyncs.fetch_add(1, Ordering::Relaxed);
+            }
+            durable(result.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Role;
+    use std::time::Duration;
+
+    fn metrics() -> Arc<ComponentMetrics> {
+        Arc::new(ComponentMetrics::new(
+            "p".into(),
+            "in".into(),
+            Role::Source,
+            "mqtt",
+        ))
+    }
+
+    fn append(log: &SourceLog, bytes: &[u8]) -> (u64, mpsc::Receiver<Result<(), String>>) {
+        let (tx, rx) = mpsc::channel();
+        let seq = log
+            .append(
+                bytes.to_vec(),
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            )
+            .expect("append");
+        (seq, rx)
+    }
+
+    #[test]
+    fn appends_are_durable_then_replayed_until_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let set = JournalSet::new(dir.path().to_path_buf());
+        {
+            let journal = set.open("p", 1 << 20).expect("open");
+            let log = journal.source("in", metrics()).expect("source");
+            let (first, durable) = append(&log, b"one");
+            durable
+                .recv_timeout(Duration::from_secs(10))
+                .expect("callback")
+                .expect("durable");
+            let (second, durable) = append(&log, b"two");
+            durable
+                .recv_timeout(Duration::from_secs(10))
+                .expect("callback")
+                .expect("durable");
+            assert_eq!((first, second), (0, 1));
+            log.remove(first, 3);
+            // The removal rides with the next batch: append and wait once more.
+            let (_, durable) = append(&log, b"three");
+            durable
+                .recv_timeout(Duration::from_secs(10))
+                .expect("callback")
+                .expect("durable");
+        }
+        // Reopened (as after a restart): what was not removed comes back, in order.
+        let set = JournalSet::new(dir.path().to_path_buf());
+        let journal = set.open("p", 1 << 20).expect("reopen");
+        let m = metrics();
+        let log = journal.source("in", m.clone()).expect("source");
+        let entries = log.read_from(0, 10).expect("read");
+        assert_eq!(entries, vec![(1, b"two".to_vec()), (2, b"three".to_vec())]);
+        assert_eq!(m.journal.records.load(Ordering::Relaxed), 2);
+        assert_eq!(m.journal.bytes.load(Ordering::Relaxed), 8);
+        let (next, _) = append(&log, b"four");
+        assert_eq!(next, 3, "sequence numbers continue after the replayed ones");
+    }
+
+    #[tokio::test]
+    async fn a_full_journal_waits_for_room() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let set = JournalSet::new(dir.path().to_path_buf());
+        let journal = set.open("p", 10).expect("open");
+        let log = Arc::new(journal.source("in", metrics()).expect("source"));
+        log.wait_for_room(8).await; // empty: room
+        let (seq, _) = append(&log, b"12345678");
+        let waiting = {
+            let log = log.clone();
+            tokio::spawn(async move { log.wait_for_room(8).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "8 + 8 bytes do not fit in 10");
+        log.remove(seq, 8);
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("room after the removal")
+            .expect("task");
+    }
+
+    #[test]
+    fn the_same_pipeline_gets_the_open_journal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let set = JournalSet::new(dir.path().to_path_buf());
+        let a = set.open("p", 100).expect("open");
+        let b = set.open("p", 100).expect("open again");
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+}
