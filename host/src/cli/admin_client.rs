@@ -345,8 +345,8 @@ fn status_table(pipelines: &[PipelineStatus], udfs: Option<&[UdfView]>) -> Strin
         out.push('\n');
         let _ = writeln!(
             out,
-            "  {:<22} {:<10} {:<14} {:>10} {:>10} {:>8} {:>16}  last error",
-            "component", "role", "kind", "in", "out", "errors", "unacked (oldest)"
+            "  {:<22} {:<10} {:<14} {:>10} {:>10} {:>8} {:>16} {:>9}  last error",
+            "component", "role", "kind", "in", "out", "errors", "unacked (oldest)", "journal"
         );
         for c in &p.components {
             let c = &c.counters;
@@ -356,9 +356,13 @@ fn status_table(pipelines: &[PipelineStatus], udfs: Option<&[UdfView]>) -> Strin
                 (Some(count), Some(age)) => format!("{count} ({age:.1}s)"),
                 _ => "-".to_string(),
             };
+            // Sources: journaled and not delivered everywhere; sinks: buffered, not taken yet.
+            let journal = c
+                .journal_records
+                .map_or_else(|| "-".to_string(), |n| n.to_string());
             let _ = writeln!(
                 out,
-                "  {:<22} {:<10} {:<14} {:>10} {:>10} {:>8} {:>16}  {last}",
+                "  {:<22} {:<10} {:<14} {:>10} {:>10} {:>8} {:>16} {:>9}  {last}",
                 c.name,
                 c.role.as_str(),
                 c.kind,
@@ -366,6 +370,7 @@ fn status_table(pipelines: &[PipelineStatus], udfs: Option<&[UdfView]>) -> Strin
                 c.records_out,
                 c.errors,
                 unacked,
+                journal,
             );
         }
         for u in &p.udfs {

@@ -6,9 +6,11 @@
 
 mod ack;
 pub mod dead_letter_file;
+mod sink_buffer;
 
 pub use ack::Ack;
 pub use dead_letter_file::DeadLetterFile;
+pub use sink_buffer::SinkBuffer;
 
 use crate::message::Message;
 use crate::metrics::{ComponentMetrics, Role};
@@ -96,7 +98,16 @@ impl Probe {
 #[derive(Clone)]
 pub struct Outputs {
     owner: Arc<Probe>,
-    targets: Vec<(mpsc::Sender<Record>, Arc<Probe>)>,
+    targets: Vec<Target>,
+}
+
+/// One downstream component: its input channel, its probe, and for a sink with a journal its
+/// buffer (taken when the channel is full, so it never holds up the others).
+#[derive(Clone)]
+struct Target {
+    input: mpsc::Sender<Record>,
+    probe: Arc<Probe>,
+    buffer: Option<Arc<SinkBuffer>>,
 }
 
 impl Outputs {
@@ -108,9 +119,19 @@ impl Outputs {
         }
     }
 
-    /// Adds a downstream component: its input channel and its probe (wiring only).
-    pub fn add_target(&mut self, input: mpsc::Sender<Record>, probe: Arc<Probe>) {
-        self.targets.push((input, probe));
+    /// Adds a downstream component: its input channel, its probe, and a sink's buffer if it
+    /// has one (wiring only).
+    pub fn add_target(
+        &mut self,
+        input: mpsc::Sender<Record>,
+        probe: Arc<Probe>,
+        buffer: Option<Arc<SinkBuffer>>,
+    ) {
+        self.targets.push(Target {
+            input,
+            probe,
+            buffer,
+        });
     }
 
     /// Sends the record to every downstream component; waits when they are full (backpressure).
@@ -122,26 +143,32 @@ impl Outputs {
         }
         metrics.record_out();
         self.owner.observe(&record.msg);
-        let Some(((last, last_probe), rest)) = self.targets.split_last() else {
+        let Some((last, rest)) = self.targets.split_last() else {
             record.ack.done(); // no consumers: validation forbids this, but never hang an ack
             return;
         };
-        for (target, probe) in rest {
+        for target in rest {
             let fork = Record {
                 msg: record.msg.clone(),
                 ack: record.ack.fork(),
             };
-            Self::deliver(target, probe, fork).await;
+            Self::deliver(target, fork).await;
         }
-        Self::deliver(last, last_probe, record).await;
+        Self::deliver(last, record).await;
     }
 
-    async fn deliver(target: &mpsc::Sender<Record>, probe: &Probe, record: Record) {
-        probe.metrics.record_in();
-        if probe.metrics.role == Role::Sink {
-            probe.observe(&record.msg);
+    async fn deliver(target: &Target, record: Record) {
+        let metrics = &target.probe.metrics;
+        metrics.record_in();
+        if metrics.role == Role::Sink {
+            target.probe.observe(&record.msg);
         }
-        let _ = target.send(record).await;
+        match &target.buffer {
+            Some(buffer) => buffer.offer(&target.input, record).await,
+            None => {
+                let _ = target.input.send(record).await;
+            }
+        }
     }
 }
 

@@ -1,10 +1,68 @@
 //! One journal entry: a received message as it came from the broker (topic, user properties,
 //! payload) and when it arrived, so a replayed entry goes through the same decoding as a fresh
-//! one. Encoded as a version byte, the time, then length-prefixed fields (lengths as
+//! one; and a record's message as a sink buffer keeps it. Encoded as a version byte, the time, then length-prefixed fields (lengths as
 //! little-endian u32), the payload last.
 
 /// The format written; an entry of another version is refused with a clear error.
 const VERSION: u8 = 1;
+
+/// The format of a record kept in a sink's buffer ([`encode_message`]).
+const MESSAGE_VERSION: u8 = 2;
+
+/// A record's message as a sink buffer keeps it: key, headers, time and value.
+pub fn encode_message(msg: &crate::message::Message) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.value.len() + 64);
+    out.push(MESSAGE_VERSION);
+    out.extend_from_slice(&msg.timestamp_ms.unwrap_or(i64::MIN).to_le_bytes());
+    match &msg.key {
+        Some(key) => {
+            out.push(1);
+            put(&mut out, key);
+        }
+        None => out.push(0),
+    }
+    put_len(&mut out, msg.headers.len());
+    for (name, value) in &msg.headers {
+        put(&mut out, name.as_bytes());
+        put(&mut out, value);
+    }
+    out.extend_from_slice(&msg.value);
+    out
+}
+
+/// Reads what [`encode_message`] wrote.
+pub fn decode_message(bytes: &[u8]) -> Result<crate::message::Message, String> {
+    let mut reader = Reader(bytes);
+    let version = reader.take(1)?[0];
+    if version != MESSAGE_VERSION {
+        return Err(format!(
+            "buffered record of format {version}, this sluice reads format {MESSAGE_VERSION}"
+        ));
+    }
+    let timestamp = i64::from_le_bytes(
+        reader
+            .take(8)?
+            .try_into()
+            .map_err(|_| "truncated time".to_string())?,
+    );
+    let key = match reader.take(1)?[0] {
+        0 => None,
+        _ => Some(reader.field()?.to_vec()),
+    };
+    let count = reader.len()?;
+    let mut headers = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        let name = String::from_utf8(reader.field()?.to_vec())
+            .map_err(|_| "a header name is not UTF-8".to_string())?;
+        headers.push((name, reader.field()?.to_vec()));
+    }
+    Ok(crate::message::Message {
+        key,
+        value: reader.0.to_vec(),
+        headers,
+        timestamp_ms: (timestamp != i64::MIN).then_some(timestamp),
+    })
+}
 
 /// A message as a source received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +193,20 @@ mod tests {
             payload: vec![],
         };
         assert_eq!(JournalEntry::decode(&bare.encode()), Ok(bare));
+    }
+
+    #[test]
+    fn buffered_messages_round_trip() {
+        let msg = crate::message::Message {
+            key: Some(b"k".to_vec()),
+            value: br#"{"eventid":106}"#.to_vec(),
+            headers: vec![("sluice-udf".into(), b"anomaly@12345678".to_vec())],
+            timestamp_ms: Some(42),
+        };
+        assert_eq!(decode_message(&encode_message(&msg)), Ok(msg));
+        let bare = crate::message::Message::from_value("");
+        assert_eq!(decode_message(&encode_message(&bare)), Ok(bare));
+        assert!(decode_message(&[1, 0]).unwrap_err().contains("format 1"));
     }
 
     #[test]

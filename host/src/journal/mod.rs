@@ -4,18 +4,19 @@
 //! waits on the sinks.
 //!
 //! One journal per pipeline (`STATE_DIR/journal/PIPELINE/`, a fjall database), one keyspace per
-//! source in it, keyed by a sequence number. Appends go to one writer thread per journal, which
+//! source in it, keyed by a sequence number, and one per sink for what the sink could not take
+//! yet (its buffer, `flow::SinkBuffer`), so a slow or absent sink never holds up the others. Appends go to one writer thread per journal, which
 //! commits everything queued meanwhile as one batch made durable by one fsync (group commit),
 //! then runs each append's callback (the source's PUBACK). Removals are written to the OS
 //! without an fsync of their own (the next append's fsync covers them): a process crash keeps
 //! them, a power loss may undo some, which means a record is delivered again, never lost.
 //!
-//! Size-bounded: a source waits for room ([`SourceLog::wait_for_room`]) before it appends, so a
+//! Size-bounded: a source waits for room ([`JournalLog::wait_for_room`]) before it appends, so a
 //! full journal stops acknowledgements (the broker holds back) and drops nothing.
 
 mod entry;
 
-pub use entry::JournalEntry;
+pub use entry::{decode_message, encode_message, JournalEntry};
 
 use crate::metrics::ComponentMetrics;
 use std::collections::HashMap;
@@ -161,13 +162,27 @@ impl Journal {
         self: &Arc<Self>,
         component: &str,
         metrics: Arc<ComponentMetrics>,
-    ) -> Result<SourceLog, JournalError> {
+    ) -> Result<JournalLog, JournalError> {
+        self.log(&format!("source-{component}"), metrics)
+    }
+
+    /// The buffer of sink `component`: records it could not take yet, in order.
+    pub fn sink(
+        self: &Arc<Self>,
+        component: &str,
+        metrics: Arc<ComponentMetrics>,
+    ) -> Result<JournalLog, JournalError> {
+        self.log(&format!("sink-{component}"), metrics)
+    }
+
+    fn log(
+        self: &Arc<Self>,
+        keyspace: &str,
+        metrics: Arc<ComponentMetrics>,
+    ) -> Result<JournalLog, JournalError> {
         let keyspace = self
             .db
-            .keyspace(
-                &format!("source-{component}"),
-                fjall::KeyspaceCreateOptions::default,
-            )
+            .keyspace(keyspace, fjall::KeyspaceCreateOptions::default)
             .map_err(|e| storage(&self.path, e))?;
         let (mut records, mut bytes, mut next_seq) = (0u64, 0u64, 0u64);
         for item in keyspace.iter() {
@@ -180,7 +195,7 @@ impl Journal {
         metrics.journal.records.store(records, Ordering::Relaxed);
         metrics.journal.bytes.store(bytes, Ordering::Relaxed);
         metrics.journal.enabled.store(true, Ordering::Relaxed);
-        Ok(SourceLog {
+        Ok(JournalLog {
             journal: self.clone(),
             keyspace,
             next_seq: AtomicU64::new(next_seq),
@@ -209,15 +224,15 @@ impl Drop for Journal {
     }
 }
 
-/// One source's part of a journal.
-pub struct SourceLog {
+/// One source's (or one sink buffer's) part of a journal.
+pub struct JournalLog {
     journal: Arc<Journal>,
     keyspace: fjall::Keyspace,
     next_seq: AtomicU64,
     metrics: Arc<ComponentMetrics>,
 }
 
-impl SourceLog {
+impl JournalLog {
     /// Waits until `len` more bytes fit under the journal's `max_bytes` (at once when the
     /// journal is empty, so a record larger than the bound still passes alone).
     pub async fn wait_for_room(&self, len: u64) {
@@ -247,6 +262,11 @@ impl SourceLog {
             metrics: self.metrics.clone(),
         })?;
         Ok(seq)
+    }
+
+    /// Entries held now (counting those of earlier runs).
+    pub fn held(&self) -> u64 {
+        self.metrics.journal.records.load(Ordering::Relaxed)
     }
 
     /// Removes entry `seq` of `len` bytes: everything derived from it was delivered.
@@ -357,7 +377,7 @@ mod tests {
         ))
     }
 
-    fn append(log: &SourceLog, bytes: &[u8]) -> (u64, mpsc::Receiver<Result<(), String>>) {
+    fn append(log: &JournalLog, bytes: &[u8]) -> (u64, mpsc::Receiver<Result<(), String>>) {
         let (tx, rx) = mpsc::channel();
         let seq = log
             .append(

@@ -127,7 +127,8 @@ pub struct ComponentMetrics {
     ready: std::sync::atomic::AtomicBool,
 }
 
-/// A source's share of its pipeline's journal (`journal/`): set by the journal, read here.
+/// A source's (or a sink buffer's) share of its pipeline's journal (`journal/`): set by the
+/// journal, read here.
 #[derive(Debug, Default)]
 pub struct JournalGauges {
     /// The source journals what it receives.
@@ -348,10 +349,10 @@ pub struct ComponentSnapshot {
     /// Sources: how long the oldest unacknowledged record has waited, in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oldest_unacked_secs: Option<f64>,
-    /// Sources with a journal: entries it holds.
+    /// With a journal: entries a source holds, or a sink's buffer (how far behind it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal_records: Option<u64>,
-    /// Sources with a journal: bytes it holds.
+    /// With a journal: bytes a source or a sink's buffer holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal_bytes: Option<u64>,
     /// The last error, if any.

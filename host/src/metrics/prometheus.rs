@@ -152,12 +152,19 @@ pub fn render_prometheus(
             .map(|c| (labels(c), c.unacked.oldest_age().as_secs_f64().to_string()))
             .collect(),
     );
-    let journaled = || sources().filter(|c| c.journal.enabled.load(Ordering::Relaxed));
+    // Sources: what they received and is not delivered everywhere; sinks: their buffer, what
+    // they could not take yet (how far behind the others they are).
+    let journaled = || {
+        components
+            .iter()
+            .filter(|c| c.journal.enabled.load(Ordering::Relaxed))
+    };
     family(
         &mut out,
         "sluice_journal_records",
         "gauge",
-        "Entries a source holds in its pipeline's journal (received, not delivered everywhere).",
+        "Entries in the pipeline's journal: a source's (received, not delivered everywhere) or \
+         a sink's buffer (records it could not take yet: how far behind it is).",
         journaled()
             .map(|c| {
                 (
@@ -171,7 +178,7 @@ pub fn render_prometheus(
         &mut out,
         "sluice_journal_bytes",
         "gauge",
-        "Bytes a source holds in its pipeline's journal.",
+        "Bytes a source or a sink's buffer holds in the pipeline's journal.",
         journaled()
             .map(|c| {
                 (
@@ -185,7 +192,7 @@ pub fn render_prometheus(
         &mut out,
         "sluice_journal_fsyncs_total",
         "counter",
-        "fsyncs that made a source's journal appends durable (one covers a whole batch).",
+        "fsyncs that made a source's (or a sink buffer's) appends durable (one covers a batch).",
         journaled()
             .map(|c| {
                 (

@@ -112,7 +112,7 @@ pub struct MqttSource {
     config: MqttSourceConfig,
     client: MqttClient,
     events: MqttEventLoop,
-    journal: Option<Arc<crate::journal::SourceLog>>,
+    journal: Option<Arc<crate::journal::JournalLog>>,
 }
 
 /// A publish from the poll task, with its place in the connection's acknowledgement order.
@@ -193,7 +193,7 @@ impl MqttSource {
     pub fn build(
         config: MqttSourceConfig,
         ctx: &crate::flow::ComponentContext,
-        journal: Option<crate::journal::SourceLog>,
+        journal: Option<crate::journal::JournalLog>,
     ) -> Result<Self, String> {
         let (client, events) = config.broker.client(
             &ctx.default_client_id(),
@@ -329,7 +329,7 @@ async fn emit(
 /// each removed once delivered; waits on `durable` for more. Stops at shutdown, between
 /// records. An entry that cannot be read goes to dead letters with the reason.
 async fn emit_from_journal(
-    log: Arc<crate::journal::SourceLog>,
+    log: Arc<crate::journal::JournalLog>,
     config: Arc<MqttSourceConfig>,
     outputs: crate::flow::Outputs,
     ctx: crate::flow::ComponentContext,

@@ -4,7 +4,7 @@
 
 use super::BuildError;
 use crate::flow::{ComponentContext, ComponentTask, DeadLetters, Outputs, Probe, Record};
-use crate::flow::{DeadLetterFile, DeadLetterRoute};
+use crate::flow::{DeadLetterFile, DeadLetterRoute, SinkBuffer};
 use crate::flow::{RunContext, CHANNEL_CAPACITY};
 use crate::metrics::{ComponentMetrics, Connection, Role};
 use crate::pipeline::{PipelineSpec, SinkConfig, SourceConfig, TransformConfig};
@@ -112,6 +112,33 @@ pub fn build_pipeline(
         }
     };
     let dead_letters = DeadLetters::new(pipeline.clone(), route);
+    // One journal for the pipeline's sources that acknowledge (MQTT at QoS 1 or 2).
+    let journaled = spec
+        .sources
+        .iter()
+        .any(|s| matches!(&s.config, SourceConfig::Mqtt(m) if m.qos >= 1));
+    let journal = match (&context.journals, spec.journal.enabled && journaled) {
+        (Some(journals), true) => Some(
+            journals
+                .open(&spec.name, spec.journal.max_bytes)
+                .map_err(|err| fail("journal", err.to_string()))?,
+        ),
+        _ => None,
+    };
+    // With a journal, every sink but the dead-letter one has a buffer in it: what it cannot
+    // take yet waits there instead of holding up the other sinks.
+    let mut buffers: HashMap<&str, Arc<SinkBuffer>> = HashMap::new();
+    if let Some(journal) = &journal {
+        for sink in &spec.sinks {
+            if spec.dead_letter.as_deref() == Some(sink.name.as_str()) {
+                continue;
+            }
+            let log = journal
+                .sink(&sink.name, probe(&sink.name)?.metrics.clone())
+                .map_err(|err| fail(&sink.name, err.to_string()))?;
+            buffers.insert(&sink.name, SinkBuffer::new(log));
+        }
+    }
     // Outputs of each source/transform: the channels of everything naming it as an input.
     let mut outputs: HashMap<&str, Outputs> = HashMap::new();
     for (consumer, inputs) in spec
@@ -128,7 +155,11 @@ pub fn build_pipeline(
                         e.insert(Outputs::new(probe(input)?))
                     }
                 };
-                entry.add_target(tx.clone(), probe(consumer)?);
+                entry.add_target(
+                    tx.clone(),
+                    probe(consumer)?,
+                    buffers.get(consumer.as_str()).cloned(),
+                );
             }
         }
     }
@@ -158,9 +189,15 @@ pub fn build_pipeline(
 
     let mut tasks: Vec<ComponentTask> = Vec::new();
     for sink in &spec.sinks {
-        let input = receivers
+        let mut input = receivers
             .remove(&sink.name)
             .ok_or_else(|| fail(&sink.name, "no input channel".into()))?;
+        if let Some(buffer) = buffers.get(sink.name.as_str()) {
+            // channel -> feeder (channel first, then the buffer) -> the sink
+            let (to_sink, sink_input) = mpsc::channel(CHANNEL_CAPACITY);
+            tasks.push(Box::pin(buffer.clone().feed(input, to_sink)));
+            input = sink_input;
+        }
         let c = ctx(&sink.name)?;
         let task = match &sink.config {
             SinkConfig::Console(config) => {
@@ -198,19 +235,6 @@ pub fn build_pipeline(
         };
         tasks.push(task);
     }
-    // One journal for the pipeline's sources that acknowledge (MQTT at QoS 1 or 2).
-    let journaled = spec
-        .sources
-        .iter()
-        .any(|s| matches!(&s.config, SourceConfig::Mqtt(m) if m.qos >= 1));
-    let journal = match (&context.journals, spec.journal.enabled && journaled) {
-        (Some(journals), true) => Some(
-            journals
-                .open(&spec.name, spec.journal.max_bytes)
-                .map_err(|err| fail("journal", err.to_string()))?,
-        ),
-        _ => None,
-    };
     for source in &spec.sources {
         let out = outputs_of(&mut outputs, &source.name)?;
         let c = ctx(&source.name)?;

@@ -696,3 +696,64 @@ fn without_the_journal_acknowledgements_wait_for_the_sinks() {
     );
     assert_eq!(again.stop().code(), Some(0));
 }
+
+#[test]
+fn an_elasticsearch_outage_never_holds_up_the_kafka_sink() {
+    // Far more than the channels between the components hold (256 each): without a buffer per
+    // sink, the Kafka sink would stall with Elasticsearch after a few hundred.
+    const COUNT: usize = 3000;
+    let broker = PersistentMosquitto::start();
+    let kafka = sluice_harness::kafka::Tansu::start();
+    kafka.create_topic("out", 1);
+    let es_port = free_port(); // nothing listens there yet
+    let pipeline = PipelineFile::new(
+        "fan-out.toml",
+        &format!(
+            r#"
+[sources.input]
+type = "mqtt"
+broker.url = "{mqtt}"
+topics = ["in"]
+
+[sinks.to_kafka]
+type = "kafka"
+inputs = ["input"]
+brokers = "{brokers}"
+topic = "out"
+
+[sinks.index]
+type = "elasticsearch"
+inputs = ["input"]
+url = "http://127.0.0.1:{es_port}"
+index = "seq"
+id_field = "id"
+batch_max_records = 50
+batch_timeout_ms = 100
+"#,
+            mqtt = broker.url(),
+            brokers = kafka.brokers,
+        ),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let mut run = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut run);
+    SequencePublisher::start_with(broker.port, "in", COUNT, 1000, json_seq).finish();
+    // Everything reaches Kafka while Elasticsearch is down.
+    let reader = sluice_harness::kafka::TopicReader::new(&kafka.brokers, "out");
+    let (records, _) = reader.try_read_until(|seen| seen.len() >= COUNT);
+    let ids: Vec<String> = payloads(&records)
+        .iter()
+        .map(|json| {
+            let value: serde_json::Value = serde_json::from_str(json).expect("json");
+            value["id"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    Tally::of(&ids, COUNT).assert_complete("kafka during the elasticsearch outage", 0);
+    // Killed with Elasticsearch's share still buffered; the next run delivers it.
+    run.kill();
+    let es = FakeElasticsearch::start_on(es_port, Faults::default()).expect("es");
+    let mut again = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut again);
+    indexed(&es, COUNT).assert_complete("elasticsearch after the outage and kill -9", 0);
+    assert_eq!(again.stop().code(), Some(0));
+}
