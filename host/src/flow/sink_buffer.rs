@@ -228,4 +228,44 @@ mod tests {
             .expect("task");
         assert_eq!(buffer.log.held(), 0, "delivered records leave the buffer");
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_upstreams_into_one_stalled_sink_lose_nothing_and_keep_their_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let buffer = buffer(dir.path());
+        let (tx, rx) = mpsc::channel(1);
+        let (to_sink, mut sink) = mpsc::channel(1);
+        let feeder = tokio::spawn(buffer.clone().feed(rx, to_sink));
+        let upstream = |name: &'static str| {
+            let (buffer, tx) = (buffer.clone(), tx.clone());
+            tokio::spawn(async move {
+                for i in 0..200 {
+                    let record = Record {
+                        msg: Message::from_value(format!("{name}{i:03}")),
+                        ack: Ack::none(),
+                    };
+                    buffer.offer(&tx, record).await;
+                }
+            })
+        };
+        let (a, b) = (upstream("a"), upstream("b"));
+        a.await.expect("a");
+        b.await.expect("b");
+        drop(tx);
+        let mut got = Vec::new();
+        while let Some(record) = tokio::time::timeout(Duration::from_secs(10), sink.recv())
+            .await
+            .expect("no record is skipped or stuck")
+        {
+            got.push(String::from_utf8(record.msg.value.clone()).expect("utf-8"));
+            record.ack.done();
+        }
+        assert_eq!(got.len(), 400);
+        for name in ["a", "b"] {
+            let mine: Vec<&String> = got.iter().filter(|v| v.starts_with(name)).collect();
+            let want: Vec<String> = (0..200).map(|i| format!("{name}{i:03}")).collect();
+            assert_eq!(mine, want.iter().collect::<Vec<_>>(), "{name} in order");
+        }
+        feeder.await.expect("feeder");
+    }
 }

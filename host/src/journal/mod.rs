@@ -218,7 +218,9 @@ impl Drop for Journal {
     fn drop(&mut self) {
         drop(self.ops.lock().unwrap_or_else(|p| p.into_inner()).take());
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(writer) = writer {
+        // The last user can be a callback running on the writer thread itself (a sink buffer's
+        // acknowledgement): that thread ends on its own once this returns.
+        if let Some(writer) = writer.filter(|w| w.thread().id() != std::thread::current().id()) {
             let _ = writer.join();
         }
     }
@@ -237,7 +239,10 @@ impl JournalLog {
     /// journal is empty, so a record larger than the bound still passes alone).
     pub async fn wait_for_room(&self, len: u64) {
         loop {
+            // Registered before the check, so a removal in between is not missed.
             let notified = self.journal.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
             let held = self.journal.bytes.load(Ordering::Relaxed);
             if held == 0 || held + len <= self.journal.max_bytes.load(Ordering::Relaxed) {
                 return;
@@ -248,19 +253,33 @@ impl JournalLog {
 
     /// Appends `bytes`; returns its sequence number. `durable` runs on the writer thread once
     /// the entry is on disk (or could not be written).
+    ///
+    /// Safe to call from several tasks: sequence numbers reach the writer in order, so what is
+    /// readable is always a prefix (a reader never skips an entry still on its way).
     pub fn append(&self, bytes: Vec<u8>, durable: Durable) -> Result<u64, JournalError> {
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let len = bytes.len() as u64;
-        self.journal.bytes.fetch_add(len, Ordering::Relaxed);
-        self.metrics.journal.records.fetch_add(1, Ordering::Relaxed);
-        self.metrics.journal.bytes.fetch_add(len, Ordering::Relaxed);
-        self.journal.send(Op::Append {
+        let ops = self.journal.ops.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(ops) = ops.as_ref() else {
+            return Err(JournalError::Closed(self.journal.path.clone()));
+        };
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let op = Op::Append {
             keyspace: self.keyspace.clone(),
             seq,
             bytes,
             durable,
             metrics: self.metrics.clone(),
-        })?;
+        };
+        // Counted before the writer can see it: its removal may follow at once.
+        self.journal.bytes.fetch_add(len, Ordering::Relaxed);
+        self.metrics.journal.records.fetch_add(1, Ordering::Relaxed);
+        self.metrics.journal.bytes.fetch_add(len, Ordering::Relaxed);
+        if ops.send(op).is_err() {
+            self.journal.bytes.fetch_sub(len, Ordering::Relaxed);
+            self.metrics.journal.records.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.journal.bytes.fetch_sub(len, Ordering::Relaxed);
+            return Err(JournalError::Closed(self.journal.path.clone()));
+        }
         Ok(seq)
     }
 
