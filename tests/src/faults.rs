@@ -167,7 +167,10 @@ impl SequencePublisher {
             options.set_keep_alive(Duration::from_secs(5));
             let (client, mut connection) = rumqttc::Client::new(options, 10);
             let start = Instant::now();
-            let give_up = start + WAIT * 4;
+            // As long as publishing takes at the rate asked, and a margin for broker restarts.
+            let planned =
+                Duration::from_secs_f64(range.len() as f64 / f64::from(per_second.max(1)));
+            let give_up = start + planned + WAIT * 4;
             let mut connects = 0;
             let first = range.start;
             for i in range {

@@ -23,19 +23,20 @@ struct State {
     /// Records go to the buffer, not the channel (from the first full channel until the feeder
     /// has read back everything buffered).
     buffering: bool,
-    /// Buffered records the feeder has not read yet (those of earlier runs included).
-    unread: u64,
+    /// Records on their way into the buffer (counted before they are written, so the feeder
+    /// cannot switch back to the channel while one is not readable yet).
+    writing: u64,
 }
 
 impl SinkBuffer {
     /// A buffer over `log`; what it holds from an earlier run goes to the sink first.
-    pub fn new(log: JournalLog) -> Arc<Self> {
+    pub fn new(log: Arc<JournalLog>) -> Arc<Self> {
         let held = log.held();
         Arc::new(SinkBuffer {
-            log: Arc::new(log),
+            log,
             state: Mutex::new(State {
                 buffering: held > 0,
-                unread: held,
+                writing: 0,
             }),
             written: tokio::sync::Notify::new(),
         })
@@ -59,10 +60,8 @@ impl SinkBuffer {
                     Err(mpsc::error::TrySendError::Full(record)) => record,
                 }
             };
-            // Counted before it is written, so the feeder cannot switch back to the channel
-            // while this record is on its way to the buffer.
             state.buffering = true;
-            state.unread += 1;
+            state.writing += 1;
             record
         };
         let bytes = encode_message(&record.msg);
@@ -76,11 +75,12 @@ impl SinkBuffer {
                 }
                 // A failed write leaves `ack` undone: upstream keeps the record and delivers
                 // it again after a restart.
+                buffer.state().writing -= 1;
                 buffer.written.notify_one();
             }),
         );
         if let Err(err) = appended {
-            self.state().unread -= 1;
+            self.state().writing -= 1;
             tracing::error!("sink buffer: {err}; the record stays with its source");
         }
     }
@@ -95,6 +95,10 @@ impl SinkBuffer {
     ) {
         let mut from = 0;
         let mut input_open = true;
+        if self.log.held() > 0 {
+            // Left by an earlier run (or by the version this one replaces): it goes first.
+            self.state().buffering = true;
+        }
         loop {
             // The channel holds what came before buffering started: it goes first.
             while let Ok(record) = input.try_recv() {
@@ -112,7 +116,6 @@ impl SinkBuffer {
             if let Some((last, _)) = entries.last() {
                 from = last + 1;
                 for (seq, bytes) in entries {
-                    self.state().unread -= 1;
                     let len = bytes.len() as u64;
                     let log = self.log.clone();
                     let ack = Ack::new(move || log.remove(seq, len));
@@ -135,8 +138,17 @@ impl SinkBuffer {
             }
             {
                 let mut state = self.state();
-                if state.buffering && state.unread == 0 {
-                    state.buffering = false; // caught up: the channel again
+                // Caught up: nothing on its way in, nothing readable past `from` (checked under
+                // the lock, so no record can start its way in meanwhile).
+                if state.buffering && state.writing == 0 {
+                    match self.log.read_from(from, 1) {
+                        Ok(rest) if rest.is_empty() => state.buffering = false,
+                        Ok(_) => continue,
+                        Err(err) => {
+                            tracing::error!("sink buffer: {err}");
+                            return;
+                        }
+                    }
                 }
                 if !input_open && !state.buffering {
                     return;

@@ -14,13 +14,7 @@ pub fn encode_message(msg: &crate::message::Message) -> Vec<u8> {
     let mut out = Vec::with_capacity(msg.value.len() + 64);
     out.push(MESSAGE_VERSION);
     out.extend_from_slice(&msg.timestamp_ms.unwrap_or(i64::MIN).to_le_bytes());
-    match &msg.key {
-        Some(key) => {
-            out.push(1);
-            put(&mut out, key);
-        }
-        None => out.push(0),
-    }
+    put_key(&mut out, msg.key.as_deref());
     put_len(&mut out, msg.headers.len());
     for (name, value) in &msg.headers {
         put(&mut out, name.as_bytes());
@@ -45,10 +39,7 @@ pub fn decode_message(bytes: &[u8]) -> Result<crate::message::Message, String> {
             .try_into()
             .map_err(|_| "truncated time".to_string())?,
     );
-    let key = match reader.take(1)?[0] {
-        0 => None,
-        _ => Some(reader.field()?.to_vec()),
-    };
+    let key = reader.key()?;
     let count = reader.len()?;
     let mut headers = Vec::with_capacity(count.min(1024));
     for _ in 0..count {
@@ -71,7 +62,9 @@ pub struct JournalEntry {
     pub received_ms: Option<i64>,
     /// The topic it came on.
     pub topic: Vec<u8>,
-    /// MQTT 5 user properties.
+    /// The key (Kafka).
+    pub key: Option<Vec<u8>>,
+    /// MQTT 5 user properties, or Kafka headers.
     pub properties: Vec<(String, Vec<u8>)>,
     /// The payload, as sent.
     pub payload: Vec<u8>,
@@ -93,6 +86,7 @@ impl JournalEntry {
         out.push(VERSION);
         out.extend_from_slice(&self.received_ms.unwrap_or(i64::MIN).to_le_bytes());
         put(&mut out, &self.topic);
+        put_key(&mut out, self.key.as_deref());
         put_len(&mut out, self.properties.len());
         for (key, value) in &self.properties {
             put(&mut out, key.as_bytes());
@@ -118,6 +112,7 @@ impl JournalEntry {
                 .map_err(|_| "truncated time".to_string())?,
         );
         let topic = reader.field()?.to_vec();
+        let key = reader.key()?;
         let count = reader.len()?;
         let mut properties = Vec::with_capacity(count.min(1024));
         for _ in 0..count {
@@ -128,6 +123,7 @@ impl JournalEntry {
         Ok(JournalEntry {
             received_ms: (received != i64::MIN).then_some(received),
             topic,
+            key,
             properties,
             payload: reader.0.to_vec(),
         })
@@ -137,6 +133,17 @@ impl JournalEntry {
 fn put_len(out: &mut Vec<u8>, len: usize) {
     // Fields come from broker packets, which are far below 4 GiB.
     out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+}
+
+/// A flag byte, then the key when there is one.
+fn put_key(out: &mut Vec<u8>, key: Option<&[u8]>) {
+    match key {
+        Some(key) => {
+            out.push(1);
+            put(out, key);
+        }
+        None => out.push(0),
+    }
 }
 
 fn put(out: &mut Vec<u8>, field: &[u8]) {
@@ -167,6 +174,13 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(bytes) as usize)
     }
 
+    fn key(&mut self) -> Result<Option<Vec<u8>>, String> {
+        Ok(match self.take(1)?[0] {
+            0 => None,
+            _ => Some(self.field()?.to_vec()),
+        })
+    }
+
     fn field(&mut self) -> Result<&'a [u8], String> {
         let len = self.len()?;
         self.take(len)
@@ -182,6 +196,7 @@ mod tests {
         let entry = JournalEntry {
             received_ms: Some(1_700_000_000_123),
             topic: b"electric-temperature".to_vec(),
+            key: Some(b"sensor-7".to_vec()),
             properties: vec![("trace".into(), b"abc".to_vec()), ("e".into(), vec![])],
             payload: b"106, 9.88# 9.13".to_vec(),
         };
@@ -189,6 +204,7 @@ mod tests {
         let bare = JournalEntry {
             received_ms: None,
             topic: vec![],
+            key: None,
             properties: vec![],
             payload: vec![],
         };
@@ -214,6 +230,7 @@ mod tests {
         let entry = JournalEntry {
             received_ms: Some(1),
             topic: b"t".to_vec(),
+            key: None,
             properties: vec![("k".into(), b"v".to_vec())],
             payload: b"p".to_vec(),
         };

@@ -121,6 +121,9 @@ pub struct Journal {
     bytes: Arc<AtomicU64>,
     /// Woken when bytes are removed.
     room: Arc<tokio::sync::Notify>,
+    /// The live logs, by keyspace: a pipeline being replaced builds its new version while the
+    /// old one still runs, and both must share one log (one sequence, one count).
+    logs: Mutex<HashMap<String, Weak<JournalLog>>>,
 }
 
 impl Journal {
@@ -149,6 +152,7 @@ impl Journal {
             max_bytes: AtomicU64::new(max_bytes),
             bytes: Arc::new(AtomicU64::new(0)),
             room: Arc::new(tokio::sync::Notify::new()),
+            logs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -162,7 +166,7 @@ impl Journal {
         self: &Arc<Self>,
         component: &str,
         metrics: Arc<ComponentMetrics>,
-    ) -> Result<JournalLog, JournalError> {
+    ) -> Result<Arc<JournalLog>, JournalError> {
         self.log(&format!("source-{component}"), metrics)
     }
 
@@ -171,18 +175,25 @@ impl Journal {
         self: &Arc<Self>,
         component: &str,
         metrics: Arc<ComponentMetrics>,
-    ) -> Result<JournalLog, JournalError> {
+    ) -> Result<Arc<JournalLog>, JournalError> {
         self.log(&format!("sink-{component}"), metrics)
     }
 
     fn log(
         self: &Arc<Self>,
-        keyspace: &str,
+        name: &str,
         metrics: Arc<ComponentMetrics>,
-    ) -> Result<JournalLog, JournalError> {
+    ) -> Result<Arc<JournalLog>, JournalError> {
+        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(log) = logs.get(name).and_then(Weak::upgrade) {
+            // Still used by the version being replaced: shared, its gauges now on `metrics`.
+            *log.metrics.lock().unwrap_or_else(|p| p.into_inner()) = metrics;
+            log.publish();
+            return Ok(log);
+        }
         let keyspace = self
             .db
-            .keyspace(keyspace, fjall::KeyspaceCreateOptions::default)
+            .keyspace(name, fjall::KeyspaceCreateOptions::default)
             .map_err(|e| storage(&self.path, e))?;
         let (mut records, mut bytes, mut next_seq) = (0u64, 0u64, 0u64);
         for item in keyspace.iter() {
@@ -192,15 +203,17 @@ impl Journal {
             next_seq = seq_of(&key).map_or(next_seq, |seq| seq + 1);
         }
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        metrics.journal.records.store(records, Ordering::Relaxed);
-        metrics.journal.bytes.store(bytes, Ordering::Relaxed);
-        metrics.journal.enabled.store(true, Ordering::Relaxed);
-        Ok(JournalLog {
+        let log = Arc::new(JournalLog {
             journal: self.clone(),
             keyspace,
             next_seq: AtomicU64::new(next_seq),
-            metrics,
-        })
+            records: AtomicU64::new(records),
+            bytes: AtomicU64::new(bytes),
+            metrics: Mutex::new(metrics),
+        });
+        log.publish();
+        logs.insert(name.to_string(), Arc::downgrade(&log));
+        Ok(log)
     }
 
     fn send(&self, op: Op) -> Result<(), JournalError> {
@@ -231,7 +244,12 @@ pub struct JournalLog {
     journal: Arc<Journal>,
     keyspace: fjall::Keyspace,
     next_seq: AtomicU64,
-    metrics: Arc<ComponentMetrics>,
+    /// Entries held (those of earlier runs included).
+    records: AtomicU64,
+    /// Their bytes.
+    bytes: AtomicU64,
+    /// Whose gauges show `records` and `bytes` (the newest version's component).
+    metrics: Mutex<Arc<ComponentMetrics>>,
 }
 
 impl JournalLog {
@@ -258,8 +276,8 @@ impl JournalLog {
     /// readable is always a prefix (a reader never skips an entry still on its way).
     pub fn append(&self, bytes: Vec<u8>, durable: Durable) -> Result<u64, JournalError> {
         let len = bytes.len() as u64;
-        let ops = self.journal.ops.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(ops) = ops.as_ref() else {
+        let guard = self.journal.ops.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(ops) = guard.as_ref() else {
             return Err(JournalError::Closed(self.journal.path.clone()));
         };
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
@@ -268,24 +286,46 @@ impl JournalLog {
             seq,
             bytes,
             durable,
-            metrics: self.metrics.clone(),
+            metrics: self.metrics(),
         };
         // Counted before the writer can see it: its removal may follow at once.
         self.journal.bytes.fetch_add(len, Ordering::Relaxed);
-        self.metrics.journal.records.fetch_add(1, Ordering::Relaxed);
-        self.metrics.journal.bytes.fetch_add(len, Ordering::Relaxed);
+        self.records.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(len, Ordering::Relaxed);
         if ops.send(op).is_err() {
             self.journal.bytes.fetch_sub(len, Ordering::Relaxed);
-            self.metrics.journal.records.fetch_sub(1, Ordering::Relaxed);
-            self.metrics.journal.bytes.fetch_sub(len, Ordering::Relaxed);
+            self.records.fetch_sub(1, Ordering::Relaxed);
+            self.bytes.fetch_sub(len, Ordering::Relaxed);
             return Err(JournalError::Closed(self.journal.path.clone()));
         }
+        drop(guard);
+        self.publish();
         Ok(seq)
     }
 
     /// Entries held now (counting those of earlier runs).
     pub fn held(&self) -> u64 {
-        self.metrics.journal.records.load(Ordering::Relaxed)
+        self.records.load(Ordering::Relaxed)
+    }
+
+    fn metrics(&self) -> Arc<ComponentMetrics> {
+        self.metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Shows the counts on the gauges of the component that uses the log now.
+    fn publish(&self) {
+        let metrics = self.metrics();
+        let journal = &metrics.journal;
+        journal.enabled.store(true, Ordering::Relaxed);
+        journal
+            .records
+            .store(self.records.load(Ordering::Relaxed), Ordering::Relaxed);
+        journal
+            .bytes
+            .store(self.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// Removes entry `seq` of `len` bytes: everything derived from it was delivered.
@@ -295,8 +335,9 @@ impl JournalLog {
             seq,
         });
         self.journal.bytes.fetch_sub(len, Ordering::Relaxed);
-        self.metrics.journal.records.fetch_sub(1, Ordering::Relaxed);
-        self.metrics.journal.bytes.fetch_sub(len, Ordering::Relaxed);
+        self.records.fetch_sub(1, Ordering::Relaxed);
+        self.bytes.fetch_sub(len, Ordering::Relaxed);
+        self.publish();
         self.journal.room.notify_waiters();
     }
 
@@ -453,7 +494,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let set = JournalSet::new(dir.path().to_path_buf());
         let journal = set.open("p", 10).expect("open");
-        let log = Arc::new(journal.source("in", metrics()).expect("source"));
+        let log = journal.source("in", metrics()).expect("source");
         log.wait_for_room(8).await; // empty: room
         let (seq, _) = append(&log, b"12345678");
         let waiting = {
@@ -470,11 +511,21 @@ mod tests {
     }
 
     #[test]
-    fn the_same_pipeline_gets_the_open_journal() {
+    fn the_same_pipeline_gets_the_open_journal_and_the_live_logs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let set = JournalSet::new(dir.path().to_path_buf());
         let a = set.open("p", 100).expect("open");
         let b = set.open("p", 100).expect("open again");
         assert!(Arc::ptr_eq(&a, &b));
+        // A replacement built while the old version runs shares its log (one sequence), and
+        // its gauges take over the counts.
+        let old = a.source("in", metrics()).expect("old");
+        let (first, _) = append(&old, b"one");
+        let newer = metrics();
+        let new = b.source("in", newer.clone()).expect("new");
+        assert!(Arc::ptr_eq(&old, &new));
+        let (second, _) = append(&new, b"two");
+        assert_eq!((first, second), (0, 1));
+        assert_eq!(newer.journal.records.load(Ordering::Relaxed), 2);
     }
 }

@@ -193,7 +193,7 @@ impl MqttSource {
     pub fn build(
         config: MqttSourceConfig,
         ctx: &crate::flow::ComponentContext,
-        journal: Option<crate::journal::JournalLog>,
+        journal: Option<Arc<crate::journal::JournalLog>>,
     ) -> Result<Self, String> {
         let (client, events) = config.broker.client(
             &ctx.default_client_id(),
@@ -204,7 +204,7 @@ impl MqttSource {
             config,
             client,
             events,
-            journal: journal.map(Arc::new),
+            journal,
         })
     }
 
@@ -243,9 +243,10 @@ impl MqttSource {
             // slow or absent sink fills the journal, not the broker's queue.
             let durable = Arc::new(tokio::sync::Notify::new());
             let emitter = journal.as_ref().map(|log| {
-                AbortOnDrop(tokio::spawn(emit_from_journal(
+                let config = config.clone();
+                AbortOnDrop(tokio::spawn(super::journaled::emit_from_journal(
                     log.clone(),
-                    config.clone(),
+                    move |entry: &JournalEntry| read_entry(entry, &config),
                     outputs.clone(),
                     ctx.clone(),
                     durable.clone(),
@@ -265,6 +266,7 @@ impl MqttSource {
                 let entry = JournalEntry {
                     received_ms: now_ms(),
                     topic: publish.topic().into_bytes(),
+                    key: None,
                     properties: publish.user_properties(),
                     payload: publish.payload().to_vec(),
                 };
@@ -274,7 +276,8 @@ impl MqttSource {
                         Some(ticket) => puback_ack(ticket, &client, &pubacks, &ctx),
                         None => Ack::none(),
                     };
-                    emit(&entry, &config, ack, &outputs, &ctx).await;
+                    let (msg, failure) = read_entry(&entry, &config);
+                    super::journaled::send(msg, failure, ack, &outputs, &ctx).await;
                     continue;
                 };
                 let bytes = entry.encode();
@@ -302,91 +305,6 @@ impl MqttSource {
             drop(received); // publishes still arriving are not taken: redelivered later
             drain_and_disconnect(&client, &mut poller, &ctx).await;
         })
-    }
-}
-
-/// Sends one received message downstream with `ack`, or to dead letters when it cannot be
-/// decoded or is too large.
-async fn emit(
-    entry: &JournalEntry,
-    config: &MqttSourceConfig,
-    ack: crate::flow::Ack,
-    outputs: &crate::flow::Outputs,
-    ctx: &crate::flow::ComponentContext,
-) {
-    let (msg, failure) = read_entry(entry, config);
-    let record = crate::flow::Record { msg, ack };
-    match failure {
-        None => outputs.send(record).await,
-        Some(reason) => {
-            ctx.metrics.record_in();
-            ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
-        }
-    }
-}
-
-/// Emits the journal's entries in order, from the first it holds (what an earlier run left),
-/// each removed once delivered; waits on `durable` for more. Stops at shutdown, between
-/// records. An entry that cannot be read goes to dead letters with the reason.
-async fn emit_from_journal(
-    log: Arc<crate::journal::JournalLog>,
-    config: Arc<MqttSourceConfig>,
-    outputs: crate::flow::Outputs,
-    ctx: crate::flow::ComponentContext,
-    durable: Arc<tokio::sync::Notify>,
-) {
-    use crate::flow::{Ack, Record};
-    let mut shutdown = ctx.shutdown.clone();
-    let held = ctx
-        .metrics
-        .journal
-        .records
-        .load(std::sync::atomic::Ordering::Relaxed);
-    if held > 0 {
-        tracing::info!(component = %ctx.component, records = held, "delivering what the journal kept from an earlier run");
-    }
-    let mut from = 0;
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        let entries = match log.read_from(from, 256) {
-            Ok(entries) => entries,
-            Err(err) => {
-                tracing::error!(component = %ctx.component, "{err}");
-                ctx.metrics.report_error(&err.to_string());
-                return;
-            }
-        };
-        let Some((last, _)) = entries.last() else {
-            tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => return,
-                () = durable.notified() => continue,
-            }
-        };
-        from = last + 1;
-        for (seq, bytes) in entries {
-            if *shutdown.borrow() {
-                return;
-            }
-            let len = bytes.len() as u64;
-            let ack = {
-                let log = log.clone();
-                Ack::tracked(&ctx.metrics, move || log.remove(seq, len))
-            };
-            match JournalEntry::decode(&bytes) {
-                Ok(entry) => emit(&entry, &config, ack, &outputs, &ctx).await,
-                Err(reason) => {
-                    ctx.metrics.record_in();
-                    let record = Record {
-                        msg: crate::message::Message::from_value(bytes),
-                        ack,
-                    };
-                    let reason = format!("journal entry {seq}: {reason}");
-                    ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
-                }
-            }
-        }
     }
 }
 
