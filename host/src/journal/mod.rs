@@ -210,6 +210,7 @@ impl Journal {
             records: AtomicU64::new(records),
             bytes: AtomicU64::new(bytes),
             metrics: Mutex::new(metrics),
+            appended: tokio::sync::Notify::new(),
         });
         log.publish();
         logs.insert(name.to_string(), Arc::downgrade(&log));
@@ -250,6 +251,9 @@ pub struct JournalLog {
     bytes: AtomicU64,
     /// Whose gauges show `records` and `bytes` (the newest version's component).
     metrics: Mutex<Arc<ComponentMetrics>>,
+    /// Woken when an append is durable (readable). The log's, not a run's: entries a replaced
+    /// version appended last must wake the reader of the version that replaced it.
+    appended: tokio::sync::Notify,
 }
 
 impl JournalLog {
@@ -274,7 +278,12 @@ impl JournalLog {
     ///
     /// Safe to call from several tasks: sequence numbers reach the writer in order, so what is
     /// readable is always a prefix (a reader never skips an entry still on its way).
-    pub fn append(&self, bytes: Vec<u8>, durable: Durable) -> Result<u64, JournalError> {
+    pub fn append(self: &Arc<Self>, bytes: Vec<u8>, durable: Durable) -> Result<u64, JournalError> {
+        let log = self.clone();
+        let durable: Durable = Box::new(move |written| {
+            durable(written);
+            log.appended.notify_one();
+        });
         let len = bytes.len() as u64;
         let guard = self.journal.ops.lock().unwrap_or_else(|p| p.into_inner());
         let Some(ops) = guard.as_ref() else {
@@ -301,6 +310,12 @@ impl JournalLog {
         drop(guard);
         self.publish();
         Ok(seq)
+    }
+
+    /// Resolves once an append made since the last call is durable (a permit is kept when
+    /// nobody waits, so an append between a read and this wait is not missed).
+    pub async fn appended(&self) {
+        self.appended.notified().await;
     }
 
     /// Entries held now (counting those of earlier runs).
@@ -437,7 +452,7 @@ mod tests {
         ))
     }
 
-    fn append(log: &JournalLog, bytes: &[u8]) -> (u64, mpsc::Receiver<Result<(), String>>) {
+    fn append(log: &Arc<JournalLog>, bytes: &[u8]) -> (u64, mpsc::Receiver<Result<(), String>>) {
         let (tx, rx) = mpsc::channel();
         let seq = log
             .append(

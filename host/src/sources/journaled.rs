@@ -37,14 +37,13 @@ pub async fn send(
 }
 
 /// Emits the journal's entries in order, from the first it holds (what an earlier run left),
-/// each removed once delivered; waits on `durable` for more. Stops at shutdown, between
+/// each removed once delivered; waits for the log's next durable append for more. Stops at shutdown, between
 /// records. An entry that cannot be read goes to dead letters with the reason.
 pub async fn emit_from_journal(
     log: Arc<JournalLog>,
     read: impl ReadEntry,
     outputs: Outputs,
     ctx: ComponentContext,
-    durable: Arc<tokio::sync::Notify>,
 ) {
     let mut shutdown = ctx.shutdown.clone();
     let held = log.held();
@@ -67,7 +66,7 @@ pub async fn emit_from_journal(
         let Some((last, _)) = entries.last() else {
             tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => return,
-                () = durable.notified() => continue,
+                () = log.appended() => continue,
             }
         };
         from = last + 1;

@@ -2,6 +2,7 @@
 //! downstream accepted the records derived from them.
 
 use crate::codec::EncodingConfig;
+use crate::journal::JournalEntry;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,12 @@ pub struct KafkaSourceConfig {
     /// librdkafka options passed through (SASL, TLS...), e.g. `"security.protocol" = "SASL_SSL"`.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Journal records before storing their offsets (default false: Kafka keeps the data, and
+    /// an offset is stored only once every sink accepted what came of it). With it, an offset is
+    /// stored once the record is durable in the pipeline's journal (`[journal]`), so a slow sink
+    /// never holds the consumer back, and the pipeline's sinks get buffers.
+    #[serde(default)]
+    pub journal: bool,
 }
 
 fn earliest() -> String {
@@ -108,6 +115,7 @@ const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 pub struct KafkaSource {
     config: KafkaSourceConfig,
     consumer: std::sync::Arc<rdkafka::consumer::StreamConsumer>,
+    journal: Option<Arc<crate::journal::JournalLog>>,
 }
 
 impl KafkaSource {
@@ -115,9 +123,11 @@ impl KafkaSource {
     /// a pipeline being replaced builds its new version while the old one still drains, and a
     /// member that joined then would take partitions before the old one committed its last
     /// offsets (and read those records again).
+    /// With `journal` (`journal = true`), records are journaled and emitted from the journal.
     pub fn build(
         config: KafkaSourceConfig,
         ctx: &crate::flow::ComponentContext,
+        journal: Option<Arc<crate::journal::JournalLog>>,
     ) -> Result<Self, String> {
         let mut client = crate::kafka_common::client_config(&config.brokers, &config.options, ctx);
         client
@@ -131,6 +141,7 @@ impl KafkaSource {
         Ok(KafkaSource {
             config,
             consumer: std::sync::Arc::new(consumer),
+            journal,
         })
     }
 
@@ -145,7 +156,12 @@ impl KafkaSource {
         use rdkafka::consumer::Consumer;
 
         Box::pin(async move {
-            let KafkaSource { config, consumer } = self;
+            let KafkaSource {
+                config,
+                consumer,
+                journal,
+            } = self;
+            let config = Arc::new(config);
             let _unacked = ctx.metrics.unacked_scope();
             let tracker: SharedTracker = Arc::default();
             let mut shutdown = ctx.shutdown.clone();
@@ -160,6 +176,16 @@ impl KafkaSource {
             ctx.metrics.set_ready();
             let mut announced = false;
             let lag_watch = tokio::spawn(watch_lag(consumer.clone(), ctx.metrics.clone()));
+            // With a journal, a task of its own emits from it at the pipeline's pace.
+            let emitter = journal.as_ref().map(|log| {
+                let config = config.clone();
+                tokio::spawn(super::journaled::emit_from_journal(
+                    log.clone(),
+                    move |entry: &JournalEntry| read_entry(entry, &config),
+                    outputs.clone(),
+                    ctx.clone(),
+                ))
+            });
             loop {
                 let received = tokio::select! {
                     biased;
@@ -181,6 +207,28 @@ impl KafkaSource {
                     announced = true;
                 }
                 let ack = offset_ack(&tracker, &consumer, &ctx, &message);
+                if let Some(log) = &journal {
+                    if let Some(entry) = journal_entry(&message) {
+                        drop(message);
+                        let bytes = entry.encode();
+                        tokio::select! {
+                            biased;
+                            _ = shutdown.wait_for(|stop| *stop) => break,
+                            () = log.wait_for_room(bytes.len() as u64) => {}
+                        }
+                        let on_disk: crate::journal::Durable = Box::new(move |written| {
+                            if written.is_ok() {
+                                ack.done(); // the offset may be stored
+                            }
+                        });
+                        if let Err(err) = log.append(bytes, on_disk) {
+                            tracing::error!(%component, "{err}");
+                            ctx.metrics.report_error(&err.to_string());
+                            break;
+                        }
+                        continue;
+                    }
+                }
                 let (msg, failure) = read_message(&message, &config);
                 drop(message);
                 let record = Record { msg, ack };
@@ -191,6 +239,10 @@ impl KafkaSource {
                         ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
                     }
                 }
+            }
+            if let Some(emitter) = emitter {
+                // It stops at the next record; what it has not emitted stays journaled.
+                let _ = emitter.await;
             }
             drop(outputs);
             wait_for_in_flight(&tracker, &component).await;
@@ -270,6 +322,54 @@ fn read_message(
         value,
         headers,
         timestamp_ms: message.timestamp().to_millis(),
+    };
+    (msg, failure)
+}
+
+/// `message` as the journal keeps it; `None` when a header key is not UTF-8 (such a record goes
+/// to dead letters at once, as without a journal).
+fn journal_entry(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<JournalEntry> {
+    use rdkafka::message::Message as _;
+    let mut properties = Vec::new();
+    if let Some(headers) = message.headers() {
+        let (read, problem) = read_headers(headers);
+        if problem.is_some() {
+            return None;
+        }
+        properties = read;
+    }
+    Some(JournalEntry {
+        received_ms: message.timestamp().to_millis(),
+        topic: message.topic().as_bytes().to_vec(),
+        key: message.key().map(<[u8]>::to_vec),
+        properties,
+        payload: message.payload().unwrap_or_default().to_vec(),
+    })
+}
+
+/// The record a journaled Kafka message becomes (as [`read_message`] makes it), and why it must
+/// be dead-lettered instead, if it must.
+fn read_entry(
+    entry: &JournalEntry,
+    config: &KafkaSourceConfig,
+) -> (crate::message::Message, Option<String>) {
+    let mut headers = vec![("kafka-topic".to_string(), entry.topic.clone())];
+    headers.extend(entry.properties.iter().cloned());
+    let (value, failure) = match config.decoding.decode(&entry.payload) {
+        Ok(value) => (value, None),
+        Err(reason) => (
+            entry.payload.clone(),
+            Some(format!(
+                "decode: {reason} (topic {})",
+                String::from_utf8_lossy(&entry.topic)
+            )),
+        ),
+    };
+    let msg = crate::message::Message {
+        key: entry.key.clone(),
+        value,
+        headers,
+        timestamp_ms: entry.received_ms,
     };
     (msg, failure)
 }
@@ -424,8 +524,9 @@ mod tests {
             auto_offset_reset: "earliest".into(),
             decoding: Default::default(),
             options: Default::default(),
+            journal: false,
         };
-        let source = KafkaSource::build(config, &ctx).expect("build");
+        let source = KafkaSource::build(config, &ctx, None).expect("build");
         let subscription = source.consumer.subscription().expect("subscription");
         assert_eq!(subscription.count(), 0, "subscribed at build time");
     }

@@ -241,7 +241,6 @@ impl MqttSource {
             // With a journal, this loop only journals and acknowledges; a task of its own emits
             // from the journal at the pipeline's pace (what an earlier run left first), so a
             // slow or absent sink fills the journal, not the broker's queue.
-            let durable = Arc::new(tokio::sync::Notify::new());
             let emitter = journal.as_ref().map(|log| {
                 let config = config.clone();
                 AbortOnDrop(tokio::spawn(super::journaled::emit_from_journal(
@@ -249,7 +248,6 @@ impl MqttSource {
                     move |entry: &JournalEntry| read_entry(entry, &config),
                     outputs.clone(),
                     ctx.clone(),
-                    durable.clone(),
                 )))
             });
             loop {
@@ -288,7 +286,7 @@ impl MqttSource {
                     _ = shutdown.wait_for(|stop| *stop) => break,
                     () = log.wait_for_room(bytes.len() as u64) => {}
                 }
-                let on_disk = puback_when_durable(ticket, &client, &pubacks, &ctx, &durable);
+                let on_disk = puback_when_durable(ticket, &client, &pubacks, &ctx);
                 if let Err(err) = log.append(bytes, on_disk) {
                     tracing::error!(component = %ctx.component, "{err}");
                     ctx.metrics.report_error(&err.to_string());
@@ -315,21 +313,17 @@ fn now_ms() -> Option<i64> {
         .and_then(|d| i64::try_from(d.as_millis()).ok())
 }
 
-/// What runs once a journaled publish is durable: the emitter is woken, and the PUBACKs now
+/// What runs once a journaled publish is durable: the PUBACKs now
 /// due go to the broker (in arrival order, see [`PubAcks`]). A failed write sends none: the broker delivers again.
 fn puback_when_durable(
     ticket: (u64, u64),
     client: &MqttClient,
     pubacks: &SharedPubAcks,
     ctx: &crate::flow::ComponentContext,
-    durable: &Arc<tokio::sync::Notify>,
 ) -> crate::journal::Durable {
     let (client, pubacks, metrics) = (client.clone(), pubacks.clone(), ctx.metrics.clone());
-    let durable = durable.clone();
     Box::new(move |written| match written {
         Ok(()) => {
-            durable.notify_one(); // the emitter can read it
-
             for publish in lock(&pubacks).done(ticket) {
                 if let Err(err) = client.try_ack(&publish) {
                     tracing::warn!(

@@ -112,11 +112,12 @@ pub fn build_pipeline(
         }
     };
     let dead_letters = DeadLetters::new(pipeline.clone(), route);
-    // One journal for the pipeline's sources that acknowledge (MQTT at QoS 1 or 2).
-    let journaled = spec
-        .sources
-        .iter()
-        .any(|s| matches!(&s.config, SourceConfig::Mqtt(m) if m.qos >= 1));
+    // One journal for the pipeline's sources that acknowledge (MQTT at QoS 1 or 2) and Kafka
+    // sources that ask for it.
+    let journaled = spec.sources.iter().any(|s| match &s.config {
+        SourceConfig::Mqtt(m) => m.qos >= 1,
+        SourceConfig::Kafka(k) => k.journal,
+    });
     let journal = match (&context.journals, spec.journal.enabled && journaled) {
         (Some(journals), true) => Some(
             journals
@@ -253,7 +254,15 @@ pub fn build_pipeline(
                     .run(out, c)
             }
             SourceConfig::Kafka(config) => {
-                crate::sources::kafka::KafkaSource::build(config.clone(), &c)
+                let log = match (&journal, config.journal) {
+                    (Some(journal), true) => Some(
+                        journal
+                            .source(&source.name, c.metrics.clone())
+                            .map_err(|err| fail(&source.name, err.to_string()))?,
+                    ),
+                    _ => None,
+                };
+                crate::sources::kafka::KafkaSource::build(config.clone(), &c, log)
                     .map_err(|reason| fail(&source.name, reason))?
                     .run(out, c)
             }

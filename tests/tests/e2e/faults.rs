@@ -633,7 +633,10 @@ fn an_outage_longer_than_the_brokers_queue_is_kept_in_the_journal_through_kill_9
     // killed with everything still undelivered, and the next run delivers it from the journal.
     const COUNT: usize = 2500;
     let source = PersistentMosquitto::start();
-    let mut sink = PersistentMosquitto::start();
+    // The sink broker is the test's receiver, not the system under test: Sluice catches up
+    // faster than the collector reads, and with the default queue limit Mosquitto would drop
+    // past 1000 between itself and the collector.
+    let mut sink = PersistentMosquitto::start_with("max_queued_messages 0\n", &[]);
     let pipeline = relay(&source.url(), &sink.url());
     let state = tempfile::tempdir().unwrap();
     let collector = SequenceCollector::subscribe(sink.port, "out");
@@ -765,5 +768,66 @@ batch_timeout_ms = 100
     let mut again = run_in(&pipeline, state.path(), &[]);
     subscribed(&mut again);
     indexed(&es, count).assert_complete("elasticsearch after the outage and kill -9", 0);
+    assert_eq!(again.stop().code(), Some(0));
+}
+
+#[test]
+fn a_journaled_kafka_source_keeps_kafka_sinks_going_while_elasticsearch_is_down() {
+    // `journal = true` on a Kafka source: offsets are stored once records are journaled, and the
+    // sinks get buffers, so Elasticsearch being down does not hold up the Kafka sink.
+    const COUNT: usize = 3000;
+    let kafka = sluice_harness::kafka::Tansu::start();
+    kafka.create_topic("in", 1);
+    kafka.create_topic("out", 1);
+    let es_port = free_port(); // nothing listens there yet
+    let pipeline = PipelineFile::new(
+        "kafka-fan-out.toml",
+        &format!(
+            r#"
+[sources.input]
+type = "kafka"
+brokers = "{brokers}"
+topics = ["in"]
+group_id = "journaled"
+journal = true
+
+[sinks.to_kafka]
+type = "kafka"
+inputs = ["input"]
+brokers = "{brokers}"
+topic = "out"
+
+[sinks.index]
+type = "elasticsearch"
+inputs = ["input"]
+url = "http://127.0.0.1:{es_port}"
+index = "seq"
+id_field = "id"
+batch_max_records = 50
+batch_timeout_ms = 100
+"#,
+            brokers = kafka.brokers,
+        ),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let mut run = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut run);
+    let sent: Vec<Vec<u8>> = (0..COUNT).map(|i| json_seq(i).into_bytes()).collect();
+    sluice_harness::kafka::produce_all(&kafka.brokers, "in", &sent);
+    let reader = sluice_harness::kafka::TopicReader::new(&kafka.brokers, "out");
+    let (records, _) = reader.try_read_until(|seen| seen.len() >= COUNT);
+    let ids: Vec<String> = payloads(&records)
+        .iter()
+        .map(|json| {
+            let value: serde_json::Value = serde_json::from_str(json).expect("json");
+            value["id"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    Tally::of(&ids, COUNT).assert_complete("kafka sink while elasticsearch is down", COUNT);
+    run.kill();
+    let es = FakeElasticsearch::start_on(es_port, Faults::default()).expect("es");
+    let mut again = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut again);
+    indexed(&es, COUNT).assert_complete("elasticsearch after the outage and kill -9", 0);
     assert_eq!(again.stop().code(), Some(0));
 }
