@@ -106,9 +106,13 @@ impl SinkBuffer {
                     return;
                 }
             }
-            let entries = match self.log.read_from(from, 256) {
-                Ok(entries) => entries,
-                Err(err) => {
+            // The journal is read only while buffering: records passing through the channel
+            // cost no read (a write wakes `written` once buffering starts).
+            let buffering = self.state().buffering;
+            let entries = match buffering.then(|| self.log.read_from(from, 256)) {
+                None => Vec::new(),
+                Some(Ok(entries)) => entries,
+                Some(Err(err)) => {
                     tracing::error!("sink buffer: {err}");
                     return;
                 }

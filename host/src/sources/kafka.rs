@@ -152,7 +152,6 @@ impl KafkaSource {
         outputs: crate::flow::Outputs,
         ctx: crate::flow::ComponentContext,
     ) -> crate::flow::ComponentTask {
-        use crate::flow::Record;
         use rdkafka::consumer::Consumer;
 
         Box::pin(async move {
@@ -231,14 +230,7 @@ impl KafkaSource {
                 }
                 let (msg, failure) = read_message(&message, &config);
                 drop(message);
-                let record = Record { msg, ack };
-                match failure {
-                    None => outputs.send(record).await,
-                    Some(reason) => {
-                        ctx.metrics.record_in();
-                        ctx.dead_letters.send(record, &ctx.metrics, &reason).await;
-                    }
-                }
+                super::journaled::send(msg, failure, ack, &outputs, &ctx).await;
             }
             if let Some(emitter) = emitter {
                 // It stops at the next record; what it has not emitted stays journaled.

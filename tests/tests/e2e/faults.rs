@@ -704,6 +704,67 @@ fn without_the_journal_acknowledgements_wait_for_the_sinks() {
     assert_eq!(again.stop().code(), Some(0));
 }
 
+/// `source_table` (a source named `input`) fanned out to a Kafka sink (topic `out` on `kafka`)
+/// and an Elasticsearch sink that is down. `publish` feeds `count` records of `json_seq`. Every
+/// record must reach Kafka while Elasticsearch is down (at most `max_duplicates` twice); then
+/// Sluice is killed, Elasticsearch comes up, and the next run delivers its share from its
+/// buffer.
+fn kafka_keeps_going_while_elasticsearch_is_down(
+    kafka: &sluice_harness::kafka::Tansu,
+    source_table: &str,
+    count: usize,
+    max_duplicates: usize,
+    publish: impl FnOnce(),
+) {
+    kafka.create_topic("out", 1);
+    let es_port = free_port(); // nothing listens there yet
+    let pipeline = PipelineFile::new(
+        "fan-out.toml",
+        &format!(
+            r#"
+{source_table}
+
+[sinks.to_kafka]
+type = "kafka"
+inputs = ["input"]
+brokers = "{brokers}"
+topic = "out"
+
+[sinks.index]
+type = "elasticsearch"
+inputs = ["input"]
+url = "http://127.0.0.1:{es_port}"
+index = "seq"
+id_field = "id"
+batch_max_records = 50
+batch_timeout_ms = 100
+"#,
+            brokers = kafka.brokers,
+        ),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let mut run = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut run);
+    publish();
+    let reader = sluice_harness::kafka::TopicReader::new(&kafka.brokers, "out");
+    let (records, _) = reader.try_read_until(|seen| seen.len() >= count);
+    let ids: Vec<String> = payloads(&records)
+        .iter()
+        .map(|json| {
+            let value: serde_json::Value = serde_json::from_str(json).expect("json");
+            value["id"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    Tally::of(&ids, count).assert_complete("kafka while elasticsearch is down", max_duplicates);
+    // Killed with Elasticsearch's share still buffered; the next run delivers it.
+    run.kill();
+    let es = FakeElasticsearch::start_on(es_port, Faults::default()).expect("es");
+    let mut again = run_in(&pipeline, state.path(), &[]);
+    subscribed(&mut again);
+    indexed(&es, count).assert_complete("elasticsearch after the outage and kill -9", 0);
+    assert_eq!(again.stop().code(), Some(0));
+}
+
 #[test]
 fn an_elasticsearch_outage_never_holds_up_the_kafka_sink() {
     // Far more than the channels between the components hold (256 each): without a buffer per
@@ -717,58 +778,13 @@ fn an_elasticsearch_outage_never_holds_up_the_kafka_sink() {
     let count = outage_secs * 1000;
     let broker = PersistentMosquitto::start();
     let kafka = sluice_harness::kafka::Tansu::start();
-    kafka.create_topic("out", 1);
-    let es_port = free_port(); // nothing listens there yet
-    let pipeline = PipelineFile::new(
-        "fan-out.toml",
-        &format!(
-            r#"
-[sources.input]
-type = "mqtt"
-broker.url = "{mqtt}"
-topics = ["in"]
-
-[sinks.to_kafka]
-type = "kafka"
-inputs = ["input"]
-brokers = "{brokers}"
-topic = "out"
-
-[sinks.index]
-type = "elasticsearch"
-inputs = ["input"]
-url = "http://127.0.0.1:{es_port}"
-index = "seq"
-id_field = "id"
-batch_max_records = 50
-batch_timeout_ms = 100
-"#,
-            mqtt = broker.url(),
-            brokers = kafka.brokers,
-        ),
+    let source = format!(
+        "[sources.input]\ntype = \"mqtt\"\nbroker.url = \"{}\"\ntopics = [\"in\"]\n",
+        broker.url()
     );
-    let state = tempfile::tempdir().unwrap();
-    let mut run = run_in(&pipeline, state.path(), &[]);
-    subscribed(&mut run);
-    SequencePublisher::start_with(broker.port, "in", count, 1000, json_seq).finish();
-    // Everything reaches Kafka while Elasticsearch is down.
-    let reader = sluice_harness::kafka::TopicReader::new(&kafka.brokers, "out");
-    let (records, _) = reader.try_read_until(|seen| seen.len() >= count);
-    let ids: Vec<String> = payloads(&records)
-        .iter()
-        .map(|json| {
-            let value: serde_json::Value = serde_json::from_str(json).expect("json");
-            value["id"].as_str().unwrap_or_default().to_string()
-        })
-        .collect();
-    Tally::of(&ids, count).assert_complete("kafka during the elasticsearch outage", 0);
-    // Killed with Elasticsearch's share still buffered; the next run delivers it.
-    run.kill();
-    let es = FakeElasticsearch::start_on(es_port, Faults::default()).expect("es");
-    let mut again = run_in(&pipeline, state.path(), &[]);
-    subscribed(&mut again);
-    indexed(&es, count).assert_complete("elasticsearch after the outage and kill -9", 0);
-    assert_eq!(again.stop().code(), Some(0));
+    kafka_keeps_going_while_elasticsearch_is_down(&kafka, &source, count, 0, || {
+        SequencePublisher::start_with(broker.port, "in", count, 1000, json_seq).finish();
+    });
 }
 
 #[test]
@@ -778,56 +794,12 @@ fn a_journaled_kafka_source_keeps_kafka_sinks_going_while_elasticsearch_is_down(
     const COUNT: usize = 3000;
     let kafka = sluice_harness::kafka::Tansu::start();
     kafka.create_topic("in", 1);
-    kafka.create_topic("out", 1);
-    let es_port = free_port(); // nothing listens there yet
-    let pipeline = PipelineFile::new(
-        "kafka-fan-out.toml",
-        &format!(
-            r#"
-[sources.input]
-type = "kafka"
-brokers = "{brokers}"
-topics = ["in"]
-group_id = "journaled"
-journal = true
-
-[sinks.to_kafka]
-type = "kafka"
-inputs = ["input"]
-brokers = "{brokers}"
-topic = "out"
-
-[sinks.index]
-type = "elasticsearch"
-inputs = ["input"]
-url = "http://127.0.0.1:{es_port}"
-index = "seq"
-id_field = "id"
-batch_max_records = 50
-batch_timeout_ms = 100
-"#,
-            brokers = kafka.brokers,
-        ),
+    let source = format!(
+        "[sources.input]\ntype = \"kafka\"\nbrokers = \"{}\"\ntopics = [\"in\"]\ngroup_id = \"journaled\"\njournal = true\n",
+        kafka.brokers
     );
-    let state = tempfile::tempdir().unwrap();
-    let mut run = run_in(&pipeline, state.path(), &[]);
-    subscribed(&mut run);
-    let sent: Vec<Vec<u8>> = (0..COUNT).map(|i| json_seq(i).into_bytes()).collect();
-    sluice_harness::kafka::produce_all(&kafka.brokers, "in", &sent);
-    let reader = sluice_harness::kafka::TopicReader::new(&kafka.brokers, "out");
-    let (records, _) = reader.try_read_until(|seen| seen.len() >= COUNT);
-    let ids: Vec<String> = payloads(&records)
-        .iter()
-        .map(|json| {
-            let value: serde_json::Value = serde_json::from_str(json).expect("json");
-            value["id"].as_str().unwrap_or_default().to_string()
-        })
-        .collect();
-    Tally::of(&ids, COUNT).assert_complete("kafka sink while elasticsearch is down", COUNT);
-    run.kill();
-    let es = FakeElasticsearch::start_on(es_port, Faults::default()).expect("es");
-    let mut again = run_in(&pipeline, state.path(), &[]);
-    subscribed(&mut again);
-    indexed(&es, COUNT).assert_complete("elasticsearch after the outage and kill -9", 0);
-    assert_eq!(again.stop().code(), Some(0));
+    kafka_keeps_going_while_elasticsearch_is_down(&kafka, &source, COUNT, COUNT, || {
+        let sent: Vec<Vec<u8>> = (0..COUNT).map(|i| json_seq(i).into_bytes()).collect();
+        sluice_harness::kafka::produce_all(&kafka.brokers, "in", &sent);
+    });
 }
