@@ -14,6 +14,9 @@ pub use crate::topology::supervisor::{Deployed, PipelineState};
 /// `GET /pipelines`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PipelineList {
+    /// This host's identity (`--host-id`).
+    #[serde(default)]
+    pub host_id: String,
     /// Every deployed pipeline.
     pub pipelines: Vec<PipelineStatus>,
 }

@@ -16,6 +16,7 @@ type Shared = State<Arc<AdminState>>;
 /// `GET /pipelines`
 pub async fn list_pipelines(State(state): Shared) -> Json<PipelineList> {
     Json(PipelineList {
+        host_id: state.control.topology.host_metrics().host_id.clone(),
         pipelines: state.control.pipelines(),
     })
 }

@@ -280,7 +280,7 @@ pub fn undeploy(args: UndeployArgs) -> ExitCode {
 pub fn status(args: StatusArgs) -> ExitCode {
     finish((|| {
         let admin = Admin::connect(&args.admin)?;
-        let (pipelines, udfs) = match &args.name {
+        let (pipelines, udfs, host_id) = match &args.name {
             Some(name) => {
                 let one: PipelineDetail = admin.call(
                     reqwest::Method::GET,
@@ -293,17 +293,22 @@ pub fn status(args: StatusArgs) -> ExitCode {
                     print_json(&serde_json::json!({ "pipelines": [one], "udfs": null }));
                     return Ok(());
                 }
-                (vec![one.status], None)
+                (vec![one.status], None, None)
             }
             None => {
                 let all: PipelineList = admin.call(reqwest::Method::GET, "/pipelines", None, "")?;
                 let udfs: UdfList = admin.call(reqwest::Method::GET, "/udfs", None, "")?;
-                (all.pipelines, Some(udfs.udfs))
+                (all.pipelines, Some(udfs.udfs), Some(all.host_id))
             }
         };
         if args.json {
-            print_json(&serde_json::json!({ "pipelines": pipelines, "udfs": udfs }));
+            print_json(
+                &serde_json::json!({ "host_id": host_id, "pipelines": pipelines, "udfs": udfs }),
+            );
             return Ok(());
+        }
+        if let Some(host_id) = host_id.filter(|id| !id.is_empty()) {
+            println!("host {host_id}");
         }
         print!("{}", status_table(&pipelines, udfs.as_deref()));
         Ok(())
@@ -372,6 +377,12 @@ fn status_table(pipelines: &[PipelineStatus], udfs: Option<&[UdfView]>) -> Strin
                 unacked,
                 journal,
             );
+        }
+        for c in &p.components {
+            if let Some(owned) = &c.counters.owned {
+                let owned = if owned.is_empty() { "nothing (rebalancing)" } else { owned };
+                let _ = writeln!(out, "  {} owns {owned}", c.counters.name);
+            }
         }
         for u in &p.udfs {
             let _ = writeln!(out, "  udf {}: {}", u.transform, u.version);

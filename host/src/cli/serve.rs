@@ -94,6 +94,10 @@ fn serve(args: ServeArgs) -> Result<sluice::topology::Drained, String> {
             .or_else(|| std::env::var("SLUICE_HOST_ID").ok()),
     )
     .map_err(|e| e.to_string())?;
+    let host_metrics = Arc::new(HostMetrics {
+        host_id: host_id.clone(),
+        ..HostMetrics::default()
+    });
     let context = RunContext {
         udfs,
         dead_letter_dir: state.dead_letter_dir(),
@@ -103,7 +107,7 @@ fn serve(args: ServeArgs) -> Result<sluice::topology::Drained, String> {
             state.journal_dir(),
         ))),
     };
-    let topology = Topology::new(context, Arc::new(HostMetrics::default()));
+    let topology = Topology::new(context, host_metrics);
     let env: Env = Arc::new(|name: &str| std::env::var(name).ok());
     let control = ControlPlane::new(topology.clone(), state.clone(), env);
     let tokio = tokio::runtime::Builder::new_multi_thread()

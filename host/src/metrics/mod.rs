@@ -117,6 +117,8 @@ pub struct ComponentMetrics {
     connection: AtomicI64,
     /// Consumer lag in records (Kafka sources), -1 when unknown.
     lag: AtomicI64,
+    /// What of a shared stream this source owns (see [`ComponentMetrics::set_owned`]).
+    owned: Mutex<Option<String>>,
     last_error: Mutex<Option<LastError>>,
     /// Records a source emitted that are not delivered yet (sources only).
     pub unacked: Unacked,
@@ -223,6 +225,7 @@ impl ComponentMetrics {
             failures_by_kind: Mutex::new(BTreeMap::new()),
             connection: AtomicI64::new(connection as i64),
             lag: AtomicI64::new(-1),
+            owned: Mutex::new(None),
             last_error: Mutex::new(None),
             unacked: Unacked::default(),
             journal: JournalGauges::default(),
@@ -287,6 +290,18 @@ impl ComponentMetrics {
         self.lag.store(records, Ordering::Relaxed);
     }
 
+    /// Sets what of a shared stream this source owns: a Kafka source's assigned partitions
+    /// (`topic[0,3]`, empty between a revocation and the next assignment), an MQTT source's
+    /// shared subscriptions (`$share/GROUP/topic`); `None` when the stream is not shared.
+    pub fn set_owned(&self, owned: Option<String>) {
+        *self.owned.lock().unwrap_or_else(|p| p.into_inner()) = owned;
+    }
+
+    /// What [`ComponentMetrics::set_owned`] set.
+    pub fn owned(&self) -> Option<String> {
+        self.owned.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// A point-in-time copy for status and the dashboard.
     pub fn snapshot(&self) -> ComponentSnapshot {
         ComponentSnapshot {
@@ -302,6 +317,7 @@ impl ComponentMetrics {
                 _ => None,
             },
             lag: Some(self.lag.load(Ordering::Relaxed)).filter(|lag| *lag >= 0),
+            owned: self.owned(),
             unacked: (self.role == Role::Source).then(|| self.unacked.count()),
             oldest_unacked_secs: (self.role == Role::Source)
                 .then(|| self.unacked.oldest_age().as_secs_f64()),
@@ -343,6 +359,10 @@ pub struct ComponentSnapshot {
     pub connected: Option<bool>,
     /// Consumer lag, when known.
     pub lag: Option<i64>,
+    /// Sources of a shared stream: what this host owns of it (Kafka: assigned partitions as
+    /// `topic[0,3]`; MQTT: its shared subscriptions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owned: Option<String>,
     /// Sources: records emitted and not acknowledged yet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unacked: Option<usize>,
@@ -362,6 +382,8 @@ pub struct ComponentSnapshot {
 /// Host-wide counters that do not belong to one component.
 #[derive(Debug, Default)]
 pub struct HostMetrics {
+    /// This host's identity (`state_dir::host_id`), so scraped metrics say who does what.
+    pub host_id: String,
     /// Pipeline deployments (new or replaced).
     pub deployments: AtomicU64,
     /// Pipeline restarts after a run-time failure.

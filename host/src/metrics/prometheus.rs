@@ -135,6 +135,34 @@ pub fn render_prometheus(
     let sources = || components.iter().filter(|c| c.role == Role::Source);
     family(
         &mut out,
+        "sluice_host_info",
+        "gauge",
+        "This host's identity (`--host-id`): always 1.",
+        vec![(format!("host_id=\"{}\"", escape(&host.host_id)), "1".into())],
+    );
+    family(
+        &mut out,
+        "sluice_source_owned",
+        "gauge",
+        "What of a shared stream a source owns on this host (Kafka: assigned partitions as \
+         topic[0,3]; MQTT: shared subscriptions): always 1.",
+        sources()
+            .filter_map(|c| {
+                let owned = c.owned()?;
+                Some((
+                    format!(
+                        "{},host_id=\"{}\",owned=\"{}\"",
+                        labels(c),
+                        escape(&host.host_id),
+                        escape(&owned)
+                    ),
+                    "1".into(),
+                ))
+            })
+            .collect(),
+    );
+    family(
+        &mut out,
         "sluice_source_unacked_records",
         "gauge",
         "Records a source emitted that are not delivered everywhere yet (without a journal, \

@@ -32,6 +32,23 @@ pub struct KafkaSourceConfig {
     /// never holds the consumer back, and the pipeline's sinks get buffers.
     #[serde(default)]
     pub journal: bool,
+    /// How long the group waits for a member that stopped heartbeating (a crash, a cut link)
+    /// before giving its partitions to the others, in milliseconds: the pause a crashed member
+    /// causes on its partitions (default 45000, librdkafka's; 6000..=300000 on most brokers).
+    #[serde(default = "session_timeout_ms")]
+    pub session_timeout_ms: u64,
+    /// How often stored offsets are committed, in milliseconds (default 1000). A member killed
+    /// without a chance to commit leaves at most this long of records to be read again.
+    #[serde(default = "commit_interval_ms")]
+    pub commit_interval_ms: u64,
+}
+
+fn session_timeout_ms() -> u64 {
+    45_000
+}
+
+fn commit_interval_ms() -> u64 {
+    1_000
 }
 
 fn earliest() -> String {
@@ -58,6 +75,21 @@ impl KafkaSourceConfig {
                     "expected `earliest` or `latest`, found {:?}",
                     self.auto_offset_reset
                 ),
+            ));
+        }
+        if !(1_000..=3_600_000).contains(&self.session_timeout_ms) {
+            problems.push((
+                "session_timeout_ms",
+                format!(
+                    "must be 1000..=3600000 ms, not {}",
+                    self.session_timeout_ms
+                ),
+            ));
+        }
+        if !(10..=600_000).contains(&self.commit_interval_ms) {
+            problems.push((
+                "commit_interval_ms",
+                format!("must be 10..=600000 ms, not {}", self.commit_interval_ms),
             ));
         }
         problems.extend(
@@ -105,7 +137,149 @@ impl OffsetTracker {
     fn in_flight(&self) -> usize {
         self.partitions.values().map(|p| p.len()).sum()
     }
+
+    /// Records in flight from the partitions in `which`.
+    fn in_flight_of(&self, which: &[(String, i32)]) -> usize {
+        which
+            .iter()
+            .filter_map(|tp| self.partitions.get(tp))
+            .map(|p| p.len())
+            .sum()
+    }
+
+    /// Forgets the partitions in `which` (given up in a rebalance): whatever of them is still
+    /// in flight is read again by their next owner, and its late acknowledgement stores nothing.
+    fn forget(&mut self, which: &[(String, i32)]) {
+        for tp in which {
+            self.partitions.remove(tp);
+        }
+    }
 }
+
+/// How long a member giving up partitions in a rebalance waits for their in-flight records to
+/// be delivered before it commits and lets them go (what is still in flight after it is read
+/// again by the next owner). Well below librdkafka's `max.poll.interval.ms` (300 s).
+const REBALANCE_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The consumer's context: on a rebalance that takes partitions away, it waits (bounded) until
+/// their in-flight records are delivered and commits their offsets before giving them up, so
+/// the next owner starts exactly after what was delivered; it publishes what this member owns.
+pub(crate) struct GroupContext {
+    tracker: SharedTracker,
+    metrics: Arc<crate::metrics::ComponentMetrics>,
+    component: Arc<str>,
+    host_id: Arc<str>,
+}
+
+impl rdkafka::ClientContext for GroupContext {}
+
+impl rdkafka::consumer::ConsumerContext for GroupContext {
+    fn pre_rebalance(
+        &self,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        use rdkafka::consumer::{CommitMode, Consumer, Rebalance};
+        let Rebalance::Revoke(partitions) = rebalance else {
+            return;
+        };
+        let revoked = partition_list(partitions);
+        let waited = std::time::Instant::now();
+        // Called on the thread polling the consumer (a runtime worker): let the runtime move
+        // its other tasks (the sinks that acknowledge) elsewhere while this one waits.
+        let drained = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                tokio::task::block_in_place(|| self.wait_delivered(&revoked))
+            }
+            // One thread: nothing else runs while this waits, so do not.
+            _ => lock(&self.tracker).in_flight_of(&revoked) == 0,
+        };
+        let left = lock(&self.tracker).in_flight_of(&revoked);
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(())
+            | Err(rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::NoOffset,
+            )) => {}
+            Err(err) => tracing::warn!(
+                component = %self.component, error = %err,
+                "kafka: commit before giving up partitions failed; their records after the last commit will be read again"
+            ),
+        }
+        lock(&self.tracker).forget(&revoked);
+        tracing::info!(
+            component = %self.component, host_id = %self.host_id,
+            partitions = %describe(&revoked), drained, in_flight_left = left,
+            waited_ms = waited.elapsed().as_millis() as u64,
+            "kafka: partitions revoked; delivered records committed"
+        );
+        self.metrics.set_owned(Some(String::new()));
+    }
+
+    fn post_rebalance(
+        &self,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        use rdkafka::consumer::{Consumer, Rebalance};
+        if let Rebalance::Assign(_) = rebalance {
+            let owned = consumer
+                .assignment()
+                .map(|list| partition_list(&list))
+                .unwrap_or_default();
+            tracing::info!(
+                component = %self.component, host_id = %self.host_id,
+                partitions = %describe(&owned),
+                "kafka: partitions assigned"
+            );
+            self.metrics.set_owned(Some(describe(&owned)));
+        }
+    }
+}
+
+impl GroupContext {
+    /// Waits until nothing from `revoked` is in flight, at most [`REBALANCE_DRAIN_TIMEOUT`];
+    /// whether it got there.
+    fn wait_delivered(&self, revoked: &[(String, i32)]) -> bool {
+        let deadline = std::time::Instant::now() + REBALANCE_DRAIN_TIMEOUT;
+        loop {
+            if lock(&self.tracker).in_flight_of(revoked) == 0 {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+/// `(topic, partition)` of each element.
+fn partition_list(list: &rdkafka::TopicPartitionList) -> Vec<(String, i32)> {
+    list.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+/// `topic[0,3] other[1]`, sorted: what a member owns, as status shows it.
+fn describe(partitions: &[(String, i32)]) -> String {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in partitions {
+        by_topic.entry(topic).or_default().push(*partition);
+    }
+    by_topic
+        .into_iter()
+        .map(|(topic, mut ps)| {
+            ps.sort_unstable();
+            let ps: Vec<String> = ps.iter().map(i32::to_string).collect();
+            format!("{topic}[{}]", ps.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The consumer type of the source.
+type GroupConsumer = rdkafka::consumer::StreamConsumer<GroupContext>;
 
 /// How long a stopping source waits for the acknowledgements of what it already emitted.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -114,7 +288,8 @@ const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 /// acceptance (`enable.auto.offset.store=false`), committed by librdkafka's auto-commit.
 pub struct KafkaSource {
     config: KafkaSourceConfig,
-    consumer: std::sync::Arc<rdkafka::consumer::StreamConsumer>,
+    consumer: std::sync::Arc<GroupConsumer>,
+    tracker: SharedTracker,
     journal: Option<Arc<crate::journal::JournalLog>>,
 }
 
@@ -134,13 +309,27 @@ impl KafkaSource {
             .set("group.id", &config.group_id)
             .set("auto.offset.reset", &config.auto_offset_reset)
             .set("enable.auto.commit", "true")
-            .set("enable.auto.offset.store", "false");
-        let consumer: rdkafka::consumer::StreamConsumer = client
-            .create()
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", config.commit_interval_ms.to_string())
+            .set("session.timeout.ms", config.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (config.session_timeout_ms / 3).min(3_000).to_string(),
+            );
+        let tracker: SharedTracker = Arc::default();
+        let context = GroupContext {
+            tracker: tracker.clone(),
+            metrics: ctx.metrics.clone(),
+            component: ctx.component.clone(),
+            host_id: ctx.host_id.clone(),
+        };
+        let consumer: GroupConsumer = client
+            .create_with_context(context)
             .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
         Ok(KafkaSource {
             config,
             consumer: std::sync::Arc::new(consumer),
+            tracker,
             journal,
         })
     }
@@ -158,11 +347,11 @@ impl KafkaSource {
             let KafkaSource {
                 config,
                 consumer,
+                tracker,
                 journal,
             } = self;
             let config = Arc::new(config);
             let _unacked = ctx.metrics.unacked_scope();
-            let tracker: SharedTracker = Arc::default();
             let mut shutdown = ctx.shutdown.clone();
             let component = ctx.component.clone();
             let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
@@ -256,7 +445,7 @@ fn lock(tracker: &SharedTracker) -> std::sync::MutexGuard<'_, OffsetTracker> {
 /// flight any more is stored for the next commit.
 fn offset_ack(
     tracker: &SharedTracker,
-    consumer: &Arc<rdkafka::consumer::StreamConsumer>,
+    consumer: &Arc<GroupConsumer>,
     ctx: &crate::flow::ComponentContext,
     message: &rdkafka::message::BorrowedMessage<'_>,
 ) -> crate::flow::Ack {
@@ -379,7 +568,7 @@ async fn wait_for_in_flight(tracker: &SharedTracker, component: &str) {
 }
 
 /// Commits the stored offsets before leaving the group.
-fn commit_final(consumer: &rdkafka::consumer::StreamConsumer, component: &str) {
+fn commit_final(consumer: &GroupConsumer, component: &str) {
     use rdkafka::consumer::{CommitMode, Consumer};
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => {}
@@ -397,7 +586,7 @@ fn commit_final(consumer: &rdkafka::consumer::StreamConsumer, component: &str) {
 /// Every 5 s, sets the source's consumer lag: for each assigned partition, the high watermark
 /// minus the consumer's position (partitions without a position yet are left out).
 async fn watch_lag(
-    consumer: std::sync::Arc<rdkafka::consumer::StreamConsumer>,
+    consumer: std::sync::Arc<GroupConsumer>,
     metrics: std::sync::Arc<crate::metrics::ComponentMetrics>,
 ) {
     use rdkafka::consumer::Consumer;
@@ -517,6 +706,8 @@ mod tests {
             decoding: Default::default(),
             options: Default::default(),
             journal: false,
+            session_timeout_ms: 45_000,
+            commit_interval_ms: 1_000,
         };
         let source = KafkaSource::build(config, &ctx, None).expect("build");
         let subscription = source.consumer.subscription().expect("subscription");

@@ -440,12 +440,14 @@ async fn poll(
                     }
                 } else {
                     ctx.metrics.set_ready();
-                    tracing::info!(%component, topics = ?config.topics, "mqtt source subscribed (session resumed)");
+                    ctx.metrics.set_owned(shared_subscriptions(&config.topics));
+                    tracing::info!(%component, host_id = %ctx.host_id, topics = ?config.topics, "mqtt source subscribed (session resumed)");
                 }
             }
             Ok(MqttEvent::Subscribed { refused }) if refused.is_empty() => {
                 ctx.metrics.set_ready();
-                tracing::info!(%component, topics = ?config.topics, "mqtt source subscribed");
+                ctx.metrics.set_owned(shared_subscriptions(&config.topics));
+                tracing::info!(%component, host_id = %ctx.host_id, topics = ?config.topics, "mqtt source subscribed");
             }
             Ok(MqttEvent::Subscribed { refused }) => {
                 let topics: Vec<&str> = refused
@@ -490,6 +492,17 @@ impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// The shared subscriptions among `topics` (`$share/GROUP/filter`), space-separated, for status:
+/// this host receives a share of each; `None` when there is none.
+fn shared_subscriptions(topics: &[String]) -> Option<String> {
+    let shared: Vec<&str> = topics
+        .iter()
+        .map(String::as_str)
+        .filter(|t| t.starts_with("$share/"))
+        .collect();
+    (!shared.is_empty()).then(|| shared.join(" "))
 }
 
 #[cfg(test)]

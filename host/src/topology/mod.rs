@@ -59,7 +59,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     ready_file: Option<std::path::PathBuf>,
 ) -> Result<Drained, BuildError> {
-    let topology = Topology::new(context, Arc::new(HostMetrics::default()));
+    let host_metrics = Arc::new(HostMetrics {
+        host_id: context.host_id.to_string(),
+        ..HostMetrics::default()
+    });
+    let topology = Topology::new(context, host_metrics);
     for spec in pipelines {
         if let Err(err) = topology.deploy(spec, None).await {
             topology.shutdown().await;

@@ -22,6 +22,67 @@ pub struct UdfTransformConfig {
     /// Records per UDF call (default 64).
     #[serde(default = "batch_size")]
     pub batch_size: usize,
+    /// Instances run in parallel, each on its own batch: a number (default 1) or `"auto"` (the
+    /// cores available). Outputs leave in input order whatever the count.
+    #[serde(default)]
+    pub workers: Workers,
+}
+
+/// `workers = N` or `workers = "auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// This many instances.
+    Count(usize),
+    /// One per core available to this process.
+    Auto,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers::Count(1)
+    }
+}
+
+impl Workers {
+    /// Largest `workers = N` accepted.
+    pub const MAX: usize = 64;
+
+    /// How many instances to run here.
+    pub fn count(self) -> usize {
+        match self {
+            Workers::Count(n) => n,
+            Workers::Auto => std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1)
+                .min(Self::MAX),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Workers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(i64),
+            Word(String),
+        }
+        match Raw::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom("expected a number of workers or \"auto\"")
+        })? {
+            Raw::Count(n) if (1..=Workers::MAX as i64).contains(&n) => {
+                Ok(Workers::Count(n as usize))
+            }
+            Raw::Count(n) => Err(serde::de::Error::custom(format!(
+                "must be 1..={}, not {n}",
+                Workers::MAX
+            ))),
+            Raw::Word(w) if w == "auto" => Ok(Workers::Auto),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "expected a number of workers or \"auto\", found {w:?}"
+            ))),
+        }
+    }
 }
 
 fn memory_mib() -> u64 {
@@ -65,11 +126,11 @@ impl UdfTransformConfig {
 /// The header every UDF output carries: `NAME@SHA8` of the module version that produced it.
 pub const HEADER_UDF: &str = "sluice-udf";
 
-/// The running `udf` transform: one instance, fed batches on a blocking thread. When the module
-/// is referenced by name, new versions from the registry are instantiated in the background and
-/// swapped in between batches.
+/// The running `udf` transform: `workers` instances, each fed batches on a blocking thread,
+/// outputs forwarded in input order. When the module is referenced by name, new versions from
+/// the registry are instantiated in the background and swapped in between batches.
 pub struct UdfTransform {
-    worker: crate::udf_runtime::UdfWorker,
+    workers: Vec<UdfWorker>,
     batch_size: usize,
     /// New versions of the module (`None` when pinned or loaded from a path).
     updates: Option<crate::udf_registry::UdfSubscription>,
@@ -113,11 +174,10 @@ impl UdfTransform {
                 None,
             ),
         };
-        let worker = module
-            .instantiate(init.clone(), limits.clone())
+        let workers = instantiate_all(&module, config.workers.count(), &init, &limits)
             .map_err(|e| e.to_string())?;
         Ok(UdfTransform {
-            worker,
+            workers,
             batch_size: config.batch_size,
             updates,
             init,
@@ -126,7 +186,9 @@ impl UdfTransform {
     }
 
     /// Processes records until the input closes: takes what is queued (up to a batch), runs it
-    /// through the UDF off the async threads, forwards outputs and dead-letters failures.
+    /// through an idle instance off the async threads, and forwards the outputs of the batches
+    /// in the order they were taken (failures to dead letters), so several instances never
+    /// reorder records.
     pub fn run(
         self,
         mut input: tokio::sync::mpsc::Receiver<crate::flow::Record>,
@@ -135,49 +197,108 @@ impl UdfTransform {
     ) -> crate::flow::ComponentTask {
         Box::pin(async move {
             let UdfTransform {
-                mut worker,
+                workers,
                 batch_size,
                 mut updates,
                 init,
                 limits,
             } = self;
-            let mut version = worker.module().version();
+            let count = workers.len();
+            let mut version = workers
+                .first()
+                .map(|w| w.module().version())
+                .unwrap_or_default();
+            let mut idle = workers;
+            // Batches being processed, oldest first: delivered in this order.
+            let mut running: std::collections::VecDeque<Running> = Default::default();
             let mut upgrade: Option<tokio::task::JoinHandle<_>> = None;
+            let mut input_open = true;
             loop {
+                if !input_open && running.is_empty() {
+                    break;
+                }
                 // Version changes first: under full load the input is always ready, and a swap
                 // must not wait for a lull.
-                let first = tokio::select! {
+                tokio::select! {
                     biased;
                     Some(module) = next_version(&mut updates) => {
                         // Instantiate and init the new version off the async threads while the
                         // old one keeps serving.
                         let (init, limits) = (init.clone(), limits.clone());
-                        upgrade = Some(tokio::task::spawn_blocking(move || module.instantiate(init, limits)));
-                        continue;
+                        upgrade = Some(tokio::task::spawn_blocking(move || {
+                            instantiate_all(&module, count, &init, &limits)
+                        }));
                     }
                     started = wait_for(&mut upgrade) => {
-                        // Between batches: the new version takes over from the next record on.
+                        // Between batches: the new version takes every batch from the next on;
+                        // batches already running finish on the old one.
                         if let Some(next) = adopt(started, &version, &ctx) {
-                            worker = next;
-                            version = worker.module().version();
+                            version = next.first().map(|w| w.module().version()).unwrap_or_default();
+                            idle = next;
                         }
-                        continue;
                     }
-                    record = input.recv() => match record {
-                        Some(record) => record,
-                        None => break,
+                    done = oldest(&mut running) => {
+                        let Some((back, batch)) = done else { return };
+                        // An instance of a replaced version is dropped when it comes back.
+                        if back.module().version() == version {
+                            idle.push(back);
+                        }
+                        deliver(batch, &outputs, &ctx).await;
+                    }
+                    record = input.recv(), if input_open && !idle.is_empty() => match record {
+                        Some(first) => {
+                            let records = take_batch(first, &mut input, batch_size);
+                            if let Some(worker) = idle.pop() {
+                                running.push_back(process(worker, records, &ctx));
+                            }
+                        }
+                        None => input_open = false,
                     },
-                };
-                let records = take_batch(first, &mut input, batch_size);
-                let (messages, acks): (Vec<_>, Vec<_>) =
-                    records.into_iter().map(|r| (r.msg, r.ack)).unzip();
-                let Some((back, messages, results)) = process(worker, messages, &ctx).await else {
-                    return;
-                };
-                worker = back;
-                deliver(messages, acks, results, &version, &outputs, &ctx).await;
+                }
             }
         })
+    }
+}
+
+/// `count` instances of `module`, each initialised with `init`.
+fn instantiate_all(
+    module: &crate::udf_runtime::UdfModule,
+    count: usize,
+    init: &[(String, String)],
+    limits: &crate::udf_runtime::UdfLimits,
+) -> Result<Vec<UdfWorker>, crate::udf_runtime::LoadError> {
+    (0..count.max(1))
+        .map(|_| module.instantiate(init.to_vec(), limits.clone()))
+        .collect()
+}
+
+/// A batch on its way through an instance.
+type Running = tokio::task::JoinHandle<(UdfWorker, Batch)>;
+
+/// A processed batch: the inputs with their acknowledgements, one result each, and the version
+/// that made them.
+struct Batch {
+    messages: Vec<crate::message::Message>,
+    acks: Vec<crate::flow::Ack>,
+    results: Vec<RecordResult>,
+    version: String,
+}
+
+/// The oldest running batch once it is done, with its instance; pending forever when none
+/// runs; `None` when its thread failed (a host bug: the worker never panics on guest faults),
+/// which stops this transform.
+async fn oldest(running: &mut std::collections::VecDeque<Running>) -> Option<(UdfWorker, Batch)> {
+    let Some(front) = running.front_mut() else {
+        return std::future::pending().await;
+    };
+    let joined = front.await;
+    running.pop_front();
+    match joined {
+        Ok(done) => Some(done),
+        Err(err) => {
+            tracing::error!(error = %err, "UDF thread failed; stopping this transform");
+            None
+        }
     }
 }
 
@@ -197,44 +318,48 @@ fn take_batch(
     records
 }
 
-/// Runs one batch through the UDF on the blocking pool; gives the worker back with the inputs
-/// and one result per input. `None` when the thread itself failed (a host bug: the worker never
-/// panics on guest faults), which stops this transform.
-async fn process(
+/// Starts one batch through `worker` on the blocking pool; it gives the worker back with the
+/// batch and one result per input.
+fn process(
     mut worker: UdfWorker,
-    messages: Vec<crate::message::Message>,
+    records: Vec<crate::flow::Record>,
     ctx: &crate::flow::ComponentContext,
-) -> Option<(UdfWorker, Vec<crate::message::Message>, Vec<RecordResult>)> {
+) -> Running {
     let metrics = ctx.metrics.clone();
-    let joined = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
+        let (messages, acks): (Vec<_>, Vec<_>) =
+            records.into_iter().map(|r| (r.msg, r.ack)).unzip();
         let started = std::time::Instant::now();
         let results = worker.process(&messages);
         metrics.batch_latency.observe(started.elapsed());
-        (worker, messages, results)
+        let version = worker.module().version();
+        (
+            worker,
+            Batch {
+                messages,
+                acks,
+                results,
+                version,
+            },
+        )
     })
-    .await;
-    match joined {
-        Ok(done) => Some(done),
-        Err(err) => {
-            tracing::error!(component = %ctx.component, "UDF thread failed: {err}; stopping this transform");
-            ctx.metrics
-                .report_error(&format!("UDF thread failed: {err}"));
-            None
-        }
-    }
 }
 
 /// Sends each input's outputs on (tagged with the UDF version, each holding a fork of the
 /// input's acknowledgement), and dead-letters each input whose call failed, with the reason.
 async fn deliver(
-    messages: Vec<crate::message::Message>,
-    acks: Vec<crate::flow::Ack>,
-    results: Vec<RecordResult>,
-    version: &str,
+    batch: Batch,
     outputs: &crate::flow::Outputs,
     ctx: &crate::flow::ComponentContext,
 ) {
     use crate::flow::Record;
+    let Batch {
+        messages,
+        acks,
+        results,
+        version,
+    } = batch;
+    let version = version.as_str();
     for ((message, ack), result) in messages.into_iter().zip(acks).zip(results) {
         match result {
             Ok(produced) => {
@@ -265,13 +390,17 @@ async fn deliver(
 /// The worker of a new version that finished starting in the background, if it started;
 /// a refusal is logged and reported, and `version` keeps running.
 fn adopt(
-    started: Result<Result<UdfWorker, crate::udf_runtime::LoadError>, tokio::task::JoinError>,
+    started: Result<
+        Result<Vec<UdfWorker>, crate::udf_runtime::LoadError>,
+        tokio::task::JoinError,
+    >,
     version: &str,
     ctx: &crate::flow::ComponentContext,
-) -> Option<UdfWorker> {
+) -> Option<Vec<UdfWorker>> {
     match started {
         Ok(Ok(next)) => {
-            tracing::info!(component = %ctx.component, from = %version, to = %next.module().version(), "udf swapped between batches");
+            let to = next.first().map(|w| w.module().version()).unwrap_or_default();
+            tracing::info!(component = %ctx.component, from = %version, %to, workers = next.len(), "udf swapped between batches");
             Some(next)
         }
         Ok(Err(err)) => {

@@ -68,7 +68,7 @@ fn the_demo_reproduces_the_reference_scores_and_alerts() {
     );
     assert!(!stdout.contains("FAIL"), "{stdout}");
     assert!(
-        stdout.contains("sluice run pipelines/ecg-anomaly.toml"),
+        stdout.contains("sluice run pipelines/ecg-ingest.toml pipelines/ecg-detect.toml"),
         "it says how to run the pipeline on real servers"
     );
 }
