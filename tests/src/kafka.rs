@@ -230,3 +230,107 @@ impl Drop for Tansu {
         let _ = self.child.wait();
     }
 }
+
+/// Produces `count` records, value `i` (decimal) to partition `i % partitions`, at a steady
+/// rate on a thread of its own; idempotent, so record `i` is at offset `i / partitions` of its
+/// partition (a test can tell which offset a value came from).
+pub struct PacedProducer {
+    sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PacedProducer {
+    /// Starts producing to a fresh, empty `topic` of `partitions` partitions.
+    pub fn start(brokers: &str, topic: &str, partitions: i32, count: usize, per_second: u32) -> Self {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (counter, topic) = (sent.clone(), topic.to_string());
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            for i in 0..count {
+                let due = started + Duration::from_secs_f64(i as f64 / f64::from(per_second));
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    producer.poll(wait);
+                }
+                let value = i.to_string();
+                let mut record = BaseRecord::<(), _>::to(&topic)
+                    .payload(&value)
+                    .partition(i as i32 % partitions);
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((_, back)) => {
+                            record = back;
+                            producer.poll(Duration::from_millis(20));
+                        }
+                    }
+                }
+                counter.store(i + 1, std::sync::atomic::Ordering::Release);
+            }
+            producer.flush(crate::WAIT).expect("every record acknowledged");
+        });
+        PacedProducer {
+            sent,
+            thread: Some(thread),
+        }
+    }
+
+    /// Records handed to the producer so far.
+    pub fn sent(&self) -> usize {
+        self.sent.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits until at least `n` records were handed over (fails the test past [`crate::WAIT`]).
+    pub fn wait_sent(&self, n: usize) {
+        let deadline = Instant::now() + crate::WAIT;
+        while self.sent() < n {
+            assert!(Instant::now() < deadline, "only {} of {n} produced", self.sent());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until every record is produced and acknowledged by the broker.
+    pub fn finish(mut self) {
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the producer thread");
+        }
+    }
+}
+
+/// The committed offsets of `group` for `partitions` of `topic` (`None`: nothing committed).
+pub fn committed_offsets(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> Vec<(i32, Option<i64>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut list = rdkafka::TopicPartitionList::new();
+    for p in partitions {
+        list.add_partition(topic, *p);
+    }
+    let committed = consumer
+        .committed_offsets(list, crate::WAIT)
+        .expect("committed offsets");
+    committed
+        .elements()
+        .iter()
+        .map(|e| {
+            let offset = match e.offset() {
+                rdkafka::Offset::Offset(o) => Some(o),
+                _ => None,
+            };
+            (e.partition(), offset)
+        })
+        .collect()
+}

@@ -80,6 +80,18 @@ impl SluiceRun {
         wait_for_line(&self.log, needle)
     }
 
+    /// The next log line, waiting at most until `deadline`.
+    pub fn next_log_line(&self, deadline: Instant) -> Option<String> {
+        self.log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The next `n` stdout lines.
     pub fn stdout_lines(&self, n: usize) -> Vec<String> {
         let deadline = Instant::now() + WAIT;

@@ -210,9 +210,8 @@ impl rdkafka::consumer::ConsumerContext for GroupContext {
             component = %self.component, host_id = %self.host_id,
             partitions = %describe(&revoked), drained, in_flight_left = left,
             waited_ms = waited.elapsed().as_millis() as u64,
-            "kafka: partitions revoked; delivered records committed"
+            "kafka: giving up partitions; what was delivered of them is committed"
         );
-        self.metrics.set_owned(Some(String::new()));
     }
 
     fn post_rebalance(
@@ -221,18 +220,27 @@ impl rdkafka::consumer::ConsumerContext for GroupContext {
         rebalance: &rdkafka::consumer::Rebalance<'_>,
     ) {
         use rdkafka::consumer::{Consumer, Rebalance};
-        if let Rebalance::Assign(_) = rebalance {
-            let owned = consumer
-                .assignment()
-                .map(|list| partition_list(&list))
-                .unwrap_or_default();
-            tracing::info!(
+        let owned = consumer
+            .assignment()
+            .map(|list| describe(&partition_list(&list)))
+            .unwrap_or_default();
+        match rebalance {
+            Rebalance::Assign(added) => tracing::info!(
                 component = %self.component, host_id = %self.host_id,
-                partitions = %describe(&owned),
+                added = %describe(&partition_list(added)), %owned,
                 "kafka: partitions assigned"
-            );
-            self.metrics.set_owned(Some(describe(&owned)));
+            ),
+            Rebalance::Revoke(revoked) => tracing::info!(
+                component = %self.component, host_id = %self.host_id,
+                revoked = %describe(&partition_list(revoked)), %owned,
+                "kafka: partitions revoked"
+            ),
+            Rebalance::Error(err) => tracing::warn!(
+                component = %self.component, host_id = %self.host_id, error = %err,
+                "kafka: rebalance failed"
+            ),
         }
+        self.metrics.set_owned(Some(owned));
     }
 }
 
@@ -305,6 +313,13 @@ impl KafkaSource {
         journal: Option<Arc<crate::journal::JournalLog>>,
     ) -> Result<Self, String> {
         let mut client = crate::kafka_common::client_config(&config.brokers, &config.options, ctx);
+        // Cooperative rebalancing unless the pipeline chose otherwise: a member joining or
+        // leaving moves only the partitions that change owner, the others keep flowing, and a
+        // member gives a partition up (and commits it) while the group is stable, which every
+        // broker accepts (an eager rebalance commits mid-rebalance, which some refuse).
+        if !config.options.contains_key("partition.assignment.strategy") {
+            client.set("partition.assignment.strategy", "cooperative-sticky");
+        }
         client
             .set("group.id", &config.group_id)
             .set("auto.offset.reset", &config.auto_offset_reset)

@@ -1,4 +1,6 @@
-//! The shipped `pipelines/ecg-anomaly.toml`, unchanged, end to end on real servers: two
+//! The shipped `pipelines/ecg-anomaly.toml`, and the same flow split in two with Kafka between
+//! (`ecg-ingest.toml` + `ecg-detect.toml`, as the original demo had it), unchanged, end to end
+//! on real servers: two
 //! Mosquitto brokers (sensors and receiver), a tansu Kafka broker, and the faithful `_bulk`
 //! server (or a real Elasticsearch with `SLUICE_TEST_ELASTICSEARCH_URL`), wired through the
 //! file's own environment variables.
@@ -20,6 +22,21 @@ use std::process::{Command, Stdio};
 
 #[test]
 fn the_original_demo_topology_end_to_end() {
+    demo_topology(&["pipelines/ecg-anomaly.toml"], "ecg-anomaly");
+}
+
+/// Both halves in one `sluice run`: every output of the one-pipeline version, the same bytes.
+#[test]
+fn the_ingest_and_detect_pipelines_together_keep_every_output() {
+    demo_topology(
+        &["pipelines/ecg-ingest.toml", "pipelines/ecg-detect.toml"],
+        "ecg-detect",
+    );
+}
+
+/// Runs `files` against fresh servers and checks every destination; `scoring_pipeline` is the
+/// one whose UDF dead-letters the malformed messages.
+fn demo_topology(files: &[&str], scoring_pipeline: &str) {
     let sensors = Mosquitto::start();
     let receiver = Mosquitto::start();
     let kafka = Tansu::start();
@@ -39,12 +56,13 @@ fn the_original_demo_topology_end_to_end() {
         real_es.unwrap_or_else(|| fake_es.as_ref().map(|f| f.url.clone()).unwrap_or_default());
 
     let at_receiver = Collector::subscribe(receiver.port, &["electric-temperature"]);
-    let pipeline = sluice_harness::root().join("pipelines/ecg-anomaly.toml");
+    let files: Vec<std::path::PathBuf> =
+        files.iter().map(|f| sluice_harness::root().join(f)).collect();
     let state = tempfile::tempdir().expect("state dir");
     let ready = state.path().join("ready");
     let mut child = Command::new(sluice_harness::sluice_bin())
         .arg("run")
-        .arg(&pipeline)
+        .args(&files)
         .arg("--udf-dir")
         .arg(sluice_harness::udf_dir())
         .arg("--state-dir")
@@ -95,14 +113,11 @@ fn the_original_demo_topology_end_to_end() {
         payloads,
         "Kafka electric-temperature (one partition) gets every payload unchanged, in order"
     );
-    let scores: BTreeSet<String> = values("TEMPERATURE_ANOMALY_DETECTION", 23)
+    let scores: Vec<String> = values("TEMPERATURE_ANOMALY_DETECTION", 23)
         .into_iter()
         .map(|v| String::from_utf8(v).expect("UTF-8"))
         .collect();
-    assert_eq!(
-        scores,
-        expected_scores().into_iter().collect::<BTreeSet<_>>()
-    );
+    assert_eq!(scores, expected_scores(), "every score, in input order");
     let alerts: BTreeSet<u32> = values("ANOMALYDETECTIONWITHFILTER", 6)
         .into_iter()
         .map(|v| {
@@ -133,7 +148,7 @@ fn the_original_demo_topology_end_to_end() {
                 .unwrap_or_default()
         };
         assert_eq!(header("sluice-component"), "score");
-        assert_eq!(header("sluice-pipeline"), "ecg-anomaly");
+        assert_eq!(header("sluice-pipeline"), scoring_pipeline);
         reasons.push(header("sluice-error"));
     }
     reasons.sort();

@@ -16,5 +16,6 @@ mod kafka_restart;
 mod kafka_security_options;
 mod mqtt_redelivery;
 mod mqtt_v5_tls;
+mod scale_out;
 mod udf_hot_reload;
 mod udf_tutorial;

@@ -1,0 +1,218 @@
+//! Scale-out on the engines users already run: several `sluice run` processes (distinct host
+//! ids) share one stream through a Kafka consumer group, under load, while members crash, join
+//! and leave. Against librdkafka's mock cluster (a Kafka-protocol broker on real sockets, with
+//! real group coordination: join, sync, heartbeats, session timeouts).
+//!
+//! The checker counts every input record in the output: none may be missing, and the only
+//! duplicates allowed are those a crash leaves: records of the partitions the crashed member
+//! owned, at or after the offsets it had committed (what it delivered but could not commit).
+//! A member that leaves with SIGTERM, or gives partitions up to a newcomer, first delivers and
+//! commits what it holds, so those rebalances duplicate nothing.
+
+use sluice_harness::kafka::{committed_offsets, PacedProducer, TopicReader};
+use sluice_harness::process::SluiceRun;
+use sluice_harness::PipelineFile;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::time::{Duration, Instant};
+
+const PARTITIONS: i32 = 6;
+const RECORDS: usize = 24_000;
+const PER_SECOND: u32 = 1_500;
+/// The group's session timeout: how long a crashed member's partitions wait.
+const SESSION_TIMEOUT_MS: u64 = 6_000;
+
+fn relay(brokers: &str) -> String {
+    format!(
+        r#"
+[pipeline]
+name = "relay"
+
+[sources.input]
+type = "kafka"
+brokers = "{brokers}"
+topics = ["in"]
+group_id = "relay"
+session_timeout_ms = {SESSION_TIMEOUT_MS}
+commit_interval_ms = 200
+
+[transforms.work]
+type = "filter"
+inputs = ["input"]
+condition = "true"
+
+[sinks.output]
+type = "kafka"
+inputs = ["work"]
+brokers = "{brokers}"
+topic = "out"
+"#
+    )
+}
+
+/// One `sluice run` process of the group, with the partitions it last said it owns.
+struct Member {
+    name: &'static str,
+    run: SluiceRun,
+    owned: BTreeSet<i32>,
+    /// Its Kafka log lines (shown when the check fails).
+    kafka_log: Vec<String>,
+}
+
+impl Member {
+    fn start(name: &'static str, pipeline: &PipelineFile) -> Member {
+        let mut run = SluiceRun::start_with_args(
+            &pipeline.path,
+            &[OsStr::new("--host-id"), OsStr::new(name)],
+        );
+        run.wait_ready();
+        Member {
+            name,
+            run,
+            owned: BTreeSet::new(),
+            kafka_log: Vec::new(),
+        }
+    }
+
+    /// Reads its log until `until` holds for what it owns, or `deadline` passes (`false`).
+    fn follow(&mut self, deadline: Instant, until: impl Fn(&BTreeSet<i32>) -> bool) -> bool {
+        while !until(&self.owned) {
+            let Some(line) = self.run.next_log_line(deadline) else {
+                return false;
+            };
+            if line.contains("kafka") {
+                self.kafka_log.push(format!("{}: {line}", self.name));
+            }
+            if line.contains("partitions assigned") || line.contains("partitions revoked") {
+                self.owned = owned_partitions(&line);
+            }
+        }
+        true
+    }
+}
+
+/// The partitions of `in[0,3]` in a log line's `owned=` field (none when it is empty).
+fn owned_partitions(line: &str) -> BTreeSet<i32> {
+    let Some(at) = line.find("owned=in[") else {
+        return BTreeSet::new();
+    };
+    let rest = &line[at + "owned=in[".len()..];
+    let list = &rest[..rest.find(']').unwrap_or(rest.len())];
+    list.split(',').filter_map(|p| p.parse().ok()).collect()
+}
+
+/// Waits until `members` own every partition between them, each exactly `each`.
+fn wait_balanced(members: &mut [&mut Member], each: usize) {
+    let deadline = Instant::now() + sluice_harness::WAIT;
+    loop {
+        for m in members.iter_mut() {
+            // Take what is logged so far (a short wait each: lines may still be coming).
+            m.follow(Instant::now() + Duration::from_millis(50), |_| false);
+        }
+        let all: BTreeSet<i32> = members.iter().flat_map(|m| m.owned.clone()).collect();
+        if all.len() == PARTITIONS as usize && members.iter().all(|m| m.owned.len() == each) {
+            return;
+        }
+        let owned: Vec<String> = members
+            .iter()
+            .map(|m| format!("{} {:?}", m.name, m.owned))
+            .collect();
+        assert!(
+            Instant::now() < deadline,
+            "the group never balanced: {owned:?}"
+        );
+    }
+}
+
+#[test]
+fn a_consumer_group_of_processes_survives_a_crash_a_join_and_a_leave() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("in", PARTITIONS, 1).expect("topic in");
+    cluster.create_topic("out", 1, 1).expect("topic out");
+    let brokers = cluster.bootstrap_servers();
+    let pipeline = PipelineFile::new("relay.toml", &relay(&brokers));
+
+    let mut a = Member::start("host-a", &pipeline);
+    let mut b = Member::start("host-b", &pipeline);
+    let mut c = Member::start("host-c", &pipeline);
+    wait_balanced(&mut [&mut a, &mut b, &mut c], 2);
+
+    let producer = PacedProducer::start(&brokers, "in", PARTITIONS, RECORDS, PER_SECOND);
+    // A crash mid-stream: its partitions pause for the session timeout, then move, and what it
+    // delivered after its last commit is read again.
+    producer.wait_sent(RECORDS / 5);
+    let crashed: Vec<i32> = b.owned.iter().copied().collect();
+    b.run.kill();
+    let killed_at = Instant::now();
+    let committed: BTreeMap<i32, i64> = committed_offsets(&brokers, "relay", "in", &crashed)
+        .into_iter()
+        .map(|(p, o)| (p, o.unwrap_or(0)))
+        .collect();
+    wait_balanced(&mut [&mut a, &mut c], 3);
+    let pause = killed_at.elapsed();
+
+    // A newcomer: the others give partitions up, after delivering and committing them.
+    producer.wait_sent(RECORDS * 9 / 20);
+    let mut d = Member::start("host-d", &pipeline);
+    wait_balanced(&mut [&mut a, &mut c, &mut d], 2);
+
+    // A member leaves with SIGTERM: it drains, commits and leaves the group at once.
+    producer.wait_sent(RECORDS * 7 / 10);
+    let status = a.run.stop();
+    assert!(status.success(), "host-a stops cleanly: {status}");
+    wait_balanced(&mut [&mut c, &mut d], 3);
+
+    producer.finish();
+    let expected: BTreeSet<usize> = (0..RECORDS).collect();
+    let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+    let reader = TopicReader::new(&brokers, "out");
+    let (_, complete) = reader.try_read_until(|seen| {
+        for record in &seen[counts.values().sum::<usize>()..] {
+            let value: usize = String::from_utf8_lossy(&record.value)
+                .parse()
+                .expect("a number");
+            *counts.entry(value).or_default() += 1;
+        }
+        counts.len() >= RECORDS
+    });
+    let missing: Vec<&usize> = expected.iter().filter(|i| !counts.contains_key(i)).collect();
+    assert!(
+        complete && missing.is_empty(),
+        "{} of {RECORDS} records never arrived, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+    // Duplicates: only the crashed member's partitions, only from its committed offsets on.
+    let duplicates: Vec<usize> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(i, _)| *i)
+        .collect();
+    let stray: Vec<&usize> = duplicates
+        .iter()
+        .filter(|i| {
+            let (partition, offset) = ((**i as i32) % PARTITIONS, (**i / PARTITIONS as usize) as i64);
+            committed.get(&partition).is_none_or(|c| offset < *c)
+        })
+        .collect();
+    let logs: Vec<&String> = [&a.kafka_log, &b.kafka_log, &c.kafka_log, &d.kafka_log]
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "records duplicated outside the crash's window (partitions {crashed:?} from offsets \
+         {committed:?}): {} of them, first {:?}; the members' Kafka log:\n{logs:#?}",
+        stray.len(),
+        &stray[..stray.len().min(20)]
+    );
+    println!(
+        "{RECORDS} records, {} duplicated (the crash's window), crash pause {:.1}s with \
+         session_timeout_ms = {SESSION_TIMEOUT_MS}",
+        duplicates.len(),
+        pause.as_secs_f64()
+    );
+    for m in [c, d] {
+        assert!(m.run.stop().success(), "{} stops cleanly", m.name);
+    }
+}
