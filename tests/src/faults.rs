@@ -245,6 +245,8 @@ impl SequencePublisher {
 /// broker, until dropped.
 pub struct SequenceCollector {
     seen: Arc<Mutex<Vec<String>>>,
+    /// The topic of each message in `seen`, in the same order.
+    topics: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     /// CONNACKs so far (1 after the first connection, one more per reconnect).
     connections: Arc<std::sync::atomic::AtomicUsize>,
@@ -254,8 +256,10 @@ impl SequenceCollector {
     /// Subscribes and returns once the broker confirmed the subscription.
     pub fn subscribe(port: u16, topic: &str) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let topics = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let topic_sink = topics.clone();
         let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (topic, sink, stopping) = (topic.to_string(), seen.clone(), stop.clone());
         let connected = connections.clone();
@@ -282,7 +286,13 @@ impl SequenceCollector {
                     }
                     Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => {
                         let text = String::from_utf8_lossy(&p.payload).into_owned();
-                        sink.lock().unwrap_or_else(|p| p.into_inner()).push(text);
+                        // Both under the `seen` lock, so the two lists stay aligned.
+                        let mut seen = sink.lock().unwrap_or_else(|p| p.into_inner());
+                        seen.push(text);
+                        topic_sink
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(p.topic.clone());
                     }
                     Ok(Ok(_)) => {}
                     Ok(Err(_)) => std::thread::sleep(Duration::from_millis(100)), // broker away: retry
@@ -295,9 +305,17 @@ impl SequenceCollector {
             .expect("the broker confirms the collector's subscription");
         SequenceCollector {
             seen,
+            topics,
             stop,
             connections,
         }
+    }
+
+    /// Every message so far as `(topic, payload)`, in arrival order.
+    pub fn messages(&self) -> Vec<(String, String)> {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        topics.iter().cloned().zip(seen.iter().cloned()).collect()
     }
 
     /// Waits until the collector has connected `n` times (e.g. 2: it is back after its broker
