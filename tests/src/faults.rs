@@ -155,15 +155,24 @@ impl SequencePublisher {
         per_second: u32,
         payload: fn(usize) -> String,
     ) -> Self {
-        let topic = topic.to_string();
+        Self::start_range_at("127.0.0.1", port, topic, range, per_second, payload)
+    }
+
+    /// Like [`SequencePublisher::start_range`], to the broker at `host` (an address).
+    pub fn start_range_at(
+        host: &str,
+        port: u16,
+        topic: &str,
+        range: std::ops::Range<usize>,
+        per_second: u32,
+        payload: fn(usize) -> String,
+    ) -> Self {
+        let (topic, host) = (topic.to_string(), host.to_string());
         let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let progress = sent.clone();
         let handle = std::thread::spawn(move || {
-            let mut options = rumqttc::MqttOptions::new(
-                format!("seq-publisher-{}", free_port()),
-                "127.0.0.1",
-                port,
-            );
+            let mut options =
+                rumqttc::MqttOptions::new(format!("seq-publisher-{}", free_port()), host, port);
             options.set_keep_alive(Duration::from_secs(5));
             let (client, mut connection) = rumqttc::Client::new(options, 10);
             let start = Instant::now();
@@ -255,6 +264,12 @@ pub struct SequenceCollector {
 impl SequenceCollector {
     /// Subscribes and returns once the broker confirmed the subscription.
     pub fn subscribe(port: u16, topic: &str) -> Self {
+        Self::subscribe_at("127.0.0.1", port, topic)
+    }
+
+    /// Like [`SequenceCollector::subscribe`], at the broker at `host` (an address).
+    pub fn subscribe_at(host: &str, port: u16, topic: &str) -> Self {
+        let host = host.to_string();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let topics = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -264,11 +279,8 @@ impl SequenceCollector {
         let (topic, sink, stopping) = (topic.to_string(), seen.clone(), stop.clone());
         let connected = connections.clone();
         std::thread::spawn(move || {
-            let mut options = rumqttc::MqttOptions::new(
-                format!("seq-collector-{}", free_port()),
-                "127.0.0.1",
-                port,
-            );
+            let mut options =
+                rumqttc::MqttOptions::new(format!("seq-collector-{}", free_port()), host, port);
             options
                 .set_clean_session(false)
                 .set_keep_alive(Duration::from_secs(5));

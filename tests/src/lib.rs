@@ -20,6 +20,7 @@ pub mod elasticsearch;
 pub mod faults;
 pub mod kafka;
 pub mod mqtt;
+pub mod netns;
 pub mod process;
 pub mod serve;
 

@@ -38,8 +38,21 @@ impl SluiceRun {
     /// `--state-dir`, the run gets a fresh one of its own (host id, journals), so tests running
     /// side by side never share a journal.
     pub fn start_files(pipelines: &[&Path], args: &[&OsStr]) -> Self {
+        Self::start_wrapped(&[], pipelines, args)
+    }
+
+    /// Like [`SluiceRun::start_files`], run through `wrapper` (a command that executes the rest
+    /// of its command line, such as `ip netns exec NS`); empty: none.
+    pub fn start_wrapped(wrapper: &[&OsStr], pipelines: &[&Path], args: &[&OsStr]) -> Self {
         let ready_dir = tempfile::tempdir().expect("tempdir");
-        let mut command = Command::new(sluice_bin());
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(sluice_bin());
+                command
+            }
+            None => Command::new(sluice_bin()),
+        };
         command.arg("run").args(pipelines).args(args);
         if !args.iter().any(|a| *a == "--state-dir") {
             command

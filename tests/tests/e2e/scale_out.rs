@@ -377,3 +377,86 @@ fn two_processes_share_an_mqtt_stream_and_survive_a_crash() {
 fn three_processes_share_an_mqtt_stream_and_survive_a_crash() {
     shared_subscription_survives_a_crash(3);
 }
+
+/// A relay like [`shared_relay`] for a host reaching the broker at `address`, with the shortest
+/// keep-alive (5 s: the broker drops a silent client after 1.5 times that).
+fn lab_relay(address: &str, name: &str) -> String {
+    shared_relay(&format!("mqtt://{address}:1883"), name).replace(
+        "qos = 1\n",
+        "qos = 1\nbroker.keep_alive_secs = 5\n",
+    )
+}
+
+/// Two hosts in network namespaces of their own share a stream through Mosquitto in a third.
+/// One host's link is cut (packets dropped, nothing refused) until the broker gives up on it
+/// (its keep-alive expires: the broker's session timeout), then reconnected: the broker kept
+/// the host's session and turns, the host resumes it, and nothing is lost.
+#[test]
+fn a_host_cut_off_past_its_session_timeout_loses_nothing() {
+    const RECORDS: usize = 2_000;
+    const PER_SECOND: u32 = 100;
+    let lab = sluice_harness::netns::Lab::try_new(&["h1", "h2"]).unwrap_or_else(|e| {
+        panic!("this test makes network namespaces (root and iproute2 needed): {e}")
+    });
+    let broker = sluice_harness::netns::LabMosquitto::start(&lab);
+    let collector = sluice_harness::faults::SequenceCollector::subscribe_at(
+        &lab.broker_address_for_test(),
+        1883,
+        "out/#",
+    );
+    let hosts: Vec<(&str, PipelineFile, SluiceRun)> = ["h1", "h2"]
+        .into_iter()
+        .map(|host| {
+            let pipeline = PipelineFile::new(
+                "shared.toml",
+                &lab_relay(&lab.broker_address_for(host), host),
+            );
+            let wrapper = lab.exec_in(host);
+            let wrapper: Vec<&OsStr> = wrapper.iter().map(|s| s.as_os_str()).collect();
+            let mut run = SluiceRun::start_wrapped(
+                &wrapper,
+                &[&pipeline.path],
+                &[OsStr::new("--host-id"), OsStr::new(host)],
+            );
+            run.wait_ready();
+            (host, pipeline, run)
+        })
+        .collect();
+
+    let publisher = sluice_harness::faults::SequencePublisher::start_range_at(
+        &lab.broker_address_for_test(),
+        1883,
+        "in",
+        0..RECORDS,
+        PER_SECOND,
+        sluice_harness::faults::seq_payload,
+    );
+    publisher.wait_sent(RECORDS / 5);
+    lab.cut("h1");
+    // The broker's session timeout for it: it stops waiting for the host's keep-alive.
+    broker.wait_for_log(&["sluice-h1-shared-input", "exceeded timeout"]);
+    let cut_until = publisher.sent();
+    lab.reconnect("h1");
+    hosts[0].2.wait_for_log("session resumed");
+    publisher.finish();
+
+    let tally = collector.tally(RECORDS);
+    tally.assert_complete(
+        "a host cut off past its session timeout",
+        sluice_harness::faults::MOSQUITTO_INFLIGHT,
+    );
+    let kept_for_it = collector
+        .messages()
+        .iter()
+        .filter(|(topic, _)| topic == "out/h1")
+        .filter_map(|(_, p)| p.strip_prefix("seq-")?.parse::<usize>().ok())
+        .filter(|i| (RECORDS / 5..cut_until).contains(i))
+        .count();
+    assert!(
+        kept_for_it > 0,
+        "h1 forwarded its turns from while it was cut off"
+    );
+    for (host, _, run) in hosts {
+        assert!(run.stop().success(), "{host} stops cleanly");
+    }
+}
