@@ -84,9 +84,9 @@ class Servers:
         wait_for_port(self.mqtt_port)
         wait_for_port(kafka_port)
 
-    def create_topic(self, name):
+    def create_topic(self, name, partitions=1):
         subprocess.run(
-            [self.tansu_bin, "topic", "create", name, "--partitions", "1", "--broker", f"tcp://{self.brokers}"],
+            [self.tansu_bin, "topic", "create", name, "--partitions", str(partitions), "--broker", f"tcp://{self.brokers}"],
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -227,6 +227,7 @@ def main():
     parser.add_argument("--model", required=True)
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--only", choices=["bridge", "scale"], default=None, help="run one part")
     args = parser.parse_args()
     events = [line.split(",", 1)[1] for line in open(args.data).read().splitlines() if line.strip()]
     workdir = tempfile.mkdtemp(prefix="sluice-bench-")
@@ -272,11 +273,23 @@ encoding = {{ codec = "delimited", fields = ["eventid", "anomaly_val"] }}
             )
 
         results = {}
-        for name, start in [("python", python), ("sluice", sluice)]:
-            results[name] = measure(name, start, servers, events, args.records, workdir)
-            print(f"{name}: {json.dumps(results[name])}", flush=True)
+        if args.only != "scale":
+            for name, start in [("python", python), ("sluice", sluice)]:
+                results[name] = measure(name, start, servers, events, args.records, workdir)
+                print(f"{name}: {json.dumps(results[name])}", flush=True)
+        if args.only != "bridge":
+            import scale
+
+            results["scale"] = scale.measure(args, events, workdir, free_port, wait_for_port)
     finally:
         servers.stop()
+    if "scale" in results:
+        scale.report(results["scale"])
+    if args.only == "scale":
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=2)
+        return
     ratio = results["sluice"]["records_per_s"] / results["python"]["records_per_s"]
     print()
     print(f"MQTT (Mosquitto defaults, QoS 1) -> ECG anomaly score -> Kafka (tansu), {args.records} records, one machine")

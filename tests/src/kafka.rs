@@ -241,7 +241,13 @@ pub struct PacedProducer {
 
 impl PacedProducer {
     /// Starts producing to a fresh, empty `topic` of `partitions` partitions.
-    pub fn start(brokers: &str, topic: &str, partitions: i32, count: usize, per_second: u32) -> Self {
+    pub fn start(
+        brokers: &str,
+        topic: &str,
+        partitions: i32,
+        count: usize,
+        per_second: u32,
+    ) -> Self {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
@@ -272,7 +278,9 @@ impl PacedProducer {
                 }
                 counter.store(i + 1, std::sync::atomic::Ordering::Release);
             }
-            producer.flush(crate::WAIT).expect("every record acknowledged");
+            producer
+                .flush(crate::WAIT)
+                .expect("every record acknowledged");
         });
         PacedProducer {
             sent,
@@ -289,7 +297,11 @@ impl PacedProducer {
     pub fn wait_sent(&self, n: usize) {
         let deadline = Instant::now() + crate::WAIT;
         while self.sent() < n {
-            assert!(Instant::now() < deadline, "only {} of {n} produced", self.sent());
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} produced",
+                self.sent()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }

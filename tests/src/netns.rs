@@ -46,9 +46,23 @@ impl Lab {
         ])?;
         self.root_link = Some(outside.clone());
         ip(&["link", "set", &inside, "netns", &broker])?;
-        ip(&["addr", "add", &format!("{}/24", self.test_address()), "dev", &outside])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", self.test_address()),
+            "dev",
+            &outside,
+        ])?;
         ip(&["link", "set", &outside, "up"])?;
-        ip(&["-n", &broker, "addr", "add", &format!("10.{}.0.2/24", self.net), "dev", &inside])?;
+        ip(&[
+            "-n",
+            &broker,
+            "addr",
+            "add",
+            &format!("10.{}.0.2/24", self.net),
+            "dev",
+            &inside,
+        ])?;
         ip(&["-n", &broker, "link", "set", &inside, "up"])?;
         // Each host: subnet i+1, the broker at .1, the host at .2.
         for i in 0..self.hosts.len() {
@@ -62,9 +76,25 @@ impl Lab {
                 "netns", &broker,
             ])?;
             let subnet = i + 1;
-            ip(&["-n", &host, "addr", "add", &format!("10.{}.{subnet}.2/24", self.net), "dev", &at_host])?;
+            ip(&[
+                "-n",
+                &host,
+                "addr",
+                "add",
+                &format!("10.{}.{subnet}.2/24", self.net),
+                "dev",
+                &at_host,
+            ])?;
             ip(&["-n", &host, "link", "set", &at_host, "up"])?;
-            ip(&["-n", &broker, "addr", "add", &format!("10.{}.{subnet}.1/24", self.net), "dev", &at_broker])?;
+            ip(&[
+                "-n",
+                &broker,
+                "addr",
+                "add",
+                &format!("10.{}.{subnet}.1/24", self.net),
+                "dev",
+                &at_broker,
+            ])?;
             ip(&["-n", &broker, "link", "set", &at_broker, "up"])?;
         }
         Ok(())
@@ -116,15 +146,29 @@ impl Lab {
     /// Cuts `host` off: its link goes down (packets both ways are dropped).
     pub fn cut(&self, host: &str) {
         let i = self.index(host);
-        ip(&["-n", &self.namespace("broker"), "link", "set", &self.broker_link(i), "down"])
-            .expect("cut the link");
+        ip(&[
+            "-n",
+            &self.namespace("broker"),
+            "link",
+            "set",
+            &self.broker_link(i),
+            "down",
+        ])
+        .expect("cut the link");
     }
 
     /// Reconnects `host`.
     pub fn reconnect(&self, host: &str) {
         let i = self.index(host);
-        ip(&["-n", &self.namespace("broker"), "link", "set", &self.broker_link(i), "up"])
-            .expect("reconnect the link");
+        ip(&[
+            "-n",
+            &self.namespace("broker"),
+            "link",
+            "set",
+            &self.broker_link(i),
+            "up",
+        ])
+        .expect("reconnect the link");
     }
 }
 
@@ -205,8 +249,8 @@ impl LabMosquitto {
     pub fn wait_for_log(&self, needles: &[&str]) -> String {
         let deadline = std::time::Instant::now() + crate::WAIT;
         loop {
-            let log = std::fs::read_to_string(self.dir.path().join("mosquitto.log"))
-                .unwrap_or_default();
+            let log =
+                std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default();
             if let Some(line) = log.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
                 return line.to_string();
             }

@@ -380,7 +380,11 @@ fn status_table(pipelines: &[PipelineStatus], udfs: Option<&[UdfView]>) -> Strin
         }
         for c in &p.components {
             if let Some(owned) = &c.counters.owned {
-                let owned = if owned.is_empty() { "nothing (rebalancing)" } else { owned };
+                let owned = if owned.is_empty() {
+                    "nothing (rebalancing)"
+                } else {
+                    owned
+                };
                 let _ = writeln!(out, "  {} owns {owned}", c.counters.name);
             }
         }

@@ -80,10 +80,7 @@ impl KafkaSourceConfig {
         if !(1_000..=3_600_000).contains(&self.session_timeout_ms) {
             problems.push((
                 "session_timeout_ms",
-                format!(
-                    "must be 1000..=3600000 ms, not {}",
-                    self.session_timeout_ms
-                ),
+                format!("must be 1000..=3600000 ms, not {}", self.session_timeout_ms),
             ));
         }
         if !(10..=600_000).contains(&self.commit_interval_ms) {
@@ -325,7 +322,10 @@ impl KafkaSource {
             .set("auto.offset.reset", &config.auto_offset_reset)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
-            .set("auto.commit.interval.ms", config.commit_interval_ms.to_string())
+            .set(
+                "auto.commit.interval.ms",
+                config.commit_interval_ms.to_string(),
+            )
             .set("session.timeout.ms", config.session_timeout_ms.to_string())
             .set(
                 "heartbeat.interval.ms",

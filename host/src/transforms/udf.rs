@@ -67,9 +67,9 @@ impl<'de> Deserialize<'de> for Workers {
             Count(i64),
             Word(String),
         }
-        match Raw::deserialize(deserializer).map_err(|_| {
-            serde::de::Error::custom("expected a number of workers or \"auto\"")
-        })? {
+        match Raw::deserialize(deserializer)
+            .map_err(|_| serde::de::Error::custom("expected a number of workers or \"auto\""))?
+        {
             Raw::Count(n) if (1..=Workers::MAX as i64).contains(&n) => {
                 Ok(Workers::Count(n as usize))
             }
@@ -243,6 +243,10 @@ impl UdfTransform {
                         if back.module().version() == version {
                             idle.push(back);
                         }
+                        // Keep the instances busy with what is queued while this batch's
+                        // outputs go out (they still leave before any later batch's).
+                        input_open &=
+                            dispatch_queued(&mut idle, &mut input, &mut running, batch_size, &ctx);
                         deliver(batch, &outputs, &ctx).await;
                     }
                     record = input.recv(), if input_open && !idle.is_empty() => match record {
@@ -258,6 +262,31 @@ impl UdfTransform {
             }
         })
     }
+}
+
+/// Starts a batch of what is already queued on each idle instance; `false` once the input is
+/// closed (and empty).
+fn dispatch_queued(
+    idle: &mut Vec<UdfWorker>,
+    input: &mut tokio::sync::mpsc::Receiver<crate::flow::Record>,
+    running: &mut std::collections::VecDeque<Running>,
+    batch_size: usize,
+    ctx: &crate::flow::ComponentContext,
+) -> bool {
+    use tokio::sync::mpsc::error::TryRecvError;
+    while !idle.is_empty() {
+        match input.try_recv() {
+            Ok(first) => {
+                let records = take_batch(first, input, batch_size);
+                if let Some(worker) = idle.pop() {
+                    running.push_back(process(worker, records, ctx));
+                }
+            }
+            Err(TryRecvError::Empty) => break,
+            Err(TryRecvError::Disconnected) => return false,
+        }
+    }
+    true
 }
 
 /// `count` instances of `module`, each initialised with `init`.
@@ -390,16 +419,16 @@ async fn deliver(
 /// The worker of a new version that finished starting in the background, if it started;
 /// a refusal is logged and reported, and `version` keeps running.
 fn adopt(
-    started: Result<
-        Result<Vec<UdfWorker>, crate::udf_runtime::LoadError>,
-        tokio::task::JoinError,
-    >,
+    started: Result<Result<Vec<UdfWorker>, crate::udf_runtime::LoadError>, tokio::task::JoinError>,
     version: &str,
     ctx: &crate::flow::ComponentContext,
 ) -> Option<Vec<UdfWorker>> {
     match started {
         Ok(Ok(next)) => {
-            let to = next.first().map(|w| w.module().version()).unwrap_or_default();
+            let to = next
+                .first()
+                .map(|w| w.module().version())
+                .unwrap_or_default();
             tracing::info!(component = %ctx.component, from = %version, %to, workers = next.len(), "udf swapped between batches");
             Some(next)
         }

@@ -56,8 +56,10 @@ fn demo_topology(files: &[&str], scoring_pipeline: &str) {
         real_es.unwrap_or_else(|| fake_es.as_ref().map(|f| f.url.clone()).unwrap_or_default());
 
     let at_receiver = Collector::subscribe(receiver.port, &["electric-temperature"]);
-    let files: Vec<std::path::PathBuf> =
-        files.iter().map(|f| sluice_harness::root().join(f)).collect();
+    let files: Vec<std::path::PathBuf> = files
+        .iter()
+        .map(|f| sluice_harness::root().join(f))
+        .collect();
     let state = tempfile::tempdir().expect("state dir");
     let ready = state.path().join("ready");
     let mut child = Command::new(sluice_harness::sluice_bin())

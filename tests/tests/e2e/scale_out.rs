@@ -175,7 +175,10 @@ fn a_consumer_group_of_processes_survives_a_crash_a_join_and_a_leave() {
         }
         counts.len() >= RECORDS
     });
-    let missing: Vec<&usize> = expected.iter().filter(|i| !counts.contains_key(i)).collect();
+    let missing: Vec<&usize> = expected
+        .iter()
+        .filter(|i| !counts.contains_key(i))
+        .collect();
     assert!(
         complete && missing.is_empty(),
         "{} of {RECORDS} records never arrived, first {:?}",
@@ -191,7 +194,10 @@ fn a_consumer_group_of_processes_survives_a_crash_a_join_and_a_leave() {
     let stray: Vec<&usize> = duplicates
         .iter()
         .filter(|i| {
-            let (partition, offset) = ((**i as i32) % PARTITIONS, (**i / PARTITIONS as usize) as i64);
+            let (partition, offset) = (
+                (**i as i32) % PARTITIONS,
+                (**i / PARTITIONS as usize) as i64,
+            );
             committed.get(&partition).is_none_or(|c| offset < *c)
         })
         .collect();
@@ -381,10 +387,8 @@ fn three_processes_share_an_mqtt_stream_and_survive_a_crash() {
 /// A relay like [`shared_relay`] for a host reaching the broker at `address`, with the shortest
 /// keep-alive (5 s: the broker drops a silent client after 1.5 times that).
 fn lab_relay(address: &str, name: &str) -> String {
-    shared_relay(&format!("mqtt://{address}:1883"), name).replace(
-        "qos = 1\n",
-        "qos = 1\nbroker.keep_alive_secs = 5\n",
-    )
+    shared_relay(&format!("mqtt://{address}:1883"), name)
+        .replace("qos = 1\n", "qos = 1\nbroker.keep_alive_secs = 5\n")
 }
 
 /// Two hosts in network namespaces of their own share a stream through Mosquitto in a third.

@@ -9,7 +9,7 @@ use sluice_harness::{fixture_dir, replace_file, Collector, Mosquitto, PipelineFi
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-fn relay_pipeline(broker: &Mosquitto, udf_config: &str) -> PipelineFile {
+fn relay_pipeline(broker: &Mosquitto, udf_config: &str, transform_extra: &str) -> PipelineFile {
     PipelineFile::new(
         "relay.toml",
         &format!(
@@ -24,6 +24,7 @@ type = "udf"
 inputs = ["input"]
 module = "tagger"
 config = {{ {udf_config} }}
+{transform_extra}
 
 [sinks.output]
 type = "mqtt"
@@ -59,9 +60,21 @@ fn split(payload: &[u8]) -> (String, String) {
 
 #[test]
 fn swapping_a_module_under_load_loses_and_duplicates_nothing() {
+    swap_under_load("");
+}
+
+/// The same with three instances working on small batches in parallel: outputs still leave in
+/// input order, and the swap still happens between batches (none after a new-version batch
+/// comes from the old version).
+#[test]
+fn swapping_a_module_with_parallel_workers_keeps_order() {
+    swap_under_load("workers = 3\nbatch_size = 4");
+}
+
+fn swap_under_load(transform_extra: &str) {
     let broker = Mosquitto::start();
     let udfs = udf_dir_with_tagger_a();
-    let pipeline = relay_pipeline(&broker, "");
+    let pipeline = relay_pipeline(&broker, "", transform_extra);
     let collector = Collector::subscribe(broker.port, &["reload/out"]);
     let mut sluice = SluiceRun::start_with_udf_dir(&pipeline.path, udfs.path());
     sluice.wait_ready();
@@ -114,7 +127,7 @@ fn broken_versions_are_refused_and_the_old_one_keeps_serving() {
     let broker = Mosquitto::start();
     let udfs = udf_dir_with_tagger_a();
     // The tagger ignores this key; the hostile fixture traps in `init` when it sees it.
-    let pipeline = relay_pipeline(&broker, r#"init = "trap""#);
+    let pipeline = relay_pipeline(&broker, r#"init = "trap""#, "");
     let collector = Collector::subscribe(broker.port, &["reload/out"]);
     let mut sluice = SluiceRun::start_with_udf_dir(&pipeline.path, udfs.path());
     sluice.wait_ready();
