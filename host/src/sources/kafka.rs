@@ -35,21 +35,20 @@ pub struct KafkaSourceConfig {
     /// How long the group waits for a member that stopped heartbeating (a crash, a cut link)
     /// before giving its partitions to the others, in milliseconds: the pause a crashed member
     /// causes on its partitions (default 45000, librdkafka's; 6000..=300000 on most brokers).
-    #[serde(default = "session_timeout_ms")]
-    pub session_timeout_ms: u64,
+    /// Same as `options."session.timeout.ms"`; give one or the other.
+    #[serde(default)]
+    pub session_timeout_ms: Option<u64>,
     /// How often stored offsets are committed, in milliseconds (default 1000). A member killed
     /// without a chance to commit leaves at most this long of records to be read again.
-    #[serde(default = "commit_interval_ms")]
-    pub commit_interval_ms: u64,
+    /// Same as `options."auto.commit.interval.ms"`; give one or the other.
+    #[serde(default)]
+    pub commit_interval_ms: Option<u64>,
 }
 
-fn session_timeout_ms() -> u64 {
-    45_000
-}
-
-fn commit_interval_ms() -> u64 {
-    1_000
-}
+/// `session_timeout_ms` when neither it nor the librdkafka option is given.
+const SESSION_TIMEOUT_MS: u64 = 45_000;
+/// `commit_interval_ms` when neither it nor the librdkafka option is given.
+const COMMIT_INTERVAL_MS: u64 = 1_000;
 
 fn earliest() -> String {
     "earliest".into()
@@ -77,17 +76,38 @@ impl KafkaSourceConfig {
                 ),
             ));
         }
-        if !(1_000..=3_600_000).contains(&self.session_timeout_ms) {
-            problems.push((
+        let fields = [
+            (
                 "session_timeout_ms",
-                format!("must be 1000..=3600000 ms, not {}", self.session_timeout_ms),
-            ));
-        }
-        if !(10..=600_000).contains(&self.commit_interval_ms) {
-            problems.push((
+                self.session_timeout_ms,
+                "session.timeout.ms",
+                1_000..=3_600_000,
+            ),
+            (
                 "commit_interval_ms",
-                format!("must be 10..=600000 ms, not {}", self.commit_interval_ms),
-            ));
+                self.commit_interval_ms,
+                "auto.commit.interval.ms",
+                10..=600_000,
+            ),
+        ];
+        for (field, value, option, range) in fields {
+            let Some(value) = value else { continue };
+            if !range.contains(&value) {
+                problems.push((
+                    field,
+                    format!(
+                        "must be {}..={} ms, not {value}",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
+            if self.options.contains_key(option) {
+                problems.push((
+                    field,
+                    format!("given twice: here and as options.\"{option}\"; keep one"),
+                ));
+            }
         }
         problems.extend(
             self.decoding
@@ -321,16 +341,31 @@ impl KafkaSource {
             .set("group.id", &config.group_id)
             .set("auto.offset.reset", &config.auto_offset_reset)
             .set("enable.auto.commit", "true")
-            .set("enable.auto.offset.store", "false")
-            .set(
-                "auto.commit.interval.ms",
-                config.commit_interval_ms.to_string(),
-            )
-            .set("session.timeout.ms", config.session_timeout_ms.to_string())
-            .set(
+            .set("enable.auto.offset.store", "false");
+        // The dedicated fields, unless `options` gave the same settings (validation refuses both).
+        if !config.options.contains_key("auto.commit.interval.ms") {
+            let interval = config.commit_interval_ms.unwrap_or(COMMIT_INTERVAL_MS);
+            client.set("auto.commit.interval.ms", interval.to_string());
+        }
+        let given = config
+            .options
+            .get("session.timeout.ms")
+            .and_then(|ms| ms.parse::<u64>().ok());
+        let session = match given {
+            Some(ms) => ms,
+            None => {
+                let ms = config.session_timeout_ms.unwrap_or(SESSION_TIMEOUT_MS);
+                client.set("session.timeout.ms", ms.to_string());
+                ms
+            }
+        };
+        if !config.options.contains_key("heartbeat.interval.ms") {
+            // A third of the session, as Kafka advises, and never more than librdkafka's 3 s.
+            client.set(
                 "heartbeat.interval.ms",
-                (config.session_timeout_ms / 3).min(3_000).to_string(),
+                (session / 3).min(3_000).to_string(),
             );
+        }
         let tracker: SharedTracker = Arc::default();
         let context = GroupContext {
             tracker: tracker.clone(),
@@ -721,12 +756,44 @@ mod tests {
             decoding: Default::default(),
             options: Default::default(),
             journal: false,
-            session_timeout_ms: 45_000,
-            commit_interval_ms: 1_000,
+            session_timeout_ms: None,
+            commit_interval_ms: None,
         };
         let source = KafkaSource::build(config, &ctx, None).expect("build");
         let subscription = source.consumer.subscription().expect("subscription");
         assert_eq!(subscription.count(), 0, "subscribed at build time");
+    }
+
+    #[test]
+    fn group_settings_are_checked_and_never_given_twice() {
+        let base = KafkaSourceConfig {
+            brokers: "k:9092".into(),
+            topics: vec!["in".into()],
+            group_id: "g".into(),
+            auto_offset_reset: "earliest".into(),
+            decoding: Default::default(),
+            options: Default::default(),
+            journal: false,
+            session_timeout_ms: Some(6_000),
+            commit_interval_ms: Some(200),
+        };
+        assert!(base.validate().is_empty(), "{:?}", base.validate());
+        let short = KafkaSourceConfig {
+            session_timeout_ms: Some(10),
+            ..base.clone()
+        };
+        assert_eq!(short.validate()[0].0, "session_timeout_ms");
+        let mut twice = base.clone();
+        twice
+            .options
+            .insert("auto.commit.interval.ms".into(), "50".into());
+        let problems = twice.validate();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "commit_interval_ms");
+        assert!(problems[0].1.contains("given twice"), "{problems:?}");
+        // The option alone is fine (pipelines written before the field existed).
+        twice.commit_interval_ms = None;
+        assert!(twice.validate().is_empty());
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn a_replaced_kafka_pipeline_continues_from_the_committed_offsets() {
     produce_all(&brokers, "in", &payloads[..RECORDS / 2]);
 
     let state = tempfile::tempdir().unwrap();
-    let serve = Serve::start(state.path(), &[]);
+    let serve = Serve::start(state.path(), &["--host-id", "edge-7"]);
     let reader = TopicReader::new(&brokers, "out");
     let created = serve.call(
         "PUT",
@@ -94,6 +94,25 @@ fn a_replaced_kafka_pipeline_continues_from_the_committed_offsets() {
         .and_then(|cs| cs.iter().find(|c| c["name"] == "keep").cloned())
         .expect("the replacement's filter");
     assert!(keep["records_out"].as_u64().unwrap() > 0, "{status}");
+
+    // Who does what: the host id, and the partitions this host owns (all three: it is alone).
+    let list = serve.call("GET", "/pipelines", None).json();
+    assert_eq!(list["host_id"], "edge-7", "{list}");
+    let owned = serve.pipeline("handover")["components"][0]["owned"].clone();
+    assert_eq!(owned, "in[0,1,2]", "the source says what it owns");
+    let status = serve.cli(&["status"]);
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(table.starts_with("host edge-7\n"), "{table}");
+    assert!(table.contains("input owns in[0,1,2]"), "{table}");
+    let metrics = serve.call("GET", "/metrics", None).body;
+    assert!(
+        metrics.contains(r#"sluice_host_info{host_id="edge-7"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"sluice_source_owned{pipeline="handover",component="input",role="source",kind="kafka",host_id="edge-7",owned="in[0,1,2]"} 1"#),
+        "{metrics}"
+    );
 
     // Consumer lag is measured (every 5 s) and exported: nothing is left to read.
     serve.wait_until("the source reports its lag", |_| {
