@@ -211,6 +211,8 @@ impl UdfTransform {
             let mut idle = workers;
             // Batches being processed, oldest first: delivered in this order.
             let mut running: std::collections::VecDeque<Running> = Default::default();
+            // Instances come back here as soon as their batch is done, whatever its place.
+            let (back, mut returned) = tokio::sync::mpsc::unbounded_channel::<UdfWorker>();
             let mut upgrade: Option<tokio::task::JoinHandle<_>> = None;
             let mut input_open = true;
             loop {
@@ -237,23 +239,26 @@ impl UdfTransform {
                             idle = next;
                         }
                     }
-                    done = oldest(&mut running) => {
-                        let Some((back, batch)) = done else { return };
-                        // An instance of a replaced version is dropped when it comes back.
-                        if back.module().version() == version {
-                            idle.push(back);
+                    Some(worker) = returned.recv() => {
+                        // An instance of a replaced version is dropped when it comes back; a
+                        // current one takes what is queued at once, even while an older batch
+                        // still runs elsewhere.
+                        if worker.module().version() == version {
+                            idle.push(worker);
                         }
-                        // Keep the instances busy with what is queued while this batch's
-                        // outputs go out (they still leave before any later batch's).
-                        input_open &=
-                            dispatch_queued(&mut idle, &mut input, &mut running, batch_size, &ctx);
+                        input_open &= dispatch_queued(
+                            &mut idle, &mut input, &mut running, batch_size, &back, &ctx,
+                        );
+                    }
+                    done = oldest(&mut running) => {
+                        let Some(batch) = done else { return };
                         deliver(batch, &outputs, &ctx).await;
                     }
                     record = input.recv(), if input_open && !idle.is_empty() => match record {
                         Some(first) => {
                             let records = take_batch(first, &mut input, batch_size);
                             if let Some(worker) = idle.pop() {
-                                running.push_back(process(worker, records, &ctx));
+                                running.push_back(process(worker, records, &back, &ctx));
                             }
                         }
                         None => input_open = false,
@@ -271,6 +276,7 @@ fn dispatch_queued(
     input: &mut tokio::sync::mpsc::Receiver<crate::flow::Record>,
     running: &mut std::collections::VecDeque<Running>,
     batch_size: usize,
+    back: &tokio::sync::mpsc::UnboundedSender<UdfWorker>,
     ctx: &crate::flow::ComponentContext,
 ) -> bool {
     use tokio::sync::mpsc::error::TryRecvError;
@@ -279,7 +285,7 @@ fn dispatch_queued(
             Ok(first) => {
                 let records = take_batch(first, input, batch_size);
                 if let Some(worker) = idle.pop() {
-                    running.push_back(process(worker, records, ctx));
+                    running.push_back(process(worker, records, back, ctx));
                 }
             }
             Err(TryRecvError::Empty) => break,
@@ -302,7 +308,7 @@ fn instantiate_all(
 }
 
 /// A batch on its way through an instance.
-type Running = tokio::task::JoinHandle<(UdfWorker, Batch)>;
+type Running = tokio::task::JoinHandle<Batch>;
 
 /// A processed batch: the inputs with their acknowledgements, one result each, and the version
 /// that made them.
@@ -313,10 +319,10 @@ struct Batch {
     version: String,
 }
 
-/// The oldest running batch once it is done, with its instance; pending forever when none
-/// runs; `None` when its thread failed (a host bug: the worker never panics on guest faults),
-/// which stops this transform.
-async fn oldest(running: &mut std::collections::VecDeque<Running>) -> Option<(UdfWorker, Batch)> {
+/// The oldest running batch once it is done; pending forever when none runs; `None` when its
+/// thread failed (a host bug: the worker never panics on guest faults), which stops this
+/// transform.
+async fn oldest(running: &mut std::collections::VecDeque<Running>) -> Option<Batch> {
     let Some(front) = running.front_mut() else {
         return std::future::pending().await;
     };
@@ -347,13 +353,15 @@ fn take_batch(
     records
 }
 
-/// Starts one batch through `worker` on the blocking pool; it gives the worker back with the
-/// batch and one result per input.
+/// Starts one batch through `worker` on the blocking pool: the worker goes back on `back` as
+/// soon as it is done, and the task gives the batch with one result per input.
 fn process(
     mut worker: UdfWorker,
     records: Vec<crate::flow::Record>,
+    back: &tokio::sync::mpsc::UnboundedSender<UdfWorker>,
     ctx: &crate::flow::ComponentContext,
 ) -> Running {
+    let back = back.clone();
     let metrics = ctx.metrics.clone();
     tokio::task::spawn_blocking(move || {
         let (messages, acks): (Vec<_>, Vec<_>) =
@@ -362,15 +370,14 @@ fn process(
         let results = worker.process(&messages);
         metrics.batch_latency.observe(started.elapsed());
         let version = worker.module().version();
-        (
-            worker,
-            Batch {
-                messages,
-                acks,
-                results,
-                version,
-            },
-        )
+        // The transform may have stopped; then the instance is simply dropped.
+        let _ = back.send(worker);
+        Batch {
+            messages,
+            acks,
+            results,
+            version,
+        }
     })
 }
 
