@@ -62,6 +62,11 @@ class Serve:
                 return c["records_out"]
         return 0
 
+    def owns_partitions(self, pipeline):
+        """Whether this host's Kafka source owns partitions (its share of the group)."""
+        status = self.call("GET", f"/pipelines/{pipeline}")
+        return any(c.get("owned") for c in status["components"])
+
     def stop(self):
         self.process.terminate()
         try:
@@ -70,7 +75,7 @@ class Serve:
             self.process.kill()
 
 
-def pipeline(name, brokers, workers, sink):
+def pipeline(name, brokers, workers, sink, topic=INPUT):
     return f"""
 [pipeline]
 name = "{name}"
@@ -78,8 +83,9 @@ name = "{name}"
 [sources.readings]
 type = "kafka"
 brokers = "{brokers}"
-topics = ["{INPUT}"]
+topics = ["{topic}"]
 group_id = "{name}"
+session_timeout_ms = 6000
 
 [transforms.score]
 type = "udf"
@@ -126,12 +132,12 @@ class MockKafka:
         self.process.wait(30)
 
 
-def fill(brokers, events, records):
+def fill(brokers, events, records, topic=INPUT):
     producer = Producer({"bootstrap.servers": brokers, "linger.ms": 100, "batch.size": 1000000, "queue.buffering.max.messages": 200000})
     for i in range(records):
         while True:
             try:
-                producer.produce(INPUT, f"{i},{events[i % len(events)]}".encode(), partition=i % PARTITIONS)
+                producer.produce(topic, f"{i},{events[i % len(events)]}".encode(), partition=i % PARTITIONS)
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -139,11 +145,23 @@ def fill(brokers, events, records):
     producer.flush(120)
 
 
-def run_case(hosts, name, toml, records, counted):
-    """Deploys `toml` on every host in `hosts`; returns records/s between 10% and 90% of
-    `records` (summed over the hosts' `counted` component)."""
+def run_case(hosts, name, toml, records, counted, fill_after=None):
+    """Deploys `toml` on every host in `hosts`; returns records/s over `records` (summed over
+    the hosts' `counted` component) between 10% and 90% of them. With `fill_after`, the input
+    is written only once every host owns partitions (several hosts: the first to join would
+    otherwise start alone, and the group's rebalance is not the steady state), and the window
+    starts at 30%, after the writing."""
     for host in hosts:
         host.call("PUT", f"/pipelines/{name}", toml)
+    start = 0.1
+    if fill_after:
+        deadline = time.time() + 120
+        while not all(h.owns_partitions(name) for h in hosts):
+            if time.time() > deadline:
+                raise SystemExit(f"{name}: the group never gave every host partitions")
+            time.sleep(0.05)
+        fill_after()
+        start = 0.3
     marks = {}
     deadline = time.time() + 600
     while len(marks) < 2:
@@ -151,7 +169,7 @@ def run_case(hosts, name, toml, records, counted):
             raise SystemExit(f"{name}: did not finish")
         done = sum(host.records_out(name, counted) for host in hosts)
         now = time.perf_counter()
-        if done >= records * 0.1 and "a" not in marks:
+        if done >= records * start and "a" not in marks:
             marks["a"] = (now, done)
         if done >= records * 0.9:
             marks["b"] = (now, done)
@@ -163,8 +181,9 @@ def run_case(hosts, name, toml, records, counted):
 
 
 def measure(args, events, workdir, free_port, wait_for_port, records=100000, rounds=5):
-    names = [f"scores-detect-{n}-{r}" for n in (1, 2) for r in range(rounds)]
-    servers = MockKafka(os.path.join(os.path.dirname(args.sluice), "sluice-mock-kafka"), [f"{INPUT}:{PARTITIONS}"] + names)
+    cases = [f"detect-{n}-{r}" for n in (1, 2) for r in range(rounds)]
+    topics = [f"{INPUT}:{PARTITIONS}"] + [f"in-{c}:{PARTITIONS}" for c in cases] + [f"scores-{c}" for c in cases]
+    servers = MockKafka(os.path.join(os.path.dirname(args.sluice), "sluice-mock-kafka"), topics)
     try:
         return measure_on(servers, args, events, workdir, free_port, wait_for_port, records, rounds)
     finally:
@@ -186,8 +205,9 @@ def measure_on(servers, args, events, workdir, free_port, wait_for_port, records
             for n in (1, 2):
                 name = f"detect-{n}-{r}"
                 rate = run_case(hosts[:n], name,
-                                pipeline(name, servers.brokers, 1, scores_sink(servers.brokers, f"scores-{name}")),
-                                records, "out")
+                                pipeline(name, servers.brokers, 1, scores_sink(servers.brokers, f"scores-{name}"),
+                                         topic=f"in-{name}"),
+                                records, "out", fill_after=lambda: fill(servers.brokers, events, records, f"in-{name}"))
                 processes[n].append(rate)
                 print(f"{n} detect process(es), round {r}: {rate:.0f} rec/s", flush=True)
     finally:
