@@ -270,6 +270,8 @@ fn demo() -> Result<()> {
 fn install_test_servers() -> Result<()> {
     ensure_debian_packages(&[
         ("/usr/sbin/mosquitto", "mosquitto"),
+        // `ip netns`: the scale-out test's separate hosts.
+        ("/usr/sbin/ip", "iproute2"),
         ("/usr/bin/chromium", "chromium"),
         ("/usr/bin/chromedriver", "chromium-driver"),
         (

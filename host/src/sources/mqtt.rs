@@ -547,4 +547,14 @@ mod tests {
         assert!(check_filter("a/#/b").is_some());
         assert!(check_filter("a/b+").is_some());
     }
+
+    #[test]
+    fn status_names_the_shared_subscriptions() {
+        let topics = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(super::shared_subscriptions(&topics(&["a", "b/#"])), None);
+        assert_eq!(
+            super::shared_subscriptions(&topics(&["a", "$share/g/in", "$share/h/x/#"])),
+            Some("$share/g/in $share/h/x/#".to_string())
+        );
+    }
 }

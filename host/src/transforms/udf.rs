@@ -479,3 +479,28 @@ async fn next_version(
     }
     Some(receiver.borrow_and_update().clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{UdfTransformConfig, Workers};
+
+    fn parse(workers: &str) -> Result<UdfTransformConfig, String> {
+        toml::from_str(&format!("module = \"m\"\nworkers = {workers}\n")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn workers_is_a_count_or_auto() {
+        assert_eq!(parse("3").map(|c| c.workers), Ok(Workers::Count(3)));
+        assert_eq!(parse("\"auto\"").map(|c| c.workers), Ok(Workers::Auto));
+        assert!(Workers::Auto.count() >= 1);
+        let default: UdfTransformConfig = toml::from_str("module = \"m\"").expect("parses");
+        assert_eq!(default.workers, Workers::Count(1));
+        for bad in ["0", "65", "-1", "\"many\"", "1.5"] {
+            let err = parse(bad).expect_err(bad);
+            assert!(
+                err.contains("must be 1..=64") || err.contains("expected a number of workers"),
+                "{bad}: {err}"
+            );
+        }
+    }
+}
