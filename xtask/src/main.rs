@@ -249,8 +249,8 @@ fn sluice_bin() -> PathBuf {
 }
 
 /// The ECG demo on the embedded default: `sluice-demo` starts in-process MQTT brokers, Kafka and
-/// an Elasticsearch stand-in, runs `pipelines/ecg-anomaly.toml` with `sluice run` against them and
-/// prints the results live (see `demo/src/main.rs`).
+/// an Elasticsearch stand-in, runs `pipelines/ecg-ingest.toml` and `ecg-detect.toml` with
+/// `sluice run` against them and prints the results live (see `demo/src/main.rs`).
 fn demo() -> Result<()> {
     let udfs = build(HostBuild::Binaries)?;
     run(
