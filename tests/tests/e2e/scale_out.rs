@@ -226,6 +226,11 @@ fn a_consumer_group_of_processes_survives_a_crash_a_join_and_a_leave() {
 /// An MQTT relay that takes its share of `in` through the shared subscription `$share/relay/in`
 /// and forwards it to `out/NAME` (so the checker sees who forwarded what).
 fn shared_relay(url: &str, name: &str) -> String {
+    shared_relay_over(url, name, "3.1.1")
+}
+
+/// [`shared_relay`] speaking MQTT `protocol` (`3.1.1` or `5`) on both sides.
+fn shared_relay_over(url: &str, name: &str, protocol: &str) -> String {
     format!(
         r#"
 [pipeline]
@@ -234,6 +239,7 @@ name = "shared"
 [sources.input]
 type = "mqtt"
 broker.url = "{url}"
+broker.protocol = "{protocol}"
 topics = ["$share/relay/in"]
 qos = 1
 
@@ -241,6 +247,7 @@ qos = 1
 type = "mqtt"
 inputs = ["input"]
 broker.url = "{url}"
+broker.protocol = "{protocol}"
 topic = "out/{name}"
 qos = 1
 "#
@@ -257,10 +264,10 @@ struct SharedMember {
 }
 
 impl SharedMember {
-    fn start(name: &'static str, url: &str) -> SharedMember {
+    fn start(name: &'static str, url: &str, protocol: &str) -> SharedMember {
         let mut member = SharedMember {
             name,
-            pipeline: PipelineFile::new("shared.toml", &shared_relay(url, name)),
+            pipeline: PipelineFile::new("shared.toml", &shared_relay_over(url, name, protocol)),
             state: tempfile::tempdir().expect("state dir"),
             run: None,
         };
@@ -297,7 +304,7 @@ impl SharedMember {
 ///
 /// So with QoS 1 and persistent sessions nothing is lost as long as the member comes back
 /// before its queue fills; what it had acknowledged is in its journal and replayed.
-fn shared_subscription_survives_a_crash(members: usize) {
+fn shared_subscription_survives_a_crash(members: usize, protocol: &str) {
     const RECORDS: usize = 3_000;
     const PER_SECOND: u32 = 500;
     let broker = sluice_harness::faults::PersistentMosquitto::start();
@@ -305,7 +312,7 @@ fn shared_subscription_survives_a_crash(members: usize) {
     let names = ["host-a", "host-b", "host-c"];
     let mut group: Vec<SharedMember> = names[..members]
         .iter()
-        .map(|name| SharedMember::start(name, &broker.url()))
+        .map(|name| SharedMember::start(name, &broker.url(), protocol))
         .collect();
 
     let crashed = names[1];
@@ -342,7 +349,7 @@ fn shared_subscription_survives_a_crash(members: usize) {
 
     let tally = collector.tally(RECORDS);
     tally.assert_complete(
-        &format!("{members} members sharing a stream, one killed and back"),
+        &format!("{members} members sharing a stream (MQTT {protocol}), one killed and back"),
         sluice_harness::faults::MOSQUITTO_INFLIGHT,
     );
     let messages = collector.messages();
@@ -376,12 +383,19 @@ fn shared_subscription_survives_a_crash(members: usize) {
 
 #[test]
 fn two_processes_share_an_mqtt_stream_and_survive_a_crash() {
-    shared_subscription_survives_a_crash(2);
+    shared_subscription_survives_a_crash(2, "3.1.1");
 }
 
 #[test]
 fn three_processes_share_an_mqtt_stream_and_survive_a_crash() {
-    shared_subscription_survives_a_crash(3);
+    shared_subscription_survives_a_crash(3, "3.1.1");
+}
+
+/// The same over MQTT 5, where shared subscriptions are part of the protocol (the session
+/// outlives the connection for `broker.session_expiry_secs`, one day by default).
+#[test]
+fn three_processes_share_an_mqtt_5_stream_and_survive_a_crash() {
+    shared_subscription_survives_a_crash(3, "5");
 }
 
 /// A relay like [`shared_relay`] for a host reaching the broker at `address`, with the shortest
