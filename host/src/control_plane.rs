@@ -140,6 +140,30 @@ pub struct ControlPlane {
     env: Env,
 }
 
+/// The UDF modules `spec` names by a path on the host, as errors: a pipeline sent over the admin
+/// API (or restored from one) names UDFs by registered name only; a path would let whoever holds
+/// the token make the host read any file it can (and `/dev/zero` would never end).
+fn host_paths(spec: &PipelineSpec, file: &Path, toml: &str) -> Vec<ConfigError> {
+    spec.transforms
+        .iter()
+        .filter_map(|t| match &t.config {
+            TransformConfig::Udf(udf) => {
+                matches!(ModuleRef::parse(&udf.module), ModuleRef::Path(_)).then(|| {
+                    crate::pipeline::error_at(
+                        file,
+                        toml,
+                        &format!("transforms.{}.module", t.name),
+                        "a pipeline deployed on a host names its UDF by registered name \
+                         (`sluice udf push`) or NAME@SHA8, never a path on the host"
+                            .into(),
+                    )
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 impl ControlPlane {
     /// A control plane over `topology`, saving to `state`.
     pub fn new(topology: Arc<Topology>, state: StateDir, env: Env) -> Arc<Self> {
@@ -164,6 +188,12 @@ impl ControlPlane {
         let env = self.env.clone();
         let spec = parse_pipeline(file, toml, &move |name| env(name))
             .map_err(|errors| ChangeError::Invalid(errors.0))?;
+        if origin != Origin::PipelinesDir {
+            let paths = host_paths(&spec, file, toml);
+            if !paths.is_empty() {
+                return Err(ChangeError::Invalid(paths));
+            }
+        }
         if !is_valid_name(&spec.name) {
             return Err(ChangeError::BadName(spec.name));
         }

@@ -4,7 +4,7 @@
 //!
 //! Bearer-token auth is always on, except for `/health`, `/ready` and the dashboard page itself
 //! (static, no data: it asks for the token and sends it with every request). Browsers' SSE
-//! cannot set headers, so `?access_token=` is accepted too (RFC 6750 §2.3).
+//! cannot set headers, so `?access_token=` is accepted for `/events` only (RFC 6750 §2.3).
 
 mod api;
 mod observe;
@@ -82,7 +82,8 @@ pub async fn serve(
         .await
 }
 
-/// 401 unless the request carries the token (header, or `access_token` query parameter).
+/// 401 unless the request carries the token (header; for `/events`, also the `access_token`
+/// query parameter).
 async fn require_token(
     State(state): State<Arc<AdminState>>,
     request: Request,
@@ -94,12 +95,17 @@ async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
-    let from_query = request.uri().query().and_then(|q| {
-        q.split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(k, _)| *k == "access_token")
-            .map(|(_, v)| v.to_string())
-    });
+    // Only the event stream takes it in the URL: browsers' EventSource cannot set headers, and a
+    // token in any other URL ends up in logs and histories.
+    let from_query = (request.uri().path() == "/events")
+        .then(|| request.uri().query())
+        .flatten()
+        .and_then(|q| {
+            q.split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| *k == "access_token")
+                .map(|(_, v)| v.to_string())
+        });
     let presented = from_header.or(from_query);
     match presented {
         Some(token) if constant_time_eq(token.trim().as_bytes(), state.token.as_bytes()) => {

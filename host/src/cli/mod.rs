@@ -67,6 +67,17 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/sluice"))
 }
 
+/// Makes every file and directory this process creates private to its user (umask 077): a
+/// host's state directory holds the admin token, pipelines (with their credentials), UDFs,
+/// journals and dead letters. Called by the commands that run a host.
+pub fn private_files() {
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 /// Reads and parses one pipeline file with the process environment for `${VAR}`.
 /// `Err` is the message to print: the file could not be read, or every config error in it.
 pub fn load_pipeline(file: &Path) -> Result<sluice::pipeline::PipelineSpec, LoadFailure> {

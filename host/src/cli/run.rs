@@ -88,6 +88,7 @@ pub fn exit_after_drain(
 
 /// Runs the command.
 pub fn run(args: RunArgs) -> ExitCode {
+    super::private_files();
     let mut specs = Vec::new();
     let mut invalid = false;
     for file in &args.files {

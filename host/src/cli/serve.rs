@@ -71,6 +71,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> Result<sluice::topology::Drained, String> {
+    super::private_files();
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
     let state = StateDir::open(state_dir).map_err(|e| e.to_string())?;
     let explicit = std::env::var("SLUICE_ADMIN_TOKEN").ok();

@@ -16,7 +16,7 @@ mod parse;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use interpolate::interpolate;
-pub use parse::parse_pipeline;
+pub use parse::{error_at, parse_pipeline};
 
 use crate::sinks::{
     console::ConsoleSinkConfig, elasticsearch::ElasticsearchSinkConfig, kafka::KafkaSinkConfig,

@@ -167,6 +167,31 @@ pub fn parse_pipeline(
     })
 }
 
+/// Where the value at `dotted` (e.g. `transforms.work.module`) is in `text`, as an error there
+/// with `message`: for checks made after parsing, on the spec, that still point at the file.
+pub fn error_at(
+    file: &Path,
+    text: &str,
+    dotted: &str,
+    message: String,
+) -> super::error::ConfigError {
+    let (first, rest) = dotted.split_once('.').unwrap_or((dotted, ""));
+    let span = DeTable::parse(text)
+        .ok()
+        .and_then(|root| {
+            let (_, value) = root.get_ref().iter().find(|(k, _)| k.get_ref() == first)?;
+            if rest.is_empty() {
+                Some(value.span())
+            } else {
+                field_span(value, rest)
+            }
+        })
+        .unwrap_or(0..0);
+    let mut errors = ErrorSink::new(file, text);
+    errors.push(span, dotted, message);
+    errors.finish().remove(0)
+}
+
 fn component<C>(node: &Node, config: C) -> Component<C> {
     Component {
         name: node.name.clone(),

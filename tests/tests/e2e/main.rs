@@ -17,5 +17,6 @@ mod kafka_security_options;
 mod mqtt_redelivery;
 mod mqtt_v5_tls;
 mod scale_out;
+mod security;
 mod udf_hot_reload;
 mod udf_tutorial;

@@ -1,0 +1,175 @@
+//! Hostile operators and hostile input against a running `sluice serve`, through the real admin
+//! API: what someone holding (or guessing at) the admin token can and cannot make the host do.
+//! Each test here failed before its fix.
+
+use sluice_harness::serve::{http, Serve, TOKEN};
+use std::io::{Read, Write};
+
+/// The status code of a request whose answer may never end (an event stream): only the head
+/// is read.
+fn status_only(port: u16, path: &str) -> u16 {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(sluice_harness::WAIT))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code")
+}
+
+/// The token in a URL ends up in proxy logs, browser history and `Referer` headers: it is
+/// accepted only in the `Authorization` header, except for the dashboard's event stream
+/// (browsers' `EventSource` cannot set headers).
+#[test]
+fn the_token_is_accepted_in_a_url_only_for_the_event_stream() {
+    let state = tempfile::tempdir().expect("state");
+    let serve = Serve::start(state.path(), &[]);
+    for path in ["/pipelines", "/metrics", "/udfs"] {
+        let answer = http(
+            serve.port,
+            "GET",
+            &format!("{path}?access_token={TOKEN}"),
+            None,
+            None,
+        );
+        assert_eq!(answer.status, 401, "{path} with the token in the URL");
+    }
+    let put = http(
+        serve.port,
+        "PUT",
+        &format!("/pipelines/p?access_token={TOKEN}"),
+        None,
+        Some(b"[sources.a]\ntype = \"mqtt\"\n"),
+    );
+    assert_eq!(put.status, 401, "a change with the token in the URL");
+    assert_eq!(
+        status_only(serve.port, &format!("/events?access_token={TOKEN}")),
+        200,
+        "the event stream takes it"
+    );
+    assert_eq!(status_only(serve.port, "/events"), 401);
+}
+
+fn udf_pipeline(module: &str) -> String {
+    format!(
+        r#"
+[sources.input]
+type = "mqtt"
+broker.url = "mqtt://127.0.0.1:1"
+topics = ["in"]
+
+[transforms.work]
+type = "udf"
+inputs = ["input"]
+module = "{module}"
+
+[sinks.out]
+type = "console"
+inputs = ["work"]
+"#
+    )
+}
+
+/// Over the API a UDF is named by its registered name (or `NAME@SHA8`), never a host path: a
+/// path would read any file the host can (and `/dev/zero` would never end).
+#[test]
+fn a_deployed_pipeline_cannot_name_a_host_file_as_its_udf() {
+    let state = tempfile::tempdir().expect("state");
+    let serve = Serve::start(state.path(), &[]);
+    let secret = state.path().join("secret.wasm");
+    std::fs::write(&secret, "root:TOPSECRET:19000:0:99999:7:::\n").expect("write");
+    for module in [
+        "/dev/zero",
+        "/etc/shadow",
+        &secret.display().to_string(),
+        "../udfs/anomaly.wasm",
+    ] {
+        let answer = serve.call(
+            "PUT",
+            "/pipelines/sneaky",
+            Some(udf_pipeline(module).as_bytes()),
+        );
+        assert_eq!(answer.status, 400, "module = {module:?}: {}", answer.body);
+        let body = answer.json();
+        assert_eq!(
+            body["errors"][0]["field"], "transforms.work.module",
+            "{body}"
+        );
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("registered name")),
+            "{body}"
+        );
+        assert!(!answer.body.contains("TOPSECRET"), "{}", answer.body);
+    }
+    assert_eq!(serve.call("GET", "/pipelines/sneaky", None).status, 404);
+}
+
+/// What the host keeps (token, pipelines, UDFs, journals, dead letters) is its own: no file or
+/// directory under the state directory is open to other users.
+#[cfg(unix)]
+#[test]
+fn the_state_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().expect("parent");
+    let state = parent.path().join("state");
+    let serve = Serve::start(&state, &[]);
+    let created = serve.call(
+        "PUT",
+        "/pipelines/kept",
+        Some(
+            udf_pipeline("anomaly")
+                .replace("module = \"anomaly\"", "module = \"tagger\"")
+                .as_bytes(),
+        ),
+    );
+    // The UDF is not registered yet: refused; push it and deploy again.
+    assert_eq!(created.status, 422, "{}", created.body);
+    let wasm = std::fs::read(sluice_harness::fixture("tagger")).expect("tagger.wasm");
+    let pushed = serve.call("PUT", "/udfs/tagger", Some(&wasm));
+    assert_eq!(pushed.status, 200, "{}", pushed.body);
+    let created = serve.call(
+        "PUT",
+        "/pipelines/kept",
+        Some(udf_pipeline("tagger").as_bytes()),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let mut open = Vec::new();
+    let mut stack = vec![state.clone()];
+    while let Some(dir) = stack.pop() {
+        let mode = std::fs::metadata(&dir).expect("stat").permissions().mode();
+        if mode & 0o077 != 0 {
+            open.push(format!("{} {:o}", dir.display(), mode & 0o777));
+        }
+        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("stat");
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.permissions().mode() & 0o077 != 0 {
+                open.push(format!(
+                    "{} {:o}",
+                    path.display(),
+                    meta.permissions().mode() & 0o777
+                ));
+            }
+        }
+    }
+    assert!(open.is_empty(), "open to other users: {open:#?}");
+}
