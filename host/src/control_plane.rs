@@ -138,6 +138,32 @@ pub struct ControlPlane {
     /// Where API changes are saved.
     pub state: StateDir,
     env: Env,
+    /// The names `env` resolves start with this (`serve --var-prefix`): said in the error for a
+    /// variable that is not available.
+    var_prefix: String,
+}
+
+impl ControlPlane {
+    /// `errors` with every substituted value replaced by `***`, and a word on the variable
+    /// prefix where a variable was not available.
+    fn explain_and_redact(&self, errors: Vec<ConfigError>, values: &[String]) -> Vec<ConfigError> {
+        errors
+            .into_iter()
+            .map(|mut err| {
+                for value in values.iter().filter(|v| v.len() >= 3) {
+                    err.message = err.message.replace(value.as_str(), "***");
+                }
+                if !self.var_prefix.is_empty() && err.message.starts_with("environment variable ") {
+                    err.message.push_str(&format!(
+                        "; pipelines deployed on a host expand only variables named {}* \
+                         (`sluice serve --var-prefix`)",
+                        self.var_prefix
+                    ));
+                }
+                err
+            })
+            .collect()
+    }
 }
 
 /// The UDF modules `spec` names by a path on the host, as errors: a pipeline sent over the admin
@@ -173,7 +199,20 @@ impl ControlPlane {
             udfs,
             state,
             env,
+            var_prefix: String::new(),
         })
+    }
+
+    /// Says in errors that only variables named `prefix*` expand (the caller's `env` resolves
+    /// no others).
+    pub fn with_var_prefix(self: Arc<Self>, prefix: &str) -> Arc<Self> {
+        match Arc::try_unwrap(self) {
+            Ok(mut plane) => {
+                plane.var_prefix = prefix.to_string();
+                Arc::new(plane)
+            }
+            Err(shared) => shared,
+        }
     }
 
     /// Parses `toml` (errors name `file`), checks its name against `expected` when given, and
@@ -185,9 +224,21 @@ impl ControlPlane {
         expected: Option<&str>,
         origin: Origin,
     ) -> Result<(PipelineSpec, Deployed), ChangeError> {
-        let env = self.env.clone();
-        let spec = parse_pipeline(file, toml, &move |name| env(name))
-            .map_err(|errors| ChangeError::Invalid(errors.0))?;
+        // Every value substituted is kept, so that no error can echo it back (a variable may
+        // hold a secret, and errors go to whoever sent the pipeline).
+        let substituted: std::sync::Mutex<Vec<String>> = Default::default();
+        let lookup = |name: &str| {
+            let value = (self.env)(name)?;
+            substituted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(value.clone());
+            Some(value)
+        };
+        let spec = parse_pipeline(file, toml, &lookup).map_err(|errors| {
+            let values = substituted.lock().unwrap_or_else(|p| p.into_inner());
+            ChangeError::Invalid(self.explain_and_redact(errors.0, &values))
+        })?;
         if origin != Origin::PipelinesDir {
             let paths = host_paths(&spec, file, toml);
             if !paths.is_empty() {

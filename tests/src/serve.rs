@@ -131,6 +131,11 @@ pub struct Serve {
 impl Serve {
     /// Starts `sluice serve` with `state_dir` and `extra` arguments; returns once it is ready.
     pub fn start(state_dir: &Path, extra: &[&str]) -> Serve {
+        Self::start_with_env(state_dir, extra, &[])
+    }
+
+    /// Like [`Serve::start`], with `env` added to its environment.
+    pub fn start_with_env(state_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
         let port = free_port();
         let mut child = Command::new(sluice_bin())
             .arg("serve")
@@ -141,6 +146,7 @@ impl Serve {
             .args(extra)
             .env("SLUICE_ADMIN_TOKEN", TOKEN)
             .env("SLUICE_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -56,6 +56,11 @@ pub struct ServeArgs {
     /// (a stuck sink, a lost acknowledgement).
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
     ready_max_unacked_age: std::time::Duration,
+    /// `${VAR}` in pipelines deployed on this host expands only variables whose name starts
+    /// with this (others count as unset: their `:-default` applies), so whoever holds the admin
+    /// token cannot read the host's environment. An empty prefix allows every variable.
+    #[arg(long, value_name = "PREFIX", default_value = "SLUICE_VAR_")]
+    var_prefix: String,
 }
 
 /// Runs the command.
@@ -109,8 +114,14 @@ fn serve(args: ServeArgs) -> Result<sluice::topology::Drained, String> {
         ))),
     };
     let topology = Topology::new(context, host_metrics);
-    let env: Env = Arc::new(|name: &str| std::env::var(name).ok());
-    let control = ControlPlane::new(topology.clone(), state.clone(), env);
+    let prefix = args.var_prefix.clone();
+    let env: Env = Arc::new(move |name: &str| {
+        name.starts_with(&prefix)
+            .then(|| std::env::var(name).ok())
+            .flatten()
+    });
+    let control =
+        ControlPlane::new(topology.clone(), state.clone(), env).with_var_prefix(&args.var_prefix);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

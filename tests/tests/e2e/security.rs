@@ -173,3 +173,60 @@ fn the_state_directory_is_private() {
     }
     assert!(open.is_empty(), "open to other users: {open:#?}");
 }
+
+fn topic_pipeline(topic: &str) -> String {
+    format!(
+        r#"
+[sources.input]
+type = "mqtt"
+broker.url = "mqtt://127.0.0.1:1"
+topics = ["{topic}"]
+
+[sinks.out]
+type = "console"
+inputs = ["input"]
+"#
+    )
+}
+
+/// `${VAR}` in a pipeline sent over the API reads the host's environment: only variables with
+/// the operator's prefix (`SLUICE_VAR_` by default) expand, and no error echoes a value that
+/// came from a variable.
+#[test]
+fn a_deployed_pipeline_reads_only_prefixed_variables_and_errors_never_echo_them() {
+    let state = tempfile::tempdir().expect("state");
+    let serve = Serve::start_with_env(
+        state.path(),
+        &[],
+        &[
+            ("AWS_SECRET_ACCESS_KEY", "a/#/leaked-aws-key"),
+            ("SLUICE_VAR_TOPIC", "a/#/hushhush-topic"),
+            ("SLUICE_VAR_GOOD", "sensors/in"),
+        ],
+    );
+    // Not prefixed: as if unset, and the error says why.
+    let answer = serve.call(
+        "PUT",
+        "/pipelines/env",
+        Some(topic_pipeline("${AWS_SECRET_ACCESS_KEY}").as_bytes()),
+    );
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(!answer.body.contains("leaked-aws-key"), "{}", answer.body);
+    assert!(answer.body.contains("SLUICE_VAR_"), "{}", answer.body);
+    // Prefixed, but the value is invalid: the error does not repeat it.
+    let answer = serve.call(
+        "PUT",
+        "/pipelines/env",
+        Some(topic_pipeline("${SLUICE_VAR_TOPIC}").as_bytes()),
+    );
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(!answer.body.contains("hushhush"), "{}", answer.body);
+    assert_eq!(answer.json()["errors"][0]["field"], "sources.input.topics");
+    // Prefixed and valid: it expands.
+    let answer = serve.call(
+        "PUT",
+        "/pipelines/env",
+        Some(topic_pipeline("${SLUICE_VAR_GOOD}").as_bytes()),
+    );
+    assert_eq!(answer.status, 201, "{}", answer.body);
+}
