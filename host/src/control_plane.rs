@@ -3,7 +3,9 @@
 //! push or roll back a UDF, and the status views of both. Changes that came through the API
 //! are saved in the state directory so a restarted host comes back the same.
 
-use crate::pipeline::{parse_pipeline, ConfigError, PipelineSpec, TransformConfig};
+use crate::pipeline::{
+    parse_pipeline, ConfigError, PipelineSpec, SinkConfig, SourceConfig, TransformConfig,
+};
 use crate::state_dir::{is_valid_name, write_atomically, StateDir, StateError};
 use crate::topology::supervisor::{Deployed, PipelineState, PipelineView};
 use crate::topology::{BuildError, Topology};
@@ -141,9 +143,41 @@ pub struct ControlPlane {
     /// The names `env` resolves start with this (`serve --var-prefix`): said in the error for a
     /// variable that is not available.
     var_prefix: String,
+    /// Where deployed pipelines may point librdkafka's file options (`serve --allow-path`).
+    allowed_dirs: Vec<std::path::PathBuf>,
 }
 
 impl ControlPlane {
+    /// The librdkafka options of `spec`'s Kafka sources and sinks that a deployed pipeline may
+    /// not set (`kafka_common::deployable_option_problems`), as errors naming each key.
+    fn kafka_option_problems(
+        &self,
+        spec: &PipelineSpec,
+        file: &Path,
+        toml: &str,
+    ) -> Vec<ConfigError> {
+        let sources = spec.sources.iter().filter_map(|c| match &c.config {
+            SourceConfig::Kafka(k) => Some(("sources", &c.name, &k.options)),
+            _ => None,
+        });
+        let sinks = spec.sinks.iter().filter_map(|c| match &c.config {
+            SinkConfig::Kafka(k) => Some(("sinks", &c.name, &k.options)),
+            _ => None,
+        });
+        let mut errors = Vec::new();
+        for (section, name, options) in sources.chain(sinks) {
+            let table = format!("{section}.{name}.options");
+            for (key, message) in
+                crate::kafka_common::deployable_option_problems(options, &self.allowed_dirs)
+            {
+                let mut err = crate::pipeline::error_at(file, toml, &table, message);
+                err.path = format!("{table}.\"{key}\"");
+                errors.push(err);
+            }
+        }
+        errors
+    }
+
     /// `errors` with every substituted value replaced by `***`, and a word on the variable
     /// prefix where a variable was not available.
     fn explain_and_redact(&self, errors: Vec<ConfigError>, values: &[String]) -> Vec<ConfigError> {
@@ -200,7 +234,20 @@ impl ControlPlane {
             state,
             env,
             var_prefix: String::new(),
+            allowed_dirs: Vec::new(),
         })
+    }
+
+    /// Lets deployed pipelines point librdkafka's file options (`ssl.ca.location`...) at files
+    /// under `dirs`.
+    pub fn with_allowed_dirs(self: Arc<Self>, dirs: &[std::path::PathBuf]) -> Arc<Self> {
+        match Arc::try_unwrap(self) {
+            Ok(mut plane) => {
+                plane.allowed_dirs = dirs.to_vec();
+                Arc::new(plane)
+            }
+            Err(shared) => shared,
+        }
     }
 
     /// Says in errors that only variables named `prefix*` expand (the caller's `env` resolves
@@ -240,9 +287,11 @@ impl ControlPlane {
             ChangeError::Invalid(self.explain_and_redact(errors.0, &values))
         })?;
         if origin != Origin::PipelinesDir {
-            let paths = host_paths(&spec, file, toml);
-            if !paths.is_empty() {
-                return Err(ChangeError::Invalid(paths));
+            let mut refused = host_paths(&spec, file, toml);
+            refused.extend(self.kafka_option_problems(&spec, file, toml));
+            if !refused.is_empty() {
+                refused.sort_by_key(|e| (e.line, e.column));
+                return Err(ChangeError::Invalid(refused));
             }
         }
         if !is_valid_name(&spec.name) {

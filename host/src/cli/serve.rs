@@ -61,6 +61,12 @@ pub struct ServeArgs {
     /// token cannot read the host's environment. An empty prefix allows every variable.
     #[arg(long, value_name = "PREFIX", default_value = "SLUICE_VAR_")]
     var_prefix: String,
+    /// Deployed pipelines may point librdkafka's file options (`ssl.ca.location`,
+    /// `ssl.certificate.location`, `ssl.key.location`...) at files under this directory
+    /// (repeatable); elsewhere they are refused. Other librdkafka options are limited to a
+    /// documented allowlist (README, Security).
+    #[arg(long = "allow-path", value_name = "DIR")]
+    allow_paths: Vec<PathBuf>,
 }
 
 /// Runs the command.
@@ -120,8 +126,9 @@ fn serve(args: ServeArgs) -> Result<sluice::topology::Drained, String> {
             .then(|| std::env::var(name).ok())
             .flatten()
     });
-    let control =
-        ControlPlane::new(topology.clone(), state.clone(), env).with_var_prefix(&args.var_prefix);
+    let control = ControlPlane::new(topology.clone(), state.clone(), env)
+        .with_var_prefix(&args.var_prefix)
+        .with_allowed_dirs(&args.allow_paths);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -62,6 +62,8 @@ enum Op {
     Remove {
         keyspace: fjall::Keyspace,
         seq: u64,
+        /// The log's removals not applied yet: `seq` leaves it once its removal is committed.
+        pending: Arc<Mutex<std::collections::HashSet<u64>>>,
     },
 }
 
@@ -211,6 +213,7 @@ impl Journal {
             bytes: AtomicU64::new(bytes),
             metrics: Mutex::new(metrics),
             appended: tokio::sync::Notify::new(),
+            removing: Arc::default(),
         });
         log.publish();
         logs.insert(name.to_string(), Arc::downgrade(&log));
@@ -254,6 +257,10 @@ pub struct JournalLog {
     /// Woken when an append is durable (readable). The log's, not a run's: entries a replaced
     /// version appended last must wake the reader of the version that replaced it.
     appended: tokio::sync::Notify,
+    /// Entries removed whose removal the writer has not committed yet: readers skip them (a
+    /// version replacing another reads the log at once, while the removals of what the old one
+    /// delivered may still be queued).
+    removing: Arc<Mutex<std::collections::HashSet<u64>>>,
 }
 
 impl JournalLog {
@@ -345,9 +352,14 @@ impl JournalLog {
 
     /// Removes entry `seq` of `len` bytes: everything derived from it was delivered.
     pub fn remove(&self, seq: u64, len: u64) {
+        self.removing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(seq);
         let _ = self.journal.send(Op::Remove {
             keyspace: self.keyspace.clone(),
             seq,
+            pending: self.removing.clone(),
         });
         self.journal.bytes.fetch_sub(len, Ordering::Relaxed);
         self.records.fetch_sub(1, Ordering::Relaxed);
@@ -359,12 +371,27 @@ impl JournalLog {
     /// Up to `limit` entries with a sequence number of `from` or more, in order: what a new run
     /// replays before it reads anything new.
     pub fn read_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, JournalError> {
+        // Copied before the scan: a removal committed after the copy is gone from the scan too
+        // (the writer commits, then forgets it here), so nothing removed is read back.
+        let removing = self
+            .removing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut entries = Vec::new();
-        for item in self.keyspace.range(from.to_be_bytes()..).take(limit) {
-            let (key, value) = item
-                .into_inner()
-                .map_err(|e| storage(&self.journal.path, e))?;
-            if let Some(seq) = seq_of(&key) {
+        let live = self
+            .keyspace
+            .range(from.to_be_bytes()..)
+            .map(|item| {
+                let (key, value) = item
+                    .into_inner()
+                    .map_err(|e| storage(&self.journal.path, e))?;
+                Ok((seq_of(&key), value))
+            })
+            .filter(|item| !matches!(item, Ok((Some(seq), _)) if removing.contains(seq)));
+        for item in live.take(limit) {
+            let (seq, value): (Option<u64>, _) = item?;
+            if let Some(seq) = seq {
                 entries.push((seq, value.to_vec()));
             }
         }
@@ -390,6 +417,7 @@ fn write_loop(db: &fjall::Database, path: &Path, ops: &mpsc::Receiver<Op>) {
     while let Ok(first) = ops.recv() {
         let mut batch = db.batch();
         let mut appended: Vec<(Durable, Arc<ComponentMetrics>)> = Vec::new();
+        let mut removed: Vec<(u64, Arc<Mutex<std::collections::HashSet<u64>>>)> = Vec::new();
         let mut next = Some(first);
         let mut taken = 0;
         while let Some(op) = next.take() {
@@ -404,7 +432,14 @@ fn write_loop(db: &fjall::Database, path: &Path, ops: &mpsc::Receiver<Op>) {
                     batch.insert(&keyspace, seq.to_be_bytes(), bytes);
                     appended.push((durable, metrics));
                 }
-                Op::Remove { keyspace, seq } => batch.remove(&keyspace, seq.to_be_bytes()),
+                Op::Remove {
+                    keyspace,
+                    seq,
+                    pending,
+                } => {
+                    batch.remove(&keyspace, seq.to_be_bytes());
+                    removed.push((seq, pending));
+                }
             }
             taken += 1;
             if taken < MAX_BATCH {
@@ -425,6 +460,14 @@ fn write_loop(db: &fjall::Database, path: &Path, ops: &mpsc::Receiver<Op>) {
         }
         if let Err(err) = &result {
             tracing::error!(journal = %path.display(), error = %err, "journal write failed; the records are not acknowledged and will be delivered again");
+        }
+        // Committed (or failed: then readers see the entries again, and deliver them again
+        // rather than lose them).
+        for (seq, pending) in removed {
+            pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&seq);
         }
         let mut counted: Vec<*const ComponentMetrics> = Vec::new();
         for (durable, metrics) in appended {
@@ -502,6 +545,32 @@ mod tests {
         assert_eq!(m.journal.bytes.load(Ordering::Relaxed), 8);
         let (next, _) = append(&log, b"four");
         assert_eq!(next, 3, "sequence numbers continue after the replayed ones");
+    }
+
+    /// A reader right after a removal (a replacing version starting while the old one's last
+    /// removals are still queued for the writer) never reads the removed entries back.
+    #[test]
+    fn removed_entries_are_not_read_back_before_the_writer_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let set = JournalSet::new(dir.path().to_path_buf());
+        let journal = set.open("p", 1 << 20).expect("open");
+        let log = journal.source("in", metrics()).expect("source");
+        for round in 0..50u64 {
+            let mut seqs = Vec::new();
+            for _ in 0..20 {
+                let (seq, durable) = append(&log, b"entry");
+                durable
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("callback")
+                    .expect("durable");
+                seqs.push(seq);
+            }
+            for seq in &seqs {
+                log.remove(*seq, 5);
+            }
+            let read = log.read_from(0, 100).expect("read");
+            assert!(read.is_empty(), "round {round}: read back {read:?}");
+        }
     }
 
     #[tokio::test]

@@ -230,3 +230,67 @@ fn a_deployed_pipeline_reads_only_prefixed_variables_and_errors_never_echo_them(
     );
     assert_eq!(answer.status, 201, "{}", answer.body);
 }
+
+fn kafka_pipeline(options: &str) -> String {
+    format!(
+        r#"
+[sources.input]
+type = "mqtt"
+broker.url = "mqtt://127.0.0.1:1"
+topics = ["in"]
+
+[sinks.out]
+type = "kafka"
+inputs = ["input"]
+brokers = "127.0.0.1:1"
+topic = "out"
+options = {{ {options} }}
+"#
+    )
+}
+
+/// librdkafka's options could load native code (`plugin.library.paths`), run a command
+/// (`sasl.kerberos.kinit.cmd`), read any file (`ssl.*.location`) or switch TLS verification
+/// off: a deployed pipeline gets an allowlist, and files only under `--allow-path`.
+#[test]
+fn a_deployed_pipeline_cannot_load_code_or_read_files_through_kafka_options() {
+    let state = tempfile::tempdir().expect("state");
+    let certs = tempfile::tempdir().expect("certs");
+    std::fs::write(certs.path().join("ca.pem"), "not really a certificate").expect("write");
+    let allow = certs.path().display().to_string();
+    let serve = Serve::start(state.path(), &["--allow-path", &allow]);
+    let hostile = kafka_pipeline(
+        r#""plugin.library.paths" = "/tmp/evil.so", "sasl.kerberos.kinit.cmd" = "touch /tmp/pwned", "ssl.ca.location" = "/etc/passwd", "enable.ssl.certificate.verification" = "false""#,
+    );
+    let answer = serve.call("PUT", "/pipelines/k", Some(hostile.as_bytes()));
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    let body = answer.json();
+    let mut fields: Vec<&str> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            r#"sinks.out.options."enable.ssl.certificate.verification""#,
+            r#"sinks.out.options."plugin.library.paths""#,
+            r#"sinks.out.options."sasl.kerberos.kinit.cmd""#,
+            r#"sinks.out.options."ssl.ca.location""#,
+        ],
+        "{body}"
+    );
+    assert!(
+        !answer.body.contains("/etc/passwd"),
+        "values are not repeated"
+    );
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+    // Tuning, and a file under the allowed directory, are fine.
+    let fine = kafka_pipeline(&format!(
+        r#""linger.ms" = "5", "ssl.ca.location" = "{allow}/ca.pem""#
+    ));
+    let answer = serve.call("PUT", "/pipelines/k", Some(fine.as_bytes()));
+    assert_eq!(answer.status, 201, "{}", answer.body);
+}
