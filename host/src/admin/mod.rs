@@ -61,7 +61,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
-        ));
+        ))
+        .layer(axum::middleware::from_fn(audit));
     Router::new()
         .route("/health", get(observe::health))
         .route("/ready", get(observe::ready))
@@ -77,9 +78,34 @@ pub async fn serve(
     state: Arc<AdminState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Logs every change asked of the host (any method but GET/HEAD), answered or refused: what
+/// (method, path), the outcome (status), and from where (the peer's address), under the
+/// `sluice::audit` target. There is one admin token, so "who" is whoever holds it.
+async fn audit(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+        return next.run(request).await;
+    }
+    let path = request.uri().path().to_string();
+    let remote = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |info| info.0.to_string());
+    let response = next.run(request).await;
+    tracing::info!(
+        target: "sluice::audit",
+        %method, %path, status = response.status().as_u16(), %remote,
+        "admin change"
+    );
+    response
 }
 
 /// 401 unless the request carries the token (header; for `/events`, also the `access_token`

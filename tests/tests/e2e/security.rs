@@ -294,3 +294,34 @@ fn a_deployed_pipeline_cannot_load_code_or_read_files_through_kafka_options() {
     let answer = serve.call("PUT", "/pipelines/k", Some(fine.as_bytes()));
     assert_eq!(answer.status, 201, "{}", answer.body);
 }
+
+/// Every change asked of the host is in its log with what, the outcome and from where, refused
+/// ones too.
+#[test]
+fn changes_are_audited_with_what_and_from_where() {
+    let state = tempfile::tempdir().expect("state");
+    let serve = Serve::start(state.path(), &[]);
+    let refused = http(
+        serve.port,
+        "DELETE",
+        "/pipelines/someone-elses",
+        Some("guessed-token"),
+        None,
+    );
+    assert_eq!(refused.status, 401);
+    let line = serve.wait_for_log("path=/pipelines/someone-elses");
+    assert!(line.contains("admin change"), "{line}");
+    assert!(line.contains("method=DELETE"), "{line}");
+    assert!(line.contains("status=401"), "{line}");
+    assert!(line.contains("remote=127.0.0.1:"), "{line}");
+    let created = serve.call(
+        "PUT",
+        "/pipelines/audited",
+        Some(topic_pipeline("in").as_bytes()),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let line = serve.wait_for_log("path=/pipelines/audited");
+    assert!(line.contains("method=PUT"), "{line}");
+    assert!(line.contains("status=201"), "{line}");
+    assert!(line.contains("sluice::audit"), "{line}");
+}
