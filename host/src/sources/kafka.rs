@@ -43,6 +43,14 @@ pub struct KafkaSourceConfig {
     /// Same as `options."auto.commit.interval.ms"`; give one or the other.
     #[serde(default)]
     pub commit_interval_ms: Option<u64>,
+    /// Records whose value is larger than this many bytes go to dead letters, with their
+    /// size, instead of downstream (default 16 MiB).
+    #[serde(default = "max_message_bytes")]
+    pub max_message_bytes: usize,
+}
+
+fn max_message_bytes() -> usize {
+    16 << 20
 }
 
 /// `session_timeout_ms` when neither it nor the librdkafka option is given.
@@ -75,6 +83,9 @@ impl KafkaSourceConfig {
                     self.auto_offset_reset
                 ),
             ));
+        }
+        if self.max_message_bytes == 0 {
+            problems.push(("max_message_bytes", "must be at least 1".into()));
         }
         let fields = [
             (
@@ -536,6 +547,7 @@ fn read_message(
     }
     let payload = message.payload().unwrap_or_default();
     let decoded = match bad_header {
+        _ if payload.len() > config.max_message_bytes => Err(oversized(payload.len(), config)),
         None => config.decoding.decode(payload),
         Some(problem) => Err(problem),
     };
@@ -555,6 +567,14 @@ fn read_message(
         timestamp_ms: message.timestamp().to_millis(),
     };
     (msg, failure)
+}
+
+/// Why a record of `size` bytes is not passed on.
+fn oversized(size: usize, config: &KafkaSourceConfig) -> String {
+    format!(
+        "record of {size} bytes is over max_message_bytes ({})",
+        config.max_message_bytes
+    )
 }
 
 /// `message` as the journal keeps it; `None` when a header key is not UTF-8 (such a record goes
@@ -586,7 +606,12 @@ fn read_entry(
 ) -> (crate::message::Message, Option<String>) {
     let mut headers = vec![("kafka-topic".to_string(), entry.topic.clone())];
     headers.extend(entry.properties.iter().cloned());
-    let (value, failure) = match config.decoding.decode(&entry.payload) {
+    let decoded = if entry.payload.len() > config.max_message_bytes {
+        Err(oversized(entry.payload.len(), config))
+    } else {
+        config.decoding.decode(&entry.payload)
+    };
+    let (value, failure) = match decoded {
         Ok(value) => (value, None),
         Err(reason) => (
             entry.payload.clone(),
@@ -758,6 +783,7 @@ mod tests {
             journal: false,
             session_timeout_ms: None,
             commit_interval_ms: None,
+            max_message_bytes: 16 << 20,
         };
         let source = KafkaSource::build(config, &ctx, None).expect("build");
         let subscription = source.consumer.subscription().expect("subscription");
@@ -776,6 +802,7 @@ mod tests {
             journal: false,
             session_timeout_ms: Some(6_000),
             commit_interval_ms: Some(200),
+            max_message_bytes: 16 << 20,
         };
         assert!(base.validate().is_empty(), "{:?}", base.validate());
         let short = KafkaSourceConfig {

@@ -325,3 +325,58 @@ fn changes_are_audited_with_what_and_from_where() {
     assert!(line.contains("status=201"), "{line}");
     assert!(line.contains("sluice::audit"), "{line}");
 }
+
+/// A Kafka record larger than the source's `max_message_bytes` goes to dead letters with its
+/// size, and the records around it flow on.
+#[test]
+fn an_oversized_kafka_record_is_dead_lettered_with_its_size() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("in", 1, 1).expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    sluice_harness::kafka::produce_all(
+        &brokers,
+        "in",
+        &[b"small-1".to_vec(), vec![b'x'; 5000], b"small-2".to_vec()],
+    );
+    let pipeline = sluice_harness::PipelineFile::new(
+        "sizes.toml",
+        &format!(
+            r#"
+[sources.input]
+type = "kafka"
+brokers = "{brokers}"
+topics = ["in"]
+group_id = "sizes"
+max_message_bytes = 1000
+
+[sinks.out]
+type = "console"
+inputs = ["input"]
+"#
+        ),
+    );
+    let state = tempfile::tempdir().expect("state");
+    let run = sluice_harness::SluiceRun::start_with_args(
+        &pipeline.path,
+        &[
+            std::ffi::OsStr::new("--state-dir"),
+            state.path().as_os_str(),
+        ],
+    );
+    assert_eq!(run.stdout_lines(2), ["small-1", "small-2"]);
+    let file = state.path().join("dead-letters/sizes.jsonl");
+    let deadline = std::time::Instant::now() + sluice_harness::WAIT;
+    let dead = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if !text.is_empty() {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "no dead letter");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        dead.contains("record of 5000 bytes is over max_message_bytes (1000)"),
+        "{dead}"
+    );
+    assert!(run.stop().success());
+}
