@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// unacknowledged records are left to their brokers' redelivery and the exit status is 3.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     drain_timeout: std::time::Duration,
+    /// The size cap of each dead-letter file, in bytes; past it a failed record is not
+    /// acknowledged (its broker delivers it again) until the file is moved away.
+    #[arg(long, value_name = "BYTES", default_value_t = sluice::flow::DEFAULT_DEAD_LETTER_MAX_BYTES)]
+    dead_letter_max_bytes: u64,
 }
 
 /// `30s`, `500ms`, `2m` or a number of seconds.
@@ -133,6 +137,7 @@ pub fn run(args: RunArgs) -> ExitCode {
     };
     let context = RunContext {
         udfs: udfs.clone(),
+        dead_letter_max_bytes: args.dead_letter_max_bytes,
         dead_letter_dir: args
             .dead_letter_dir
             .unwrap_or_else(|| dead_letter_dir(&state_dir)),

@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// documented allowlist (README, Security).
     #[arg(long = "allow-path", value_name = "DIR")]
     allow_paths: Vec<PathBuf>,
+    /// The size cap of each dead-letter file, in bytes; past it a failed record is not
+    /// acknowledged (its broker delivers it again) until the file is moved away.
+    #[arg(long, value_name = "BYTES", default_value_t = sluice::flow::DEFAULT_DEAD_LETTER_MAX_BYTES)]
+    dead_letter_max_bytes: u64,
 }
 
 /// Runs the command.
@@ -112,6 +116,7 @@ fn serve(args: ServeArgs) -> Result<sluice::topology::Drained, String> {
     });
     let context = RunContext {
         udfs,
+        dead_letter_max_bytes: args.dead_letter_max_bytes,
         dead_letter_dir: state.dead_letter_dir(),
         host_id: host_id.into(),
         drain_timeout: args.drain_timeout,

@@ -12,11 +12,19 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-/// A pipeline's dead-letter file, created (with its directory) on the first record.
+/// The default size cap of a dead-letter file (`--dead-letter-max-bytes`): 1 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+/// A pipeline's dead-letter file, created (with its directory) on the first record. It grows up
+/// to a size cap; past it a record is refused like a failed write (the caller leaves it
+/// unacknowledged, so its broker delivers it again: nothing is lost, and the error says to move
+/// the file away, after which writing resumes in a fresh one).
 #[derive(Debug)]
 pub struct DeadLetterFile {
     path: PathBuf,
-    file: Mutex<Option<std::fs::File>>,
+    max_bytes: u64,
+    /// The open file and its size.
+    file: Mutex<Option<(std::fs::File, u64)>>,
 }
 
 impl DeadLetterFile {
@@ -30,8 +38,15 @@ impl DeadLetterFile {
         let stem = if stem.is_empty() { "pipeline" } else { stem };
         DeadLetterFile {
             path: dir.join(format!("{stem}.jsonl")),
+            max_bytes: DEFAULT_MAX_BYTES,
             file: Mutex::new(None),
         }
+    }
+
+    /// The same file, capped at `max_bytes`.
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// Where the records go.
@@ -39,26 +54,48 @@ impl DeadLetterFile {
         &self.path
     }
 
-    /// Appends `msg` as one JSON line (one `write` call, so lines never interleave).
+    /// Appends `msg` as one JSON line (one `write` call, so lines never interleave); refuses it
+    /// when the line would take the file past its cap.
     pub fn append(&self, msg: &Message) -> std::io::Result<()> {
         let mut line = message_json(msg).to_string();
         line.push('\n');
+        let len = line.len() as u64;
         let mut opened = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        let file = match opened.as_mut() {
-            Some(file) => file,
+        if opened
+            .as_ref()
+            .is_some_and(|(_, size)| size + len > self.max_bytes)
+        {
+            // Full: the operator may have moved it away since; look again.
+            *opened = None;
+        }
+        let (file, size) = match opened.as_mut() {
+            Some(open) => open,
             None => opened.insert(self.open()?),
         };
-        file.write_all(line.as_bytes())
+        if *size + len > self.max_bytes {
+            return Err(std::io::Error::other(format!(
+                "dead-letter file {} is full ({} bytes, cap {}): move it away (writing resumes in \
+                 a fresh file) or raise --dead-letter-max-bytes",
+                self.path.display(),
+                size,
+                self.max_bytes
+            )));
+        }
+        file.write_all(line.as_bytes())?;
+        *size += len;
+        Ok(())
     }
 
-    fn open(&self) -> std::io::Result<std::fs::File> {
+    fn open(&self) -> std::io::Result<(std::fs::File, u64)> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.path)
+            .open(&self.path)?;
+        let size = file.metadata()?.len();
+        Ok((file, size))
     }
 }
 
@@ -101,6 +138,36 @@ fn bytes_field(name: &str, bytes: &[u8]) -> (String, serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_file_refuses_records_until_it_is_moved_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = DeadLetterFile::new(dir.path(), "p").with_max_bytes(200);
+        let msg = Message::from_value(b"0123456789".to_vec());
+        let mut kept = 0;
+        let err = loop {
+            match file.append(&msg) {
+                Ok(()) => kept += 1,
+                Err(err) => break err,
+            }
+            assert!(kept < 100, "the cap never applied");
+        };
+        assert!(kept > 0);
+        assert!(err.to_string().contains("is full"), "{err}");
+        let size = std::fs::metadata(file.path()).unwrap().len();
+        assert!(size <= 200, "{size}");
+        // Still full on the next record; moved away, it writes a fresh file.
+        assert!(file.append(&msg).is_err());
+        std::fs::rename(file.path(), dir.path().join("p.jsonl.1")).unwrap();
+        file.append(&msg).expect("a fresh file");
+        assert_eq!(
+            std::fs::read_to_string(file.path())
+                .unwrap()
+                .lines()
+                .count(),
+            1
+        );
+    }
 
     #[test]
     fn lines_keep_every_byte() {

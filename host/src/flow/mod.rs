@@ -10,6 +10,7 @@ mod sink_buffer;
 
 pub use ack::Ack;
 pub use dead_letter_file::DeadLetterFile;
+pub use dead_letter_file::DEFAULT_MAX_BYTES as DEFAULT_DEAD_LETTER_MAX_BYTES;
 pub use sink_buffer::SinkBuffer;
 
 use crate::message::Message;
@@ -252,6 +253,8 @@ pub struct RunContext {
     /// Where pipelines without a dead-letter sink keep failed records (`<pipeline>.jsonl`, see
     /// [`DeadLetterFile`]); also where a dead-letter sink's own failures go.
     pub dead_letter_dir: std::path::PathBuf,
+    /// The size cap of each dead-letter file (see [`DeadLetterFile`]).
+    pub dead_letter_max_bytes: u64,
     /// This host's identity (`state_dir::host_id`); default MQTT client ids include it.
     pub host_id: Arc<str>,
     /// How long a stopping pipeline (shutdown, replace, undeploy) may drain before what is still

@@ -99,7 +99,10 @@ pub fn build_pipeline(
         senders.insert(name.clone(), tx);
         receivers.insert(name, rx);
     }
-    let file = Arc::new(DeadLetterFile::new(&context.dead_letter_dir, &spec.name));
+    let file = Arc::new(
+        DeadLetterFile::new(&context.dead_letter_dir, &spec.name)
+            .with_max_bytes(context.dead_letter_max_bytes),
+    );
     let dead_letter_sink = spec
         .dead_letter
         .as_ref()
