@@ -131,6 +131,16 @@ pub struct UdfPushed {
     pub swapped: bool,
 }
 
+/// What pipelines deployed on a host may use (`sluice serve` flags).
+#[derive(Debug, Clone, Default)]
+pub struct DeployPolicy {
+    /// `${VAR}` expands only names starting with this (`--var-prefix`; the caller's `env`
+    /// resolves no others): said in the error for a variable that is not available.
+    pub var_prefix: String,
+    /// Where librdkafka's file options may point (`--allow-path`).
+    pub allowed_dirs: Vec<std::path::PathBuf>,
+}
+
 /// The host's pipelines and UDFs, changed from any origin.
 pub struct ControlPlane {
     /// The running pipelines.
@@ -225,41 +235,23 @@ fn host_paths(spec: &PipelineSpec, file: &Path, toml: &str) -> Vec<ConfigError> 
 }
 
 impl ControlPlane {
-    /// A control plane over `topology`, saving to `state`.
-    pub fn new(topology: Arc<Topology>, state: StateDir, env: Env) -> Arc<Self> {
+    /// A control plane over `topology`, saving to `state`; `env` resolves `${VAR}` in deployed
+    /// pipelines, within `policy`.
+    pub fn new(
+        topology: Arc<Topology>,
+        state: StateDir,
+        env: Env,
+        policy: DeployPolicy,
+    ) -> Arc<Self> {
         let udfs = topology.context().udfs.clone();
         Arc::new(ControlPlane {
             topology,
             udfs,
             state,
             env,
-            var_prefix: String::new(),
-            allowed_dirs: Vec::new(),
+            var_prefix: policy.var_prefix,
+            allowed_dirs: policy.allowed_dirs,
         })
-    }
-
-    /// Lets deployed pipelines point librdkafka's file options (`ssl.ca.location`...) at files
-    /// under `dirs`.
-    pub fn with_allowed_dirs(self: Arc<Self>, dirs: &[std::path::PathBuf]) -> Arc<Self> {
-        match Arc::try_unwrap(self) {
-            Ok(mut plane) => {
-                plane.allowed_dirs = dirs.to_vec();
-                Arc::new(plane)
-            }
-            Err(shared) => shared,
-        }
-    }
-
-    /// Says in errors that only variables named `prefix*` expand (the caller's `env` resolves
-    /// no others).
-    pub fn with_var_prefix(self: Arc<Self>, prefix: &str) -> Arc<Self> {
-        match Arc::try_unwrap(self) {
-            Ok(mut plane) => {
-                plane.var_prefix = prefix.to_string();
-                Arc::new(plane)
-            }
-            Err(shared) => shared,
-        }
     }
 
     /// Parses `toml` (errors name `file`), checks its name against `expected` when given, and

@@ -131,9 +131,11 @@ fn serve(args: ServeArgs) -> Result<sluice::topology::Drained, String> {
             .then(|| std::env::var(name).ok())
             .flatten()
     });
-    let control = ControlPlane::new(topology.clone(), state.clone(), env)
-        .with_var_prefix(&args.var_prefix)
-        .with_allowed_dirs(&args.allow_paths);
+    let policy = sluice::control_plane::DeployPolicy {
+        var_prefix: args.var_prefix.clone(),
+        allowed_dirs: args.allow_paths.clone(),
+    };
+    let control = ControlPlane::new(topology.clone(), state.clone(), env, policy);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
