@@ -134,8 +134,8 @@ pub struct UdfPushed {
 /// What pipelines deployed on a host may use (`sluice serve` flags).
 #[derive(Debug, Clone, Default)]
 pub struct DeployPolicy {
-    /// `${VAR}` expands only names starting with this (`--var-prefix`; the caller's `env`
-    /// resolves no others): said in the error for a variable that is not available.
+    /// `${VAR}` expands only names starting with this (`--var-prefix`; empty: every name);
+    /// others count as unset, and the error for one says so.
     pub var_prefix: String,
     /// Where librdkafka's file options may point (`--allow-path`).
     pub allowed_dirs: Vec<std::path::PathBuf>,
@@ -150,88 +150,10 @@ pub struct ControlPlane {
     /// Where API changes are saved.
     pub state: StateDir,
     env: Env,
-    /// The names `env` resolves start with this (`serve --var-prefix`): said in the error for a
-    /// variable that is not available.
+    /// `${VAR}` resolves only names starting with this (`serve --var-prefix`).
     var_prefix: String,
     /// Where deployed pipelines may point librdkafka's file options (`serve --allow-path`).
     allowed_dirs: Vec<std::path::PathBuf>,
-}
-
-impl ControlPlane {
-    /// The librdkafka options of `spec`'s Kafka sources and sinks that a deployed pipeline may
-    /// not set (`kafka_common::deployable_option_problems`), as errors naming each key.
-    fn kafka_option_problems(
-        &self,
-        spec: &PipelineSpec,
-        file: &Path,
-        toml: &str,
-    ) -> Vec<ConfigError> {
-        let sources = spec.sources.iter().filter_map(|c| match &c.config {
-            SourceConfig::Kafka(k) => Some(("sources", &c.name, &k.options)),
-            _ => None,
-        });
-        let sinks = spec.sinks.iter().filter_map(|c| match &c.config {
-            SinkConfig::Kafka(k) => Some(("sinks", &c.name, &k.options)),
-            _ => None,
-        });
-        let mut errors = Vec::new();
-        for (section, name, options) in sources.chain(sinks) {
-            let table = format!("{section}.{name}.options");
-            for (key, message) in
-                crate::kafka_common::deployable_option_problems(options, &self.allowed_dirs)
-            {
-                let mut err = crate::pipeline::error_at(file, toml, &table, message);
-                err.path = format!("{table}.\"{key}\"");
-                errors.push(err);
-            }
-        }
-        errors
-    }
-
-    /// `errors` with every substituted value replaced by `***`, and a word on the variable
-    /// prefix where a variable was not available.
-    fn explain_and_redact(&self, errors: Vec<ConfigError>, values: &[String]) -> Vec<ConfigError> {
-        errors
-            .into_iter()
-            .map(|mut err| {
-                for value in values.iter().filter(|v| v.len() >= 3) {
-                    err.message = err.message.replace(value.as_str(), "***");
-                }
-                if !self.var_prefix.is_empty() && err.message.starts_with("environment variable ") {
-                    err.message.push_str(&format!(
-                        "; pipelines deployed on a host expand only variables named {}* \
-                         (`sluice serve --var-prefix`)",
-                        self.var_prefix
-                    ));
-                }
-                err
-            })
-            .collect()
-    }
-}
-
-/// The UDF modules `spec` names by a path on the host, as errors: a pipeline sent over the admin
-/// API (or restored from one) names UDFs by registered name only; a path would let whoever holds
-/// the token make the host read any file it can (and `/dev/zero` would never end).
-fn host_paths(spec: &PipelineSpec, file: &Path, toml: &str) -> Vec<ConfigError> {
-    spec.transforms
-        .iter()
-        .filter_map(|t| match &t.config {
-            TransformConfig::Udf(udf) => {
-                matches!(ModuleRef::parse(&udf.module), ModuleRef::Path(_)).then(|| {
-                    crate::pipeline::error_at(
-                        file,
-                        toml,
-                        &format!("transforms.{}.module", t.name),
-                        "a pipeline deployed on a host names its UDF by registered name \
-                         (`sluice udf push`) or NAME@SHA8, never a path on the host"
-                            .into(),
-                    )
-                })
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 impl ControlPlane {
@@ -267,6 +189,9 @@ impl ControlPlane {
         // hold a secret, and errors go to whoever sent the pipeline).
         let substituted: std::sync::Mutex<Vec<String>> = Default::default();
         let lookup = |name: &str| {
+            if !name.starts_with(&self.var_prefix) {
+                return None; // counts as unset
+            }
             let value = (self.env)(name)?;
             substituted
                 .lock()
@@ -407,6 +332,84 @@ impl ControlPlane {
         let view = self.topology.pipeline(name)?;
         Some(pipeline_status(&view, &self.udfs.status()))
     }
+}
+
+/// What a pipeline deployed on a host may not do (checked after parsing, before building).
+impl ControlPlane {
+    /// The librdkafka options of `spec`'s Kafka sources and sinks that a deployed pipeline may
+    /// not set (`kafka_common::deployable_option_problems`), as errors naming each key.
+    fn kafka_option_problems(
+        &self,
+        spec: &PipelineSpec,
+        file: &Path,
+        toml: &str,
+    ) -> Vec<ConfigError> {
+        let sources = spec.sources.iter().filter_map(|c| match &c.config {
+            SourceConfig::Kafka(k) => Some(("sources", &c.name, &k.options)),
+            _ => None,
+        });
+        let sinks = spec.sinks.iter().filter_map(|c| match &c.config {
+            SinkConfig::Kafka(k) => Some(("sinks", &c.name, &k.options)),
+            _ => None,
+        });
+        let mut errors = Vec::new();
+        for (section, name, options) in sources.chain(sinks) {
+            let table = format!("{section}.{name}.options");
+            for (key, message) in
+                crate::kafka_common::deployable_option_problems(options, &self.allowed_dirs)
+            {
+                let mut err = crate::pipeline::error_at(file, toml, &table, message);
+                err.path = format!("{table}.\"{key}\"");
+                errors.push(err);
+            }
+        }
+        errors
+    }
+
+    /// `errors` with every substituted value replaced by `***`, and a word on the variable
+    /// prefix where a variable was not available.
+    fn explain_and_redact(&self, errors: Vec<ConfigError>, values: &[String]) -> Vec<ConfigError> {
+        errors
+            .into_iter()
+            .map(|mut err| {
+                for value in values.iter().filter(|v| v.len() >= 3) {
+                    err.message = err.message.replace(value.as_str(), "***");
+                }
+                if !self.var_prefix.is_empty() && err.message.starts_with("environment variable ") {
+                    err.message.push_str(&format!(
+                        "; pipelines deployed on a host expand only variables named {}* \
+                         (`sluice serve --var-prefix`)",
+                        self.var_prefix
+                    ));
+                }
+                err
+            })
+            .collect()
+    }
+}
+
+/// The UDF modules `spec` names by a path on the host, as errors: a pipeline sent over the admin
+/// API (or restored from one) names UDFs by registered name only; a path would let whoever holds
+/// the token make the host read any file it can (and `/dev/zero` would never end).
+fn host_paths(spec: &PipelineSpec, file: &Path, toml: &str) -> Vec<ConfigError> {
+    spec.transforms
+        .iter()
+        .filter_map(|t| match &t.config {
+            TransformConfig::Udf(udf) => {
+                matches!(ModuleRef::parse(&udf.module), ModuleRef::Path(_)).then(|| {
+                    crate::pipeline::error_at(
+                        file,
+                        toml,
+                        &format!("transforms.{}.module", t.name),
+                        "a pipeline deployed on a host names its UDF by registered name \
+                         (`sluice udf push`) or NAME@SHA8, never a path on the host"
+                            .into(),
+                    )
+                })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn pipeline_status(view: &PipelineView, udfs: &[UdfStatus]) -> PipelineStatus {

@@ -145,30 +145,19 @@ impl Lab {
 
     /// Cuts `host` off: its link goes down (packets both ways are dropped).
     pub fn cut(&self, host: &str) {
-        let i = self.index(host);
-        ip(&[
-            "-n",
-            &self.namespace("broker"),
-            "link",
-            "set",
-            &self.broker_link(i),
-            "down",
-        ])
-        .expect("cut the link");
+        self.set_link(host, "down");
     }
 
     /// Reconnects `host`.
     pub fn reconnect(&self, host: &str) {
-        let i = self.index(host);
-        ip(&[
-            "-n",
-            &self.namespace("broker"),
-            "link",
-            "set",
-            &self.broker_link(i),
-            "up",
-        ])
-        .expect("reconnect the link");
+        self.set_link(host, "up");
+    }
+
+    /// Sets the broker's end of `host`'s link `up` or `down`.
+    fn set_link(&self, host: &str, state: &str) {
+        let link = self.broker_link(self.index(host));
+        ip(&["-n", &self.namespace("broker"), "link", "set", &link, state])
+            .unwrap_or_else(|e| panic!("set {host}'s link {state}: {e}"));
     }
 }
 

@@ -125,12 +125,7 @@ fn serve(args: ServeArgs) -> Result<sluice::topology::Drained, String> {
         ))),
     };
     let topology = Topology::new(context, host_metrics);
-    let prefix = args.var_prefix.clone();
-    let env: Env = Arc::new(move |name: &str| {
-        name.starts_with(&prefix)
-            .then(|| std::env::var(name).ok())
-            .flatten()
-    });
+    let env: Env = Arc::new(|name: &str| std::env::var(name).ok());
     let policy = sluice::control_plane::DeployPolicy {
         var_prefix: args.var_prefix.clone(),
         allowed_dirs: args.allow_paths.clone(),

@@ -63,6 +63,18 @@ fn earliest() -> String {
 }
 
 impl KafkaSourceConfig {
+    /// Why a record value of this size is not passed on, if it is over `max_message_bytes`.
+    fn within_size(&self, payload: &[u8]) -> Result<(), String> {
+        if payload.len() > self.max_message_bytes {
+            return Err(format!(
+                "record of {} bytes is over max_message_bytes ({})",
+                payload.len(),
+                self.max_message_bytes
+            ));
+        }
+        Ok(())
+    }
+
     /// Problems as `(field, message)`.
     pub fn validate(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
@@ -546,11 +558,10 @@ fn read_message(
         bad_header = problem;
     }
     let payload = message.payload().unwrap_or_default();
-    let decoded = match bad_header {
-        _ if payload.len() > config.max_message_bytes => Err(oversized(payload.len(), config)),
+    let decoded = config.within_size(payload).and_then(|()| match bad_header {
         None => config.decoding.decode(payload),
         Some(problem) => Err(problem),
-    };
+    });
     let (value, failure) = match decoded {
         Ok(value) => (value, None),
         Err(reason) => (
@@ -567,14 +578,6 @@ fn read_message(
         timestamp_ms: message.timestamp().to_millis(),
     };
     (msg, failure)
-}
-
-/// Why a record of `size` bytes is not passed on.
-fn oversized(size: usize, config: &KafkaSourceConfig) -> String {
-    format!(
-        "record of {size} bytes is over max_message_bytes ({})",
-        config.max_message_bytes
-    )
 }
 
 /// `message` as the journal keeps it; `None` when a header key is not UTF-8 (such a record goes
@@ -606,11 +609,9 @@ fn read_entry(
 ) -> (crate::message::Message, Option<String>) {
     let mut headers = vec![("kafka-topic".to_string(), entry.topic.clone())];
     headers.extend(entry.properties.iter().cloned());
-    let decoded = if entry.payload.len() > config.max_message_bytes {
-        Err(oversized(entry.payload.len(), config))
-    } else {
-        config.decoding.decode(&entry.payload)
-    };
+    let decoded = config
+        .within_size(&entry.payload)
+        .and_then(|()| config.decoding.decode(&entry.payload));
     let (value, failure) = match decoded {
         Ok(value) => (value, None),
         Err(reason) => (
@@ -753,6 +754,22 @@ mod tests {
     use crate::metrics::{ComponentMetrics, Role};
     use std::sync::Arc;
 
+    /// A valid source of topic `in`, group `g`, everything else by default.
+    fn config() -> KafkaSourceConfig {
+        KafkaSourceConfig {
+            brokers: "k:9092".into(),
+            topics: vec!["in".into()],
+            group_id: "g".into(),
+            auto_offset_reset: "earliest".into(),
+            decoding: Default::default(),
+            options: Default::default(),
+            journal: false,
+            session_timeout_ms: None,
+            commit_interval_ms: None,
+            max_message_bytes: 16 << 20,
+        }
+    }
+
     /// A replacement is built while the old version still drains: building must not join the
     /// consumer group, or the new member takes partitions before the old one's final commit.
     #[tokio::test]
@@ -775,15 +792,7 @@ mod tests {
         };
         let config = KafkaSourceConfig {
             brokers: "127.0.0.1:9".into(), // nothing listens there: building needs no broker
-            topics: vec!["in".into()],
-            group_id: "g".into(),
-            auto_offset_reset: "earliest".into(),
-            decoding: Default::default(),
-            options: Default::default(),
-            journal: false,
-            session_timeout_ms: None,
-            commit_interval_ms: None,
-            max_message_bytes: 16 << 20,
+            ..config()
         };
         let source = KafkaSource::build(config, &ctx, None).expect("build");
         let subscription = source.consumer.subscription().expect("subscription");
@@ -793,16 +802,9 @@ mod tests {
     #[test]
     fn group_settings_are_checked_and_never_given_twice() {
         let base = KafkaSourceConfig {
-            brokers: "k:9092".into(),
-            topics: vec!["in".into()],
-            group_id: "g".into(),
-            auto_offset_reset: "earliest".into(),
-            decoding: Default::default(),
-            options: Default::default(),
-            journal: false,
             session_timeout_ms: Some(6_000),
             commit_interval_ms: Some(200),
-            max_message_bytes: 16 << 20,
+            ..config()
         };
         assert!(base.validate().is_empty(), "{:?}", base.validate());
         let short = KafkaSourceConfig {

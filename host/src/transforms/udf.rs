@@ -208,15 +208,18 @@ impl UdfTransform {
                 .first()
                 .map(|w| w.module().version())
                 .unwrap_or_default();
-            let mut idle = workers;
-            // Batches being processed, oldest first: delivered in this order.
-            let mut running: std::collections::VecDeque<Running> = Default::default();
             // Instances come back here as soon as their batch is done, whatever its place.
             let (back, mut returned) = tokio::sync::mpsc::unbounded_channel::<UdfWorker>();
+            let mut pool = Pool {
+                idle: workers,
+                running: Default::default(),
+                back,
+                batch_size,
+            };
             let mut upgrade: Option<tokio::task::JoinHandle<_>> = None;
             let mut input_open = true;
             loop {
-                if !input_open && running.is_empty() {
+                if !input_open && pool.running.is_empty() {
                     break;
                 }
                 // Version changes first: under full load the input is always ready, and a swap
@@ -236,7 +239,7 @@ impl UdfTransform {
                         // batches already running finish on the old one.
                         if let Some(next) = adopt(started, &version, &ctx) {
                             version = next.first().map(|w| w.module().version()).unwrap_or_default();
-                            idle = next;
+                            pool.idle = next;
                         }
                     }
                     Some(worker) = returned.recv() => {
@@ -244,23 +247,16 @@ impl UdfTransform {
                         // current one takes what is queued at once, even while an older batch
                         // still runs elsewhere.
                         if worker.module().version() == version {
-                            idle.push(worker);
+                            pool.idle.push(worker);
                         }
-                        input_open &= dispatch_queued(
-                            &mut idle, &mut input, &mut running, batch_size, &back, &ctx,
-                        );
+                        input_open &= pool.start_queued(&mut input, &ctx);
                     }
-                    done = oldest(&mut running) => {
+                    done = oldest(&mut pool.running) => {
                         let Some(batch) = done else { return };
                         deliver(batch, &outputs, &ctx).await;
                     }
-                    record = input.recv(), if input_open && !idle.is_empty() => match record {
-                        Some(first) => {
-                            let records = take_batch(first, &mut input, batch_size);
-                            if let Some(worker) = idle.pop() {
-                                running.push_back(process(worker, records, &back, &ctx));
-                            }
-                        }
+                    record = input.recv(), if input_open && !pool.idle.is_empty() => match record {
+                        Some(first) => pool.start(first, &mut input, &ctx),
                         None => input_open = false,
                     },
                 }
@@ -269,30 +265,49 @@ impl UdfTransform {
     }
 }
 
-/// Starts a batch of what is already queued on each idle instance; `false` once the input is
-/// closed (and empty).
-fn dispatch_queued(
-    idle: &mut Vec<UdfWorker>,
-    input: &mut tokio::sync::mpsc::Receiver<crate::flow::Record>,
-    running: &mut std::collections::VecDeque<Running>,
+/// The instances of a `udf` transform and the batches they are working on.
+struct Pool {
+    /// Instances of the live version waiting for a batch.
+    idle: Vec<UdfWorker>,
+    /// Batches being processed, oldest first: delivered in this order.
+    running: std::collections::VecDeque<Running>,
+    /// Where a busy instance is sent back when its batch is done.
+    back: tokio::sync::mpsc::UnboundedSender<UdfWorker>,
     batch_size: usize,
-    back: &tokio::sync::mpsc::UnboundedSender<UdfWorker>,
-    ctx: &crate::flow::ComponentContext,
-) -> bool {
-    use tokio::sync::mpsc::error::TryRecvError;
-    while !idle.is_empty() {
-        match input.try_recv() {
-            Ok(first) => {
-                let records = take_batch(first, input, batch_size);
-                if let Some(worker) = idle.pop() {
-                    running.push_back(process(worker, records, back, ctx));
-                }
-            }
-            Err(TryRecvError::Empty) => break,
-            Err(TryRecvError::Disconnected) => return false,
+}
+
+impl Pool {
+    /// Starts a batch of `first` and what is queued behind it on an idle instance.
+    fn start(
+        &mut self,
+        first: crate::flow::Record,
+        input: &mut tokio::sync::mpsc::Receiver<crate::flow::Record>,
+        ctx: &crate::flow::ComponentContext,
+    ) {
+        let records = take_batch(first, input, self.batch_size);
+        if let Some(worker) = self.idle.pop() {
+            self.running
+                .push_back(process(worker, records, &self.back, ctx));
         }
     }
-    true
+
+    /// Starts a batch of what is already queued on each idle instance; `false` once the input
+    /// is closed (and empty).
+    fn start_queued(
+        &mut self,
+        input: &mut tokio::sync::mpsc::Receiver<crate::flow::Record>,
+        ctx: &crate::flow::ComponentContext,
+    ) -> bool {
+        use tokio::sync::mpsc::error::TryRecvError;
+        while !self.idle.is_empty() {
+            match input.try_recv() {
+                Ok(first) => self.start(first, input, ctx),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
+    }
 }
 
 /// `count` instances of `module`, each initialised with `init`.

@@ -601,6 +601,48 @@ fn a_message_over_the_size_limit_is_dead_lettered_with_its_size() {
     assert_eq!(run.stop().code(), Some(0));
 }
 
+/// The same for a Kafka record over its source's `max_message_bytes`: dead-lettered with its
+/// size, and the records around it flow on.
+#[test]
+fn a_kafka_record_over_the_size_limit_is_dead_lettered_with_its_size() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("in", 1, 1).expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    sluice_harness::kafka::produce_all(
+        &brokers,
+        "in",
+        &[b"small-1".to_vec(), vec![b'x'; 5000], b"small-2".to_vec()],
+    );
+    let pipeline = PipelineFile::new(
+        "sizes.toml",
+        &format!(
+            r#"
+[sources.input]
+type = "kafka"
+brokers = "{brokers}"
+topics = ["in"]
+group_id = "sizes"
+max_message_bytes = 1000
+
+[sinks.out]
+type = "console"
+inputs = ["input"]
+"#
+        ),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let run = run_in(&pipeline, state.path(), &[]);
+    // The source dead-letters a record before it reads the next one.
+    assert_eq!(run.stdout_lines(2), ["small-1", "small-2"]);
+    let dead = std::fs::read_to_string(state.path().join("dead-letters/sizes.jsonl"))
+        .expect("a dead letter");
+    assert!(
+        dead.contains("record of 5000 bytes is over max_message_bytes (1000)"),
+        "{dead}"
+    );
+    assert_eq!(run.stop().code(), Some(0));
+}
+
 /// `relay` with a `[journal]` table of `journal_lines`.
 fn relay_with_journal(source: &str, sink: &str, journal_lines: &str) -> PipelineFile {
     PipelineFile::new(
