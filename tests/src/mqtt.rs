@@ -243,14 +243,32 @@ impl Collector {
 
     /// The next `n` messages (fails the test if they do not arrive in time).
     pub fn take(&self, n: usize) -> Vec<(String, Vec<u8>)> {
+        self.take_or_explain(n, String::new)
+    }
+
+    /// Like [`Collector::take`]; a failure also shows `explain()` (e.g. the host's log).
+    pub fn take_or_explain(
+        &self,
+        n: usize,
+        explain: impl FnOnce() -> String,
+    ) -> Vec<(String, Vec<u8>)> {
         let deadline = Instant::now() + WAIT;
-        (0..n)
-            .map(|i| {
-                self.0
-                    .next_before(deadline)
-                    .unwrap_or_else(|| panic!("only {i} of {n} messages arrived"))
-            })
-            .collect()
+        let mut taken = Vec::with_capacity(n);
+        while taken.len() < n {
+            match self.0.next_before(deadline) {
+                Some(message) => taken.push(message),
+                None => panic!(
+                    "only {} of {n} messages arrived: {:?}\n{}",
+                    taken.len(),
+                    taken
+                        .iter()
+                        .map(|(_, payload)| String::from_utf8_lossy(payload))
+                        .collect::<Vec<_>>(),
+                    explain()
+                ),
+            }
+        }
+        taken
     }
 }
 

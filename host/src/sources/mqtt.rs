@@ -322,17 +322,23 @@ fn puback_when_durable(
     ctx: &crate::flow::ComponentContext,
 ) -> crate::journal::Durable {
     let (client, pubacks, metrics) = (client.clone(), pubacks.clone(), ctx.metrics.clone());
-    Box::new(move |written| match written {
-        Ok(()) => {
-            for publish in lock(&pubacks).done(ticket) {
-                if let Err(err) = client.try_ack(&publish) {
-                    tracing::warn!(
-                        "cannot acknowledge a publish (the broker will redeliver it): {err}"
-                    );
+    // Counted as unacknowledged until the PUBACK is sent, so a drain keeps the connection up
+    // for it: journaled but never acknowledged, the broker would deliver it a second time.
+    let waiting = metrics.unacked.add();
+    Box::new(move |written| {
+        match written {
+            Ok(()) => {
+                for publish in lock(&pubacks).done(ticket) {
+                    if let Err(err) = client.try_ack(&publish) {
+                        tracing::warn!(
+                            "cannot acknowledge a publish (the broker will redeliver it): {err}"
+                        );
+                    }
                 }
             }
+            Err(err) => metrics.report_error(&format!("journal write failed: {err}")),
         }
-        Err(err) => metrics.report_error(&format!("journal write failed: {err}")),
+        metrics.unacked.remove(waiting);
     })
 }
 

@@ -231,7 +231,14 @@ fn deploy_replace_and_undeploy_while_records_flow_lose_nothing() {
     publish_all(broker.port, "flow/in", &payloads(3_000..3_500));
     let again = serve.cli(&["deploy", file.to_str().unwrap()]);
     assert!(again.status.success(), "{again:?}");
-    let rest = counts(&collector.take(500));
+    let rest = counts(&collector.take_or_explain(500, || {
+        format!(
+            "{}\ndead letters: {:?}\n{}",
+            serve.pipeline("flow"),
+            std::fs::read_to_string(state.path().join("dead-letters/flow.jsonl")),
+            serve.log_so_far()
+        )
+    }));
     assert_eq!(rest.len(), 500);
     assert!(rest.keys().all(|k| k.parse::<usize>().unwrap() >= 3_000));
 
