@@ -15,6 +15,9 @@
 //! - `lint`: `cargo fmt --check` and `cargo clippy --all-targets -- -D warnings`, for the host and
 //!   again for the guests on `wasm32-wasip2`.
 //! - `tidy`: the invariants of ARCHITECTURE.md that can be read off the source (see `tidy.rs`).
+//! - `fuzz [--seconds S | --minutes M]`: installs cargo-fuzz into `target/tools`, seeds each
+//!   target of `fuzz/` from the shipped pipelines, the test data and the invalid pipeline
+//!   snapshots, and runs every target for that long (default 1 minute each); a crash fails it.
 //!
 //! Everything shares one target directory and the release profile, so nothing is built twice.
 
@@ -38,9 +41,10 @@ fn main() -> ExitCode {
         Some("bench") => bench(),
         Some("lint") => lint(),
         Some("tidy") => tidy(),
+        Some("fuzz") => fuzz(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <build | demo | test [-- cargo test args] | faults [--cycles N] | bench [e2e [--records N]] | lint | tidy>"
+                "usage: cargo xtask <build | demo | test [-- cargo test args] | faults [--cycles N] | bench [e2e [--records N]] | lint | tidy | fuzz [--seconds S | --minutes M]>"
             );
             return ExitCode::from(2);
         }
@@ -544,4 +548,169 @@ mod tests {
         assert!(!set_by_cargo_run("CARGO_TARGET_DIR"));
         assert!(!set_by_cargo_run("CARGO_HOME"));
     }
+}
+
+/// The cargo-fuzz release `fuzz` installs.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// The targets of `fuzz/fuzz_targets/`, each with where its seed corpus comes from.
+const FUZZ_TARGETS: &[&str] = &[
+    "pipeline_toml",
+    "interpolate",
+    "codecs",
+    "anomaly_payload",
+    "dead_letter",
+    "journal_entry",
+];
+
+/// Runs every fuzz target for the time asked (per target), one after the other, and prints
+/// each one's runs and CPU seconds; a crash (or a leak of the time limit) fails the command,
+/// and libFuzzer leaves the input that crashed in `target/fuzz/artifacts/TARGET/`.
+fn fuzz(args: &[String]) -> Result<()> {
+    let seconds: u64 = match args {
+        [] => 60,
+        [flag, n] if flag == "--seconds" => n.parse().map_err(|_| format!("--seconds {n}?"))?,
+        [flag, n] if flag == "--minutes" => {
+            n.parse::<u64>().map_err(|_| format!("--minutes {n}?"))? * 60
+        }
+        _ => return Err("usage: cargo xtask fuzz [--seconds S | --minutes M]".into()),
+    };
+    let tools = target_dir().join("tools");
+    let cargo_fuzz = tools.join("bin/cargo-fuzz");
+    if !cargo_fuzz.is_file() {
+        run(cargo()
+            .args(["install", "--locked", "--root"])
+            .arg(&tools)
+            .arg(format!("cargo-fuzz@{CARGO_FUZZ_VERSION}")))?;
+    }
+    let fuzz_dir = root().join("fuzz");
+    let fuzz_target = target_dir().join("fuzz");
+    // The fuzz workspace resolves its dependencies as the main one does.
+    std::fs::copy(root().join("Cargo.lock"), fuzz_dir.join("Cargo.lock"))
+        .map_err(|e| format!("copying Cargo.lock into fuzz/: {e}"))?;
+    // `-s none`: no sanitizer, so a stable toolchain builds it (Rust code is memory-safe
+    // outside `unsafe`; what is looked for is panics, overflows and assertion failures).
+    let fuzz_cmd = |subcommand: &str| {
+        let mut cmd = cargo();
+        cmd.current_dir(&fuzz_dir)
+            .arg("fuzz")
+            .arg(subcommand)
+            .args(["-s", "none", "--target-dir"])
+            .arg(&fuzz_target)
+            .env("PATH", path_with(&tools.join("bin")));
+        cmd
+    };
+    run(&mut fuzz_cmd("build"))?;
+    let mut report = Vec::new();
+    for target in FUZZ_TARGETS {
+        let corpus = target_dir().join("fuzz-corpus").join(target);
+        seed_corpus(target, &corpus)?;
+        let started = cpu_seconds_of_children();
+        let mut cmd = fuzz_cmd("run");
+        cmd.arg(target).arg(&corpus).args([
+            "--".to_string(),
+            format!("-max_total_time={seconds}"),
+            "-rss_limit_mb=2048".into(),
+            "-timeout=10".into(),
+            "-print_final_stats=1".into(),
+        ]);
+        let outcome = run(&mut cmd);
+        let cpu = cpu_seconds_of_children() - started;
+        report.push(format!(
+            "{target}: {} after {cpu:.0} CPU seconds",
+            if outcome.is_ok() {
+                "no crash"
+            } else {
+                "FAILED"
+            }
+        ));
+        if let Err(err) = outcome {
+            println!("{}", report.join("\n"));
+            return Err(format!(
+                "fuzz target {target}: {err}; the input is in {}",
+                fuzz_dir.join("artifacts").join(target).display()
+            ));
+        }
+    }
+    println!("fuzz:\n  {}", report.join("\n  "));
+    Ok(())
+}
+
+/// `PATH` with `dir` first.
+fn path_with(dir: &Path) -> std::ffi::OsString {
+    let mut paths = vec![dir.to_path_buf()];
+    if let Some(path) = std::env::var_os("PATH") {
+        paths.extend(std::env::split_paths(&path));
+    }
+    std::env::join_paths(paths).unwrap_or_default()
+}
+
+/// User plus system CPU seconds of the children waited for so far.
+fn cpu_seconds_of_children() -> f64 {
+    let output = Command::new("sh")
+        .args(["-c", "cat /proc/$PPID/stat"])
+        .output();
+    // Fields 16 and 17 (cutime, cstime) in clock ticks, after the `(comm)` field.
+    output
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let rest = text.rsplit_once(')')?.1.to_string();
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // After `)` come field 3 (state) onwards: cutime and cstime are fields 16 and 17.
+            let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+            Some((ticks(13)? + ticks(14)?) as f64 / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// Fills `corpus` with seeds for `target` from files the project ships (kept across runs:
+/// what the fuzzer finds stays and is built on).
+fn seed_corpus(target: &str, corpus: &Path) -> Result<()> {
+    std::fs::create_dir_all(corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
+    let root = root();
+    let files_in = |dir: &str, ext: &str| -> Vec<PathBuf> {
+        std::fs::read_dir(root.join(dir))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == ext))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut seeds: Vec<Vec<u8>> = Vec::new();
+    match target {
+        "pipeline_toml" | "interpolate" => {
+            for dir in [
+                "pipelines",
+                "host/tests/pipeline_specs/valid",
+                "host/tests/pipeline_specs/invalid",
+            ] {
+                for file in files_in(dir, "toml") {
+                    seeds.push(
+                        std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?,
+                    );
+                }
+            }
+            if target == "interpolate" {
+                seeds.extend(
+                    ["${SLUICE_VAR_A}", "$${X}", "${A:-d}", "${", "a$b", "${1X}"]
+                        .map(|s| s.as_bytes().to_vec()),
+                );
+            }
+        }
+        "anomaly_payload" => {
+            let msgs = root.join("tests/data/ecg_discord_test.msgs");
+            let text =
+                std::fs::read_to_string(&msgs).map_err(|e| format!("{}: {e}", msgs.display()))?;
+            seeds.extend(text.lines().take(5).map(|l| l.as_bytes().to_vec()));
+        }
+        _ => {}
+    }
+    for (i, seed) in seeds.iter().enumerate() {
+        let path = corpus.join(format!("seed-{i}"));
+        std::fs::write(&path, seed).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
 }
