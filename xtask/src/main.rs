@@ -386,10 +386,14 @@ fn faults(args: &[String]) -> Result<()> {
 fn test_command() -> Result<Command> {
     install_test_servers()?;
     install_tansu()?;
+    // The admin API is checked against its OpenAPI document by schemathesis (`api_schema`).
+    let schemathesis = python_venv("schemathesis-venv", "tests/schemathesis/requirements.txt")?
+        .with_file_name("schemathesis");
     let udfs = build(HostBuild::ForTests)?;
     let mut cmd = cargo();
     cmd.args(["test", "--release"])
         .env("SLUICE_BIN", sluice_bin())
+        .env("SLUICE_TEST_SCHEMATHESIS", schemathesis)
         .env("SLUICE_TEST_TANSU", tansu_bin())
         .env("SLUICE_TEST_UDF_DIR", &udfs)
         .env("SLUICE_TEST_FIXTURE_DIR", target_dir().join("test-udfs"));
@@ -455,20 +459,27 @@ fn bench() -> Result<()> {
         .env("SLUICE_TEST_FIXTURE_DIR", target_dir().join("test-udfs")))
 }
 
-/// The end-to-end benchmark against a Python bridge; its table is printed and written to
-/// `target/bench/e2e.json`.
-fn bench_e2e(extra: &[String]) -> Result<()> {
-    install_test_servers()?;
-    install_tansu()?;
-    let udfs = build(HostBuild::Binaries)?;
-    let venv = target_dir().join("tools/bench-venv");
+/// A Python virtual environment `target/tools/NAME` with the packages of `requirements` (a
+/// path from the root) installed; returns its `python`.
+fn python_venv(name: &str, requirements: &str) -> Result<PathBuf> {
+    let venv = target_dir().join("tools").join(name);
     let python = venv.join("bin/python");
     if !python.is_file() {
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     }
     run(Command::new(&python)
         .args(["-m", "pip", "install", "--quiet", "-r"])
-        .arg(root().join("bench/e2e/requirements.txt")))?;
+        .arg(root().join(requirements)))?;
+    Ok(python)
+}
+
+/// The end-to-end benchmark against a Python bridge; its table is printed and written to
+/// `target/bench/e2e.json`.
+fn bench_e2e(extra: &[String]) -> Result<()> {
+    install_test_servers()?;
+    install_tansu()?;
+    let udfs = build(HostBuild::Binaries)?;
+    let python = python_venv("bench-venv", "bench/e2e/requirements.txt")?;
     let out = target_dir().join("bench");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     run(Command::new(&python)

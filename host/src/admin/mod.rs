@@ -12,6 +12,7 @@ pub mod scores;
 
 use crate::api::{ErrorBody, FieldError};
 use crate::control_plane::{ChangeError, ControlPlane};
+use crate::udf_registry::RegistryError;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -181,7 +182,9 @@ impl From<ChangeError> for ApiError {
             ChangeError::Invalid(_)
             | ChangeError::BadName(_)
             | ChangeError::NameMismatch { .. } => StatusCode::BAD_REQUEST,
-            ChangeError::NotFound(_) => StatusCode::NOT_FOUND,
+            ChangeError::NotFound(_) | ChangeError::Udf(RegistryError::Unknown(_)) => {
+                StatusCode::NOT_FOUND
+            }
             ChangeError::Build(_) | ChangeError::Udf(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ChangeError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -144,9 +144,12 @@ pub enum RegistryError {
         /// The UDF directory.
         dir: String,
     },
-    /// Nothing to roll back to, or the name is unknown.
+    /// Nothing to roll back to.
     #[error("{0}")]
     Rollback(String),
+    /// No UDF of that name is in use.
+    #[error("no UDF named `{0}` is in use")]
+    Unknown(String),
 }
 
 impl UdfRegistry {
@@ -323,7 +326,7 @@ impl UdfRegistry {
         let mut entries = self.lock();
         let entry = entries
             .get_mut(name)
-            .ok_or_else(|| RegistryError::Rollback(format!("no UDF named `{name}` is in use")))?;
+            .ok_or_else(|| RegistryError::Unknown(name.to_string()))?;
         if entry.previous.is_empty() {
             return Err(RegistryError::Rollback(format!(
                 "UDF `{name}` has no previous version"
