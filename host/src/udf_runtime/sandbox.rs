@@ -4,8 +4,10 @@
 //!
 //! - WASI p2 with an empty context: no preopened directories, no environment, no arguments,
 //!   no network, no stdin; stdout/stderr go to `tracing` (see `guest_output`).
-//! - Linear memory capped per instance by [`MemoryCap`], which records that the cap was hit so
-//!   the resulting trap is reported as a memory-limit error, not a generic trap.
+//! - Linear memory capped per instance by [`MemoryCap`]: the sum over all of the instance's
+//!   memories (a module declaring many memories does not get the cap many times over), at most
+//!   [`MAX_MEMORIES`] of them. It records that the cap was hit so the resulting trap is
+//!   reported as a memory-limit error, not a generic trap.
 //! - The `host` interface of `sluice:udf` (logging) forwards to `tracing` with the UDF name.
 //! - Waiting is bounded by the call's deadline: the monotonic clock WASI gives the guest
 //!   ([`DeadlineClock`]) ends every wait (`sleep`, `poll` on a timer) at the latest when the
@@ -25,6 +27,8 @@ use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::p2::{subscribe, DynPollable, Pollable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+/// Linear memories an instance may create (a Rust component has one or two).
+pub(super) const MAX_MEMORIES: usize = 8;
 /// The longest `host.log` message passed on; longer ones are cut.
 const MAX_LOG_MESSAGE: usize = 4096;
 /// Table elements an instance may hold (Rust guests need a few hundred).
@@ -235,9 +239,14 @@ impl bindings::sluice::udf::host::Host for HostState {
     }
 }
 
-/// Caps an instance's linear memory and remembers whether a growth was refused.
+/// Caps the linear memory of an instance, all its memories together, and remembers whether a
+/// growth was refused.
 pub(super) struct MemoryCap {
     limit_bytes: u64,
+    /// Bytes of every memory of the instance, as granted.
+    used: u64,
+    /// The last growth granted, taken back if the engine then fails to grow.
+    last_grant: u64,
     pub(super) hit: bool,
 }
 
@@ -245,6 +254,8 @@ impl MemoryCap {
     fn new(limit_bytes: u64) -> Self {
         MemoryCap {
             limit_bytes,
+            used: 0,
+            last_grant: 0,
             hit: false,
         }
     }
@@ -253,15 +264,31 @@ impl MemoryCap {
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = desired as u64 <= self.limit_bytes;
-        if !allowed {
+        // Creating a memory is a growth from 0 to its initial size.
+        let grant = (desired as u64).saturating_sub(current as u64);
+        let allowed = self.used.saturating_add(grant) <= self.limit_bytes;
+        if allowed {
+            self.used += grant;
+            self.last_grant = grant;
+        } else {
             self.hit = true;
         }
         Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.used = self
+            .used
+            .saturating_sub(std::mem::take(&mut self.last_grant));
+        Ok(())
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 
     fn table_growing(
@@ -277,6 +304,34 @@ impl ResourceLimiter for MemoryCap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cap is the instance's, over all its memories: a module declaring several memories
+    /// must not get it once per memory.
+    #[test]
+    fn the_memory_cap_counts_every_memory_of_the_instance() {
+        const MIB: usize = 1 << 20;
+        let mut cap = MemoryCap::new(10 * MIB as u64);
+        assert!(cap.memory_growing(0, 6 * MIB, None).expect("first memory"));
+        assert!(
+            !cap.memory_growing(0, 6 * MIB, None).expect("second memory"),
+            "6 + 6 MiB is over a 10 MiB cap"
+        );
+        assert!(cap.hit);
+        assert!(cap
+            .memory_growing(0, 3 * MIB, None)
+            .expect("a smaller second"));
+        assert!(!cap
+            .memory_growing(6 * MIB, 8 * MIB, None)
+            .expect("first grows"));
+        assert!(cap
+            .memory_growing(6 * MIB, 7 * MIB, None)
+            .expect("to exactly 10"));
+        // A growth granted but then failed in the engine is taken back.
+        cap.memory_grow_failed(wasmtime::Error::msg("mmap failed"))
+            .expect("noted");
+        assert!(cap.memory_growing(6 * MIB, 7 * MIB, None).expect("again"));
+        assert_eq!(cap.memories(), MAX_MEMORIES);
+    }
 
     #[test]
     fn deadline_rounds_up_to_whole_ticks_plus_one() {
