@@ -534,33 +534,6 @@ fn lint() -> Result<()> {
     run(cmd.args(["--", "-D", "warnings"]))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cargo_commands_do_not_inherit_what_cargo_run_set_for_xtask() {
-        // `cargo test` sets these for this test binary, as `cargo run` does for xtask.
-        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
-        assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
-        let cmd = cargo();
-        let removed: Vec<_> = cmd
-            .get_envs()
-            .filter(|(_, value)| value.is_none())
-            .map(|(name, _)| name.to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            removed.iter().any(|n| n == "CARGO_MANIFEST_DIR"),
-            "{removed:?}"
-        );
-        assert!(removed.iter().any(|n| n == "CARGO_PKG_NAME"), "{removed:?}");
-        // The cargo to run and the target directory are the caller's, and stay.
-        assert!(!set_by_cargo_run("CARGO"));
-        assert!(!set_by_cargo_run("CARGO_TARGET_DIR"));
-        assert!(!set_by_cargo_run("CARGO_HOME"));
-    }
-}
-
 /// The cargo-fuzz release `fuzz` installs.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
@@ -724,4 +697,31 @@ fn seed_corpus(target: &str, corpus: &Path) -> Result<()> {
         std::fs::write(&path, seed).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_commands_do_not_inherit_what_cargo_run_set_for_xtask() {
+        // `cargo test` sets these for this test binary, as `cargo run` does for xtask.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
+        let cmd = cargo();
+        let removed: Vec<_> = cmd
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            removed.iter().any(|n| n == "CARGO_MANIFEST_DIR"),
+            "{removed:?}"
+        );
+        assert!(removed.iter().any(|n| n == "CARGO_PKG_NAME"), "{removed:?}");
+        // The cargo to run and the target directory are the caller's, and stay.
+        assert!(!set_by_cargo_run("CARGO"));
+        assert!(!set_by_cargo_run("CARGO_TARGET_DIR"));
+        assert!(!set_by_cargo_run("CARGO_HOME"));
+    }
 }
