@@ -3,9 +3,7 @@
 //! push or roll back a UDF, and the status views of both. Changes that came through the API
 //! are saved in the state directory so a restarted host comes back the same.
 
-use crate::pipeline::{
-    parse_pipeline, ConfigError, PipelineSpec, SinkConfig, SourceConfig, TransformConfig,
-};
+use crate::pipeline::{parse_pipeline, ConfigError, PipelineSpec, TransformConfig};
 use crate::state_dir::{is_valid_name, write_atomically, StateDir, StateError};
 use crate::topology::supervisor::{Deployed, PipelineState, PipelineView};
 use crate::topology::{BuildError, Topology};
@@ -205,7 +203,12 @@ impl ControlPlane {
         })?;
         if origin != Origin::PipelinesDir {
             let mut refused = host_paths(&spec, file, toml);
-            refused.extend(self.kafka_option_problems(&spec, file, toml));
+            refused.extend(crate::kafka_common::pipeline_option_problems(
+                &spec,
+                file,
+                toml,
+                &self.allowed_dirs,
+            ));
             if !refused.is_empty() {
                 refused.sort_by_key(|e| (e.line, e.column));
                 return Err(ChangeError::Invalid(refused));
@@ -271,6 +274,9 @@ impl ControlPlane {
         if !is_valid_name(name) {
             return Err(ChangeError::BadName(name.to_string()));
         }
+        // Compiled first, outside the change's lock: a module slow to compile (bounded by the
+        // runtime's compile budget) does not hold up pipeline builds or other uploads.
+        self.udfs.prepare(name, wasm)?;
         // One change across the deployment and the file, so the directory watcher cannot read
         // the previous file in between and put the previous version back.
         let change = self.udfs.change();
@@ -336,36 +342,6 @@ impl ControlPlane {
 
 /// What a pipeline deployed on a host may not do (checked after parsing, before building).
 impl ControlPlane {
-    /// The librdkafka options of `spec`'s Kafka sources and sinks that a deployed pipeline may
-    /// not set (`kafka_common::deployable_option_problems`), as errors naming each key.
-    fn kafka_option_problems(
-        &self,
-        spec: &PipelineSpec,
-        file: &Path,
-        toml: &str,
-    ) -> Vec<ConfigError> {
-        let sources = spec.sources.iter().filter_map(|c| match &c.config {
-            SourceConfig::Kafka(k) => Some(("sources", &c.name, &k.options)),
-            _ => None,
-        });
-        let sinks = spec.sinks.iter().filter_map(|c| match &c.config {
-            SinkConfig::Kafka(k) => Some(("sinks", &c.name, &k.options)),
-            _ => None,
-        });
-        let mut errors = Vec::new();
-        for (section, name, options) in sources.chain(sinks) {
-            let table = format!("{section}.{name}.options");
-            for (key, message) in
-                crate::kafka_common::deployable_option_problems(options, &self.allowed_dirs)
-            {
-                let mut err = crate::pipeline::error_at(file, toml, &table, message);
-                err.path = format!("{table}.\"{key}\"");
-                errors.push(err);
-            }
-        }
-        errors
-    }
-
     /// `errors` with every substituted value replaced by `***`, and a word on the variable
     /// prefix where a variable was not available.
     fn explain_and_redact(&self, errors: Vec<ConfigError>, values: &[String]) -> Vec<ConfigError> {

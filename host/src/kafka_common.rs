@@ -141,6 +141,36 @@ pub fn deployable_option_problems(
     problems
 }
 
+/// The librdkafka options of `spec`'s Kafka sources and sinks that a pipeline held to the
+/// allowlist may not set ([`deployable_option_problems`]), as errors naming each key and
+/// pointing into `toml` (the text of `file`).
+pub fn pipeline_option_problems(
+    spec: &crate::pipeline::PipelineSpec,
+    file: &std::path::Path,
+    toml: &str,
+    allowed_dirs: &[std::path::PathBuf],
+) -> Vec<crate::pipeline::ConfigError> {
+    use crate::pipeline::{SinkConfig, SourceConfig};
+    let sources = spec.sources.iter().filter_map(|c| match &c.config {
+        SourceConfig::Kafka(k) => Some(("sources", &c.name, &k.options)),
+        _ => None,
+    });
+    let sinks = spec.sinks.iter().filter_map(|c| match &c.config {
+        SinkConfig::Kafka(k) => Some(("sinks", &c.name, &k.options)),
+        _ => None,
+    });
+    let mut errors = Vec::new();
+    for (section, name, options) in sources.chain(sinks) {
+        let table = format!("{section}.{name}.options");
+        for (key, message) in deployable_option_problems(options, allowed_dirs) {
+            let mut err = crate::pipeline::error_at(file, toml, &table, message);
+            err.path = format!("{table}.\"{key}\"");
+            errors.push(err);
+        }
+    }
+    errors
+}
+
 /// Whether `path` names an existing file inside one of `dirs` (both resolved, so `..` and
 /// symbolic links cannot lead out).
 fn under_allowed_dir(path: &str, dirs: &[std::path::PathBuf]) -> bool {

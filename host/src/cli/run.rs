@@ -50,6 +50,15 @@ pub struct RunArgs {
     /// acknowledged (its broker delivers it again) until the file is moved away.
     #[arg(long, value_name = "BYTES", default_value_t = sluice::flow::DEFAULT_DEAD_LETTER_MAX_BYTES)]
     dead_letter_max_bytes: u64,
+    /// Kafka `options` file locations (`ssl.ca.location`, ...) may point under this directory
+    /// (repeatable), as for `sluice serve`; elsewhere they are refused.
+    #[arg(long = "allow-path", value_name = "DIR")]
+    allow_paths: Vec<PathBuf>,
+    /// Pass every Kafka `options` entry to librdkafka unchecked (the file is your own): by
+    /// default they are held to the allowlist a deployed pipeline has (README, Security), since
+    /// some load code, run commands, read files or switch TLS verification off.
+    #[arg(long)]
+    allow_any_kafka_option: bool,
 }
 
 /// `30s`, `500ms`, `2m` or a number of seconds.
@@ -97,6 +106,32 @@ pub fn run(args: RunArgs) -> ExitCode {
     let mut invalid = false;
     for file in &args.files {
         match load_pipeline(file) {
+            Ok(spec) if !args.allow_any_kafka_option => {
+                let text = std::fs::read_to_string(file).unwrap_or_default();
+                let refused = sluice::kafka_common::pipeline_option_problems(
+                    &spec,
+                    file,
+                    &text,
+                    &args.allow_paths,
+                );
+                if refused.is_empty() {
+                    for warning in spec.warnings() {
+                        eprintln!("{warning}");
+                    }
+                    specs.push(spec);
+                    continue;
+                }
+                invalid = true;
+                for err in refused {
+                    eprintln!("{err}");
+                }
+                eprintln!(
+                    "{}: librdkafka options outside the allowlist (README, Security); \
+                     `--allow-path DIR` allows files under DIR, `--allow-any-kafka-option` \
+                     passes every option to librdkafka",
+                    file.display()
+                );
+            }
             Ok(spec) => {
                 for warning in spec.warnings() {
                     eprintln!("{warning}");
@@ -115,6 +150,7 @@ pub fn run(args: RunArgs) -> ExitCode {
     let udf_runtime = match UdfRuntime::new(RuntimeOptions {
         cache_dir: default_cache_dir(),
         fuel_metering: false,
+        compile_timeout: None,
     }) {
         Ok(runtime) => Arc::new(runtime),
         Err(err) => {

@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// acknowledged (its broker delivers it again) until the file is moved away.
     #[arg(long, value_name = "BYTES", default_value_t = sluice::flow::DEFAULT_DEAD_LETTER_MAX_BYTES)]
     dead_letter_max_bytes: u64,
+    /// How long compiling one uploaded or deployed UDF module may take (waiting for a turn
+    /// included: at most two compile at once); past it the module is refused with 422.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = super::run::parse_duration)]
+    udf_compile_timeout: std::time::Duration,
 }
 
 /// Runs the command.
@@ -94,6 +98,7 @@ fn serve(args: ServeArgs) -> Result<sluice::topology::Drained, String> {
     let runtime = UdfRuntime::new(RuntimeOptions {
         cache_dir: default_cache_dir(),
         fuel_metering: false,
+        compile_timeout: Some(args.udf_compile_timeout),
     })
     .map_err(|e| e.to_string())?;
     let udf_dir = args.udf_dir.clone().unwrap_or_else(|| state.udf_dir());

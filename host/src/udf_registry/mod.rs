@@ -188,6 +188,14 @@ impl UdfRegistry {
         config: Vec<(String, String)>,
         limits: UdfLimits,
     ) -> Result<UdfSubscription, RegistryError> {
+        // A first use compiles before taking the lock (the load under it is then a memory
+        // hit), so a slow module never holds up other changes; a file that cannot be read or
+        // compiled here is reported below, under the lock, as before.
+        if self.lock().get(name).is_none() {
+            if let Ok(bytes) = std::fs::read(self.dir.join(format!("{name}.wasm"))) {
+                let _ = self.runtime.load(name, &bytes);
+            }
+        }
         let _deploying = self.deploying.lock().unwrap_or_else(|p| p.into_inner());
         let alive = Arc::new(());
         let subscriber = Subscriber {
@@ -251,6 +259,13 @@ impl UdfRegistry {
     /// Puts the previous version of `name` live again.
     pub fn rollback(&self, name: &str) -> Result<String, RegistryError> {
         self.change().rollback(name)
+    }
+
+    /// Compiles `wasm` ahead of a change (outside its lock), so the change itself finds it
+    /// compiled; an error is the one the change would give.
+    pub fn prepare(&self, name: &str, wasm: &[u8]) -> Result<(), RegistryError> {
+        self.runtime.load(name, wasm)?;
+        Ok(())
     }
 
     /// Starts a change of live versions: exclusive with every other change and with the

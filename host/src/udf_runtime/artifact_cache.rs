@@ -66,6 +66,7 @@ impl ArtifactCache {
                 Err(err) => tracing::debug!(udf = name, "ignoring cached artifact: {err:#}"),
             }
         }
+        tracing::info!(udf = name, bytes = wasm.len(), "compiling UDF module");
         let component = Component::new(engine, wasm).map_err(|e| LoadError::Compile {
             name: name.to_string(),
             reason: format!("{e:#}"),

@@ -3,7 +3,8 @@
 //! - [`UdfRuntime`]: one wasmtime `Engine` (epoch interruption on; fuel metering optional), one
 //!   `Linker` with WASI p2 and the `sluice:udf` host interface, an epoch ticker thread, and a
 //!   cache of compiled components keyed by the sha256 of the module's bytes (in memory, and on
-//!   disk as precompiled artifacts).
+//!   disk as precompiled artifacts, both bounded). Compiling has a time budget and at most
+//!   [`MAX_CONCURRENT_COMPILES`] run at once, each on a thread of its own, with no lock held.
 //! - [`UdfModule`]: a compiled, type-checked component (`InstancePre`), cheap to clone.
 //! - [`UdfWorker`]: one `Store` + instance, reused across batches; traps, timeouts and memory-cap
 //!   hits discard the store and isolate the poison record (see `worker.rs`).
@@ -31,6 +32,13 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
+/// How long compiling one module may take when nothing else is said.
+pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Modules compiled at the same time; more wait for a turn (within their budget).
+pub const MAX_CONCURRENT_COMPILES: usize = 2;
+/// Compiled components kept in memory for reuse (those in use are kept by their users).
+const MAX_COMPILED_IN_MEMORY: usize = 64;
+
 /// How to build a [`UdfRuntime`].
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeOptions {
@@ -38,6 +46,9 @@ pub struct RuntimeOptions {
     pub cache_dir: Option<PathBuf>,
     /// Meter fuel (needed for [`UdfLimits::fuel`]; costs some speed for every UDF).
     pub fuel_metering: bool,
+    /// The time budget for compiling one module, waiting for a turn included
+    /// (default [`DEFAULT_COMPILE_TIMEOUT`]); past it the module is refused.
+    pub compile_timeout: Option<Duration>,
 }
 
 /// Why one record could not be processed. The worker survives all of these.
@@ -149,8 +160,15 @@ pub struct RuntimeError(String);
 /// One wasmtime engine and everything shared by the UDFs it runs.
 pub struct UdfRuntime {
     shared: Arc<Shared>,
-    cache: ArtifactCache,
-    compiled: Mutex<HashMap<String, Component>>,
+    cache: Arc<ArtifactCache>,
+    /// Compiled components by sha256, with the order they were last used in (oldest first).
+    compiled: Mutex<(
+        HashMap<String, Component>,
+        std::collections::VecDeque<String>,
+    )>,
+    compile_timeout: Duration,
+    /// Compilations running (each on a thread of its own), at most [`MAX_CONCURRENT_COMPILES`].
+    compiling: Arc<(Mutex<usize>, std::sync::Condvar)>,
 }
 
 /// What modules and workers keep alive: the engine, the linker and the epoch ticker.
@@ -193,8 +211,10 @@ impl UdfRuntime {
                 fuel_metering: options.fuel_metering,
                 _ticker: ticker,
             }),
-            cache,
-            compiled: Mutex::new(HashMap::new()),
+            cache: Arc::new(cache),
+            compiled: Mutex::default(),
+            compile_timeout: options.compile_timeout.unwrap_or(DEFAULT_COMPILE_TIMEOUT),
+            compiling: Arc::default(),
         })
     }
 
@@ -234,16 +254,106 @@ impl UdfRuntime {
         })
     }
 
+    /// The compiled component of `wasm`: from memory, else from the disk cache or Cranelift
+    /// on a thread of its own, within the compile budget and without holding any lock, so a
+    /// slow module never holds up other loads. Past the budget the module is refused; its
+    /// compilation finishes in the background and is thrown away, still holding its turn.
     fn component(&self, name: &str, sha256: &str, wasm: &[u8]) -> Result<Component, LoadError> {
-        let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(component) = compiled.get(sha256) {
-            return Ok(component.clone());
+        if let Some(component) = self.remembered(sha256) {
+            return Ok(component);
         }
-        let component = self
-            .cache
-            .compile(&self.shared.engine, name, sha256, wasm)?;
-        compiled.insert(sha256.to_string(), component.clone());
+        let refuse = |reason: String| LoadError::Compile {
+            name: name.to_string(),
+            reason,
+        };
+        let deadline = std::time::Instant::now() + self.compile_timeout;
+        let turn = CompileTurn::take(&self.compiling, deadline).ok_or_else(|| {
+            refuse(format!(
+                "{MAX_CONCURRENT_COMPILES} other modules were compiling for the whole {:?} compile budget; try again",
+                self.compile_timeout
+            ))
+        })?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (engine, cache) = (self.shared.engine.clone(), self.cache.clone());
+        let (owned_name, owned_sha, owned_wasm) =
+            (name.to_string(), sha256.to_string(), wasm.to_vec());
+        std::thread::Builder::new()
+            .name("sluice-udf-compile".into())
+            .spawn(move || {
+                let compiled = cache.compile(&engine, &owned_name, &owned_sha, &owned_wasm);
+                drop(turn);
+                let _ = tx.send(compiled);
+            })
+            .map_err(|e| refuse(format!("cannot start a compilation thread: {e}")))?;
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        let component = match rx.recv_timeout(wait) {
+            Ok(compiled) => compiled?,
+            Err(_) => {
+                tracing::warn!(udf = name, budget = ?self.compile_timeout, "UDF compilation over budget: refused");
+                return Err(refuse(format!(
+                    "compiling took longer than the {:?} compile budget (`sluice serve --udf-compile-timeout`)",
+                    self.compile_timeout
+                )));
+            }
+        };
+        self.remember(sha256, &component);
         Ok(component)
+    }
+
+    fn remembered(&self, sha256: &str) -> Option<Component> {
+        let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        let (by_sha, order) = &mut *compiled;
+        let component = by_sha.get(sha256)?.clone();
+        order.retain(|s| s != sha256);
+        order.push_back(sha256.to_string());
+        Some(component)
+    }
+
+    fn remember(&self, sha256: &str, component: &Component) {
+        let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        let (by_sha, order) = &mut *compiled;
+        if by_sha
+            .insert(sha256.to_string(), component.clone())
+            .is_none()
+        {
+            order.push_back(sha256.to_string());
+        }
+        while order.len() > MAX_COMPILED_IN_MEMORY {
+            if let Some(oldest) = order.pop_front() {
+                by_sha.remove(&oldest);
+            }
+        }
+    }
+}
+
+/// One of the [`MAX_CONCURRENT_COMPILES`] turns to compile, given back when dropped.
+struct CompileTurn(Arc<(Mutex<usize>, std::sync::Condvar)>);
+
+impl CompileTurn {
+    /// Waits for a turn until `deadline`; `None` if none came.
+    fn take(
+        gate: &Arc<(Mutex<usize>, std::sync::Condvar)>,
+        deadline: std::time::Instant,
+    ) -> Option<CompileTurn> {
+        let (running, freed) = &**gate;
+        let mut running = running.lock().unwrap_or_else(|p| p.into_inner());
+        while *running >= MAX_CONCURRENT_COMPILES {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            running = freed
+                .wait_timeout(running, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *running += 1;
+        Some(CompileTurn(gate.clone()))
+    }
+}
+
+impl Drop for CompileTurn {
+    fn drop(&mut self) {
+        let (running, freed) = &*self.0;
+        *running.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        freed.notify_one();
     }
 }
 

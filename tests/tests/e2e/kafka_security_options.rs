@@ -2,6 +2,7 @@
 //! has TLS and SASL: a source configured for `SASL_SSL` with SCRAM starts (a build without
 //! OpenSSL refuses these settings when the client is created), and against a plaintext
 //! broker (librdkafka's mock cluster) it really attempts a TLS handshake, which fails.
+//! `sluice run` holds options to the allowlist unless `--allow-any-kafka-option` is given.
 
 use rdkafka::mocking::MockCluster;
 use sluice_harness::{PipelineFile, SluiceRun};
@@ -28,7 +29,24 @@ inputs = ["input"]
             brokers = cluster.bootstrap_servers()
         ),
     );
-    let sluice = SluiceRun::start(&pipeline.path);
+    // Verification switched off is outside the allowlist: refused by default, naming the key.
+    let refused = std::process::Command::new(sluice_harness::sluice_bin())
+        .arg("run")
+        .arg(&pipeline.path)
+        .output()
+        .expect("run sluice");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(r#"sources.input.options."enable.ssl.certificate.verification""#)
+            && stderr.contains("--allow-any-kafka-option"),
+        "{stderr}"
+    );
+    // The operator's explicit flag passes everything through.
+    let sluice = SluiceRun::start_with_args(
+        &pipeline.path,
+        &[std::ffi::OsStr::new("--allow-any-kafka-option")],
+    );
     sluice.wait_for_log("running");
     let line = sluice.wait_for_log("SSL");
     // librdkafka words it several ways: "SSL handshake failed", "... in state SSL_HANDSHAKE",

@@ -385,3 +385,73 @@ fn the_admin_api_keeps_to_its_openapi_document_under_schemathesis() {
     // The host is still up and answering.
     assert_eq!(http(serve.port, "GET", "/health", None, None).status, 200);
 }
+
+/// A module that takes long to compile is refused once the compile budget is spent, with a
+/// reason, and the host keeps answering meanwhile; and compiling happens outside the lock that
+/// UDF changes and pipeline builds take, so a pipeline using another UDF deploys while a slow
+/// upload is still compiling.
+#[test]
+fn a_module_slow_to_compile_is_refused_past_the_budget_and_blocks_nothing() {
+    // About 48 MB of code: seconds of compiling, where a deploy takes a tenth of one.
+    let slow = sluice_harness::wasm::slow_to_compile_component(48, 1 << 20);
+    let tagger = std::fs::read(sluice_harness::fixture("tagger")).expect("tagger fixture");
+
+    // A budget far below what the module needs.
+    let state = tempfile::tempdir().expect("state");
+    // A compiled-module cache of the test's own, not the user's.
+    let cache = state.path().join("cache");
+    let env = [("SLUICE_CACHE_DIR", cache.to_str().expect("a UTF-8 path"))];
+    let serve = Serve::start_with_env(state.path(), &["--udf-compile-timeout", "100ms"], &env);
+    let answer = serve.call("PUT", "/udfs/slow", Some(&slow));
+    assert_eq!(answer.status, 422, "{}", answer.body);
+    assert!(
+        answer.body.contains("compile budget"),
+        "the reason names the budget: {}",
+        answer.body
+    );
+    assert_eq!(serve.call("GET", "/udfs", None).status, 200);
+    drop(serve);
+
+    // The default budget: the module compiles for a while (then fits no world). Meanwhile a
+    // pipeline using the tagger UDF deploys: nothing waits for the slow compilation.
+    let state = tempfile::tempdir().expect("state");
+    let cache = state.path().join("cache");
+    let env = [("SLUICE_CACHE_DIR", cache.to_str().expect("a UTF-8 path"))];
+    let serve = Serve::start_with_env(state.path(), &[], &env);
+    let pushed = serve.call("PUT", "/udfs/tagger", Some(&tagger));
+    assert_eq!(pushed.status, 200, "{}", pushed.body);
+    let port = serve.port;
+    let started = std::time::Instant::now();
+    let upload = std::thread::spawn(move || {
+        let answer = http(port, "PUT", "/udfs/slow", Some(TOKEN), Some(&slow));
+        (answer, started.elapsed())
+    });
+    serve.wait_for_log("compiling UDF module");
+    let pipeline = r#"
+[sources.input]
+type = "mqtt"
+broker.url = "mqtt://127.0.0.1:1"
+topics = ["in"]
+
+[transforms.tag]
+type = "udf"
+inputs = ["input"]
+module = "tagger"
+
+[sinks.output]
+type = "console"
+inputs = ["tag"]
+"#;
+    serve.create_pipeline("tagged", pipeline);
+    let deployed_after = started.elapsed();
+    assert!(
+        !upload.is_finished(),
+        "the pipeline deployed ({deployed_after:?}) while the slow module was still compiling"
+    );
+    let (answer, compiled_after) = upload.join().expect("upload");
+    assert_eq!(answer.status, 422, "{}", answer.body);
+    assert!(answer.body.contains("world"), "{}", answer.body);
+    eprintln!(
+        "deployed after {deployed_after:?}; the slow module was refused after {compiled_after:?}"
+    );
+}

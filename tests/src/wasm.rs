@@ -1,0 +1,62 @@
+//! WebAssembly binaries made byte by byte for hostile-input tests (no toolchain needed).
+
+/// `n` as unsigned LEB128.
+fn leb(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A section: its id, then its contents' size and the contents.
+fn section(id: u8, contents: &[u8]) -> Vec<u8> {
+    let mut out = vec![id];
+    out.extend(leb(contents.len()));
+    out.extend_from_slice(contents);
+    out
+}
+
+/// A component holding one core module of `functions` functions, each about `body_bytes` of
+/// straight-line 64-bit arithmetic on a parameter (nothing to fold away): valid, and slow to
+/// compile (Cranelift works through every instruction). It does not fit the `sluice:udf`
+/// world, so even once compiled it is refused. A custom section carries a fresh nonce, so no
+/// compiled-module cache (the host's is on disk, by content hash) has it from an earlier run.
+pub fn slow_to_compile_component(functions: usize, body_bytes: usize) -> Vec<u8> {
+    // One instruction group: local1 = local1 * param + param; nop (11 bytes).
+    const GROUP: [u8; 11] = [
+        0x20, 0x01, 0x20, 0x00, 0x7e, 0x20, 0x00, 0x7c, 0x21, 0x01, 0x01,
+    ];
+    let mut body = vec![0x01, 0x08, 0x7e]; // one local declaration: 8 x i64
+    for _ in 0..body_bytes / GROUP.len() {
+        body.extend_from_slice(&GROUP);
+    }
+    body.push(0x0b); // end
+    let mut code = leb(functions);
+    for _ in 0..functions {
+        code.extend(leb(body.len()));
+        code.extend_from_slice(&body);
+    }
+    let mut funcs = leb(functions);
+    funcs.extend(std::iter::repeat_n(0x00, functions)); // every function of type 0
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    module.extend(section(1, &[0x01, 0x60, 0x01, 0x7e, 0x00])); // type 0: [i64] -> []
+    module.extend(section(3, &funcs));
+    module.extend(section(10, &code));
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+        ^ u128::from(std::process::id());
+    let mut custom = leb(5);
+    custom.extend_from_slice(b"nonce");
+    custom.extend_from_slice(&nonce.to_le_bytes());
+    module.extend(section(0, &custom));
+    let mut component = b"\0asm\x0d\0\x01\0".to_vec();
+    component.extend(section(1, &module)); // a core module section
+    component
+}
