@@ -9,6 +9,7 @@
 mod api;
 mod observe;
 pub mod scores;
+pub mod tls;
 
 use crate::api::{ErrorBody, FieldError};
 use crate::control_plane::{ChangeError, ControlPlane};
@@ -79,6 +80,24 @@ pub async fn serve(
     state: Arc<AdminState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Serves the admin API over TLS (`config`) on `listener` until `shutdown` resolves.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    state: Arc<AdminState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    // `tap_io` (doing nothing) gives the peer's address to `ConnectInfo`, as for plain TCP.
+    let listener = tls::TlsListener::new(listener, config)?.tap_io(|_| {});
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -29,6 +29,10 @@ pub struct AdminArgs {
     /// The state directory whose `admin-token` to use [default: as `sluice serve`].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for an `https://` admin URL, besides the system's
+    /// [default: $SLUICE_ADMIN_CA].
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 /// Arguments of `sluice deploy`.
@@ -151,7 +155,19 @@ impl Admin {
             }
         };
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        let ca_file = args
+            .ca_file
+            .clone()
+            .or_else(|| std::env::var_os("SLUICE_ADMIN_CA").map(PathBuf::from));
+        if let Some(file) = ca_file {
+            let pem = std::fs::read(&file)
+                .map_err(|e| Failure(2, format!("--ca-file {}: {e}", file.display())))?;
+            let ca = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| Failure(2, format!("--ca-file {}: {e}", file.display())))?;
+            builder = builder.add_root_certificate(ca);
+        }
+        let http = builder
             .build()
             .map_err(|e| Failure(2, format!("cannot create an HTTP client: {e}")))?;
         let runtime = tokio::runtime::Builder::new_current_thread()

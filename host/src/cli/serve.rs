@@ -75,6 +75,13 @@ pub struct ServeArgs {
     /// included: at most two compile at once); past it the module is refused with 422.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = super::run::parse_duration)]
     udf_compile_timeout: std::time::Duration,
+    /// Serve the admin API and dashboard over HTTPS with this certificate chain (PEM, leaf
+    /// first); needs `--tls-key`.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// Runs the command.
@@ -140,6 +147,10 @@ fn serve(args: ServeArgs) -> Result<sluice::topology::Drained, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(sluice::admin::tls::server_config(cert, key)?),
+        _ => None,
+    };
     tokio.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -148,7 +159,8 @@ fn serve(args: ServeArgs) -> Result<sluice::topology::Drained, String> {
             .local_addr()
             .map_err(|e| format!("cannot read the listening address: {e}"))?;
         eprintln!(
-            "sluice serve: admin API and dashboard on http://{address}/ (state: {})",
+            "sluice serve: admin API and dashboard on {}://{address}/ (state: {})",
+            if tls.is_some() { "https" } else { "http" },
             state.root().display()
         );
         if generated {
@@ -168,9 +180,18 @@ fn serve(args: ServeArgs) -> Result<sluice::topology::Drained, String> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = {
             let mut stop_rx = stop_rx.clone();
-            tokio::spawn(sluice::admin::serve(listener, admin.clone(), async move {
+            let stopped = async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
-            }))
+            };
+            match tls {
+                Some(config) => tokio::spawn(sluice::admin::serve_tls(
+                    listener,
+                    config,
+                    admin.clone(),
+                    stopped,
+                )),
+                None => tokio::spawn(sluice::admin::serve(listener, admin.clone(), stopped)),
+            }
         };
         let follow = tokio::spawn(scores.follow(topology.clone()));
         let restored = control.restore().await;

@@ -455,3 +455,79 @@ inputs = ["tag"]
         "deployed after {deployed_after:?}; the slow module was refused after {compiled_after:?}"
     );
 }
+
+/// `serve --tls-cert/--tls-key`: the admin API speaks HTTPS only. The CLI client trusts a
+/// private CA given with `SLUICE_ADMIN_CA` and refuses the host without it; plain HTTP gets no
+/// answer; the audit log still sees the peer's address.
+#[test]
+fn the_admin_api_serves_https_with_the_operators_certificate() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("host key");
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("host params")
+        .signed_by(&key, &issuer)
+        .expect("host certificate");
+    let files = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, pem: String| {
+        let path = files.path().join(name);
+        std::fs::write(&path, pem).expect("write PEM");
+        path.to_str().expect("a UTF-8 path").to_string()
+    };
+    let (ca, cert, key) = (
+        write("ca.pem", ca_cert.pem()),
+        write("host.pem", cert.pem()),
+        write("host.key", key.serialize_pem()),
+    );
+
+    let state = tempfile::tempdir().expect("state");
+    let serve = Serve::start(state.path(), &["--tls-cert", &cert, "--tls-key", &key]);
+    let client = |args: &[&str], ca: Option<&str>| {
+        let mut cmd = std::process::Command::new(sluice_harness::sluice_bin());
+        cmd.args(args)
+            .env(
+                "SLUICE_ADMIN_URL",
+                format!("https://localhost:{}", serve.port),
+            )
+            .env("SLUICE_ADMIN_TOKEN", TOKEN)
+            .env_remove("SLUICE_ADMIN_CA");
+        if let Some(ca) = ca {
+            cmd.env("SLUICE_ADMIN_CA", ca);
+        }
+        cmd.output().expect("run the sluice client")
+    };
+    let trusted = client(&["status"], Some(&ca));
+    assert!(trusted.status.success(), "{trusted:?}");
+    let untrusted = client(&["status"], None);
+    assert_eq!(untrusted.status.code(), Some(2), "{untrusted:?}");
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("certificate"),
+        "the refusal names the certificate: {untrusted:?}"
+    );
+    // Plain HTTP on the TLS port is not answered.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", serve.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(sluice_harness::WAIT))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(
+        !answer.starts_with(b"HTTP/1.1 200"),
+        "plain HTTP answered: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    // A change over TLS is audited with the peer's address.
+    let refused = client(&["undeploy", "nothing-here"], Some(&ca));
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let audit = serve.wait_for_log("path=/pipelines/nothing-here");
+    assert!(audit.contains("remote=127.0.0.1:"), "{audit}");
+}
