@@ -35,6 +35,13 @@ enum Command {
     Status(cli::admin_client::StatusArgs),
     /// Stream the messages passing one component of a running host (PIPELINE.COMPONENT).
     Tap(cli::admin_client::TapArgs),
+    /// Internal: compile a UDF module read on stdin for `sluice serve`, within its budget.
+    #[command(name = "__compile-udf", hide = true)]
+    CompileUdf {
+        /// Fuel metering on, as in the host's engine.
+        #[arg(long)]
+        fuel: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -68,6 +75,9 @@ fn main() -> ExitCode {
         Command::Undeploy(args) => cli::admin_client::undeploy(args),
         Command::Status(args) => cli::admin_client::status(args),
         Command::Tap(args) => cli::admin_client::tap(args),
+        Command::CompileUdf { fuel } => {
+            ExitCode::from(u8::try_from(sluice::udf_runtime::compile_child_main(fuel)).unwrap_or(1))
+        }
         Command::Udf(UdfCommand::Push(args)) => cli::admin_client::udf_push(args),
         Command::Udf(UdfCommand::Rollback(args)) => cli::admin_client::udf_rollback(args),
     }

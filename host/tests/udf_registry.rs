@@ -18,6 +18,7 @@ fn registry_with_tagger_a() -> (tempfile::TempDir, Arc<UdfRegistry>) {
         cache_dir: None,
         fuel_metering: false,
         compile_timeout: None,
+        compiler: None,
     })
     .expect("runtime");
     let registry = UdfRegistry::new(Arc::new(runtime), dir.path().to_path_buf());

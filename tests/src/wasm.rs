@@ -23,8 +23,9 @@ fn section(id: u8, contents: &[u8]) -> Vec<u8> {
 }
 
 /// A component holding one core module of `functions` functions, each about `body_bytes` of
-/// straight-line 64-bit arithmetic on a parameter (nothing to fold away): valid, and slow to
-/// compile (Cranelift works through every instruction). It does not fit the `sluice:udf`
+/// straight-line 64-bit arithmetic on a parameter whose result is returned (nothing to fold or
+/// drop): valid, slow to compile and memory-hungry while compiling (Cranelift keeps every
+/// instruction). It does not fit the `sluice:udf`
 /// world, so even once compiled it is refused. A custom section carries a fresh nonce, so no
 /// compiled-module cache (the host's is on disk, by content hash) has it from an earlier run.
 pub fn slow_to_compile_component(functions: usize, body_bytes: usize) -> Vec<u8> {
@@ -36,7 +37,7 @@ pub fn slow_to_compile_component(functions: usize, body_bytes: usize) -> Vec<u8>
     for _ in 0..body_bytes / GROUP.len() {
         body.extend_from_slice(&GROUP);
     }
-    body.push(0x0b); // end
+    body.extend_from_slice(&[0x20, 0x01, 0x0b]); // return local1 (keeps it all live); end
     let mut code = leb(functions);
     for _ in 0..functions {
         code.extend(leb(body.len()));
@@ -45,7 +46,7 @@ pub fn slow_to_compile_component(functions: usize, body_bytes: usize) -> Vec<u8>
     let mut funcs = leb(functions);
     funcs.extend(std::iter::repeat_n(0x00, functions)); // every function of type 0
     let mut module = b"\0asm\x01\0\0\0".to_vec();
-    module.extend(section(1, &[0x01, 0x60, 0x01, 0x7e, 0x00])); // type 0: [i64] -> []
+    module.extend(section(1, &[0x01, 0x60, 0x01, 0x7e, 0x01, 0x7e])); // type 0: [i64] -> [i64]
     module.extend(section(3, &funcs));
     module.extend(section(10, &code));
     let nonce = std::time::SystemTime::now()

@@ -151,6 +151,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         cache_dir: default_cache_dir(),
         fuel_metering: false,
         compile_timeout: None,
+        compiler: None,
     }) {
         Ok(runtime) => Arc::new(runtime),
         Err(err) => {

@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// included: at most two compile at once); past it the module is refused with 422.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = super::run::parse_duration)]
     udf_compile_timeout: std::time::Duration,
+    /// The memory one UDF compilation may use, in MiB (it runs in a child process with this
+    /// cap); past it the module is refused with 422.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    udf_compile_memory_mib: u64,
     /// Serve the admin API and dashboard over HTTPS with this certificate chain (PEM, leaf
     /// first); needs `--tls-key`.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -106,6 +110,18 @@ fn serve(args: ServeArgs) -> Result<sluice::topology::Drained, String> {
         cache_dir: default_cache_dir(),
         fuel_metering: false,
         compile_timeout: Some(args.udf_compile_timeout),
+        // A child process of our own executable, so the memory budget holds and a compile
+        // past its time is killed, not left running.
+        compiler: match std::env::current_exe() {
+            Ok(program) => Some(sluice::udf_runtime::CompilerProcess {
+                program,
+                memory_bytes: args.udf_compile_memory_mib << 20,
+            }),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot find this executable: UDFs compile in-process, without a memory budget");
+                None
+            }
+        },
     })
     .map_err(|e| e.to_string())?;
     let udf_dir = args.udf_dir.clone().unwrap_or_else(|| state.udf_dir());

@@ -185,6 +185,7 @@ fn build_module(args: &UdfBuildArgs) -> Result<(), String> {
         cache_dir: default_cache_dir(),
         fuel_metering: false,
         compile_timeout: None,
+        compiler: None,
     })
     .map_err(|e| e.to_string())?;
     let module = runtime.load(&name, &wasm).map_err(|e| e.to_string())?;

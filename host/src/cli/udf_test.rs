@@ -88,6 +88,7 @@ impl UdfModuleArgs {
             cache_dir: default_cache_dir(),
             fuel_metering: self.fuel.is_some(),
             compile_timeout: None,
+            compiler: None,
         })
         .map_err(|e| e.to_string())?;
         let module = runtime.load_file(path, None).map_err(|e| e.to_string())?;

@@ -41,13 +41,14 @@ impl ArtifactCache {
         Some(dir.join(format!("{sha256}-{}.cwasm", self.engine_key)))
     }
 
-    /// The compiled component for `wasm`, from the cache when possible.
+    /// The compiled component for `wasm`, from the cache when possible, else from `compile`.
     pub(super) fn compile(
         &self,
         engine: &Engine,
         name: &str,
         sha256: &str,
         wasm: &[u8],
+        compile: impl FnOnce(&[u8]) -> Result<Component, LoadError>,
     ) -> Result<Component, LoadError> {
         let path = self.path(sha256);
         // Read into memory rather than mmap the file: a cache file truncated or rewritten while
@@ -67,10 +68,7 @@ impl ArtifactCache {
             }
         }
         tracing::info!(udf = name, bytes = wasm.len(), "compiling UDF module");
-        let component = Component::new(engine, wasm).map_err(|e| LoadError::Compile {
-            name: name.to_string(),
-            reason: format!("{e:#}"),
-        })?;
+        let component = compile(wasm)?;
         if let Some(path) = path {
             if let Err(err) = store(&component, &path) {
                 tracing::warn!(udf = name, path = %path.display(), "cannot cache compiled UDF: {err}");
@@ -165,7 +163,9 @@ mod tests {
         cache.max_files = 2;
         let compile = |cache: &ArtifactCache, sha: &str| {
             cache
-                .compile(&engine, "empty", sha, EMPTY_COMPONENT)
+                .compile(&engine, "empty", sha, EMPTY_COMPONENT, |wasm| {
+                    Ok(Component::new(&engine, wasm).expect("an empty component"))
+                })
                 .expect("compiles");
             // Modification times in order, whatever the file system's resolution.
             std::thread::sleep(std::time::Duration::from_millis(20));

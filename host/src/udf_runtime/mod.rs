@@ -13,10 +13,14 @@
 
 mod artifact_cache;
 mod bindings;
+mod compile_process;
 mod guest_output;
 mod sandbox;
 mod worker;
 
+pub use compile_process::{
+    child_main as compile_child_main, CompilerProcess, SUBCOMMAND as COMPILE_SUBCOMMAND,
+};
 pub use sandbox::UdfLimits;
 pub use worker::{RecordResult, UdfWorker};
 
@@ -49,6 +53,19 @@ pub struct RuntimeOptions {
     /// The time budget for compiling one module, waiting for a turn included
     /// (default [`DEFAULT_COMPILE_TIMEOUT`]); past it the module is refused.
     pub compile_timeout: Option<Duration>,
+    /// Compile in a child process with a memory budget (killed at the time budget); `None`
+    /// compiles on a thread of this process (tests, the authoring kit).
+    pub compiler: Option<CompilerProcess>,
+}
+
+/// The engine settings, the same in the host and in a compiling child (a precompiled
+/// component loads only into an engine configured alike).
+fn engine_config(fuel_metering: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.consume_fuel(fuel_metering);
+    config
 }
 
 /// Why one record could not be processed. The worker survives all of these.
@@ -167,6 +184,7 @@ pub struct UdfRuntime {
         std::collections::VecDeque<String>,
     )>,
     compile_timeout: Duration,
+    compiler: Option<CompilerProcess>,
     /// Compilations running (each on a thread of its own), at most [`MAX_CONCURRENT_COMPILES`].
     compiling: Arc<(Mutex<usize>, std::sync::Condvar)>,
 }
@@ -182,11 +200,8 @@ struct Shared {
 impl UdfRuntime {
     /// Builds the engine, links WASI p2 and the host interface, and starts the epoch ticker.
     pub fn new(options: RuntimeOptions) -> Result<Self, RuntimeError> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        config.consume_fuel(options.fuel_metering);
-        let engine = Engine::new(&config).map_err(|e| RuntimeError(format!("{e:#}")))?;
+        let engine = Engine::new(&engine_config(options.fuel_metering))
+            .map_err(|e| RuntimeError(format!("{e:#}")))?;
 
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
@@ -214,6 +229,7 @@ impl UdfRuntime {
             cache: Arc::new(cache),
             compiled: Mutex::default(),
             compile_timeout: options.compile_timeout.unwrap_or(DEFAULT_COMPILE_TIMEOUT),
+            compiler: options.compiler,
             compiling: Arc::default(),
         })
     }
@@ -277,10 +293,22 @@ impl UdfRuntime {
         let (engine, cache) = (self.shared.engine.clone(), self.cache.clone());
         let (owned_name, owned_sha, owned_wasm) =
             (name.to_string(), sha256.to_string(), wasm.to_vec());
+        let (compiler, fuel) = (self.compiler.clone(), self.shared.fuel_metering);
+        let budget = self.compile_timeout;
         std::thread::Builder::new()
             .name("sluice-udf-compile".into())
             .spawn(move || {
-                let compiled = cache.compile(&engine, &owned_name, &owned_sha, &owned_wasm);
+                let compile = |wasm: &[u8]| {
+                    let how = Compile {
+                        compiler: compiler.as_ref(),
+                        fuel_metering: fuel,
+                        deadline,
+                        budget,
+                    };
+                    compile_now(&engine, &how, &owned_name, wasm)
+                };
+                let compiled =
+                    cache.compile(&engine, &owned_name, &owned_sha, &owned_wasm, compile);
                 drop(turn);
                 let _ = tx.send(compiled);
             })
@@ -324,6 +352,52 @@ impl UdfRuntime {
             }
         }
     }
+}
+
+/// How a cache miss is compiled.
+struct Compile<'a> {
+    /// In a child process with a memory budget, killed at `deadline`; `None`: here.
+    compiler: Option<&'a CompilerProcess>,
+    fuel_metering: bool,
+    deadline: std::time::Instant,
+    budget: Duration,
+}
+
+/// Compiles `wasm` (a cache miss) as `how` says.
+fn compile_now(
+    engine: &Engine,
+    how: &Compile<'_>,
+    name: &str,
+    wasm: &[u8],
+) -> Result<Component, LoadError> {
+    let refuse = |reason: String| LoadError::Compile {
+        name: name.to_string(),
+        reason,
+    };
+    let Some(compiler) = how.compiler else {
+        return Component::new(engine, wasm).map_err(|e| refuse(format!("{e:#}")));
+    };
+    let bytes = compile_process::compile(compiler, how.fuel_metering, wasm, how.deadline)
+        .map_err(|failure| {
+            refuse(match failure {
+                compile_process::ChildFailure::Timeout => format!(
+                    "compiling took longer than the {:?} compile budget (`sluice serve --udf-compile-timeout`)",
+                    how.budget
+                ),
+                compile_process::ChildFailure::Memory => format!(
+                    "compiling needed more than the {} MiB compile memory budget (`sluice serve --udf-compile-memory-mib`)",
+                    compiler.memory_bytes >> 20
+                ),
+                compile_process::ChildFailure::Refused(reason) => reason,
+            })
+        })?;
+    // SAFETY: the bytes come from our own executable's `__compile-udf` child, compiled with
+    // the same engine settings; wasmtime still checks the header, the settings and the version.
+    unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| {
+        refuse(format!(
+            "the compiler process's output does not load: {e:#}"
+        ))
+    })
 }
 
 /// One of the [`MAX_CONCURRENT_COMPILES`] turns to compile, given back when dropped.

@@ -386,14 +386,16 @@ fn the_admin_api_keeps_to_its_openapi_document_under_schemathesis() {
     assert_eq!(http(serve.port, "GET", "/health", None, None).status, 200);
 }
 
-/// A module that takes long to compile is refused once the compile budget is spent, with a
-/// reason, and the host keeps answering meanwhile; and compiling happens outside the lock that
+/// A module that takes long to compile is refused once the compile budget is spent (its
+/// compiling process killed), or once it needs more memory than its budget, with a reason, and
+/// the host keeps answering meanwhile; and compiling happens outside the lock that
 /// UDF changes and pipeline builds take, so a pipeline using another UDF deploys while a slow
 /// upload is still compiling.
 #[test]
 fn a_module_slow_to_compile_is_refused_past_the_budget_and_blocks_nothing() {
-    // About 48 MB of code: seconds of compiling, where a deploy takes a tenth of one.
-    let slow = sluice_harness::wasm::slow_to_compile_component(48, 1 << 20);
+    // About 16 MB of code: seconds of compiling and hundreds of MiB while at it, where a
+    // deploy takes a tenth of a second.
+    let slow = sluice_harness::wasm::slow_to_compile_component(16, 1 << 20);
     let tagger = std::fs::read(sluice_harness::fixture("tagger")).expect("tagger fixture");
 
     // A budget far below what the module needs.
@@ -410,6 +412,24 @@ fn a_module_slow_to_compile_is_refused_past_the_budget_and_blocks_nothing() {
         answer.body
     );
     assert_eq!(serve.call("GET", "/udfs", None).status, 200);
+    drop(serve);
+
+    // A memory budget far below what compiling it takes: the compiling process runs out and
+    // the module is refused, the host unharmed.
+    let state = tempfile::tempdir().expect("state");
+    let cache = state.path().join("cache");
+    let env = [("SLUICE_CACHE_DIR", cache.to_str().expect("a UTF-8 path"))];
+    let serve = Serve::start_with_env(state.path(), &["--udf-compile-memory-mib", "128"], &env);
+    let answer = serve.call("PUT", "/udfs/slow", Some(&slow));
+    assert_eq!(answer.status, 422, "{}", answer.body);
+    assert!(
+        answer.body.contains("compile memory budget"),
+        "the reason names the memory budget: {}",
+        answer.body
+    );
+    // A real UDF compiles within that budget.
+    let pushed = serve.call("PUT", "/udfs/tagger", Some(&tagger));
+    assert_eq!(pushed.status, 200, "{}", pushed.body);
     drop(serve);
 
     // The default budget: the module compiles for a while (then fits no world). Meanwhile a
