@@ -61,3 +61,48 @@ pub fn slow_to_compile_component(functions: usize, body_bytes: usize) -> Vec<u8>
     component.extend(section(1, &module)); // a core module section
     component
 }
+
+/// `component` with `memories` more linear memories of `pages` 64 KiB pages each, created when
+/// it is instantiated: each in a core module of its own (`(module (memory PAGES))`),
+/// instantiated by core instance sections appended to the component. Whatever the component
+/// does, instantiating it asks the sandbox for all of them on top of its own.
+pub fn with_extra_memories(component: &[u8], memories: usize, pages: usize) -> Vec<u8> {
+    // Core modules are numbered in the order their sections appear: count the existing ones.
+    let mut modules = 0;
+    let mut at = 8; // after the preamble
+    while at < component.len() {
+        let id = component[at];
+        let (size, read) = read_leb(&component[at + 1..]);
+        if id == 1 {
+            modules += 1;
+        }
+        at += 1 + read + size;
+    }
+    let mut memory = b"\0asm\x01\0\0\0".to_vec();
+    let mut limits = vec![0x01, 0x00]; // one memory, minimum only
+    limits.extend(leb(pages));
+    memory.extend(section(5, &limits));
+    let mut out = component.to_vec();
+    for i in 0..memories {
+        out.extend(section(1, &memory));
+        // One core instance: instantiate module `modules + i` with no arguments.
+        let mut instance = vec![0x01, 0x00];
+        instance.extend(leb(modules + i));
+        instance.push(0x00);
+        out.extend(section(2, &instance));
+    }
+    out
+}
+
+/// An unsigned LEB128 number at the start of `bytes`, and how many bytes it took.
+fn read_leb(bytes: &[u8]) -> (usize, usize) {
+    let (mut value, mut shift) = (0usize, 0);
+    for (i, byte) in bytes.iter().enumerate() {
+        value |= usize::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return (value, i + 1);
+        }
+        shift += 7;
+    }
+    (value, bytes.len())
+}

@@ -551,3 +551,52 @@ fn the_admin_api_serves_https_with_the_operators_certificate() {
     let audit = serve.wait_for_log("path=/pipelines/nothing-here");
     assert!(audit.contains("remote=127.0.0.1:"), "{audit}");
 }
+
+/// The memory cap (`memory_mib`, default 64) is the instance's, over all its linear memories:
+/// a module with one extra 40 MiB memory fits beside its own, one with two does not, though
+/// each alone is under the cap (before, the cap held per memory, and two passed).
+#[test]
+fn a_module_with_several_memories_does_not_get_the_cap_several_times() {
+    let tagger = std::fs::read(sluice_harness::fixture("tagger")).expect("tagger fixture");
+    const PAGES_40_MIB: usize = 640;
+    let one = sluice_harness::wasm::with_extra_memories(&tagger, 1, PAGES_40_MIB);
+    let two = sluice_harness::wasm::with_extra_memories(&tagger, 2, PAGES_40_MIB);
+    let state = tempfile::tempdir().expect("state");
+    let serve = Serve::start(state.path(), &[]);
+    let pipeline = |module: &str| {
+        format!(
+            r#"
+[sources.input]
+type = "mqtt"
+broker.url = "mqtt://127.0.0.1:1"
+topics = ["in"]
+
+[transforms.tag]
+type = "udf"
+inputs = ["input"]
+module = "{module}"
+
+[sinks.output]
+type = "console"
+inputs = ["tag"]
+"#
+        )
+    };
+    let pushed = serve.call("PUT", "/udfs/one-more", Some(&one));
+    assert_eq!(pushed.status, 200, "{}", pushed.body);
+    serve.create_pipeline("one-more", &pipeline("one-more"));
+
+    let pushed = serve.call("PUT", "/udfs/two-more", Some(&two));
+    assert_eq!(pushed.status, 200, "{}", pushed.body);
+    let refused = serve.call(
+        "PUT",
+        "/pipelines/two-more",
+        Some(pipeline("two-more").as_bytes()),
+    );
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused.body.contains("memory-limit"),
+        "the reason is the memory cap: {}",
+        refused.body
+    );
+}
