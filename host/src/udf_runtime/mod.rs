@@ -524,6 +524,29 @@ impl Drop for EpochTicker {
 mod tests {
     use super::*;
 
+    /// The compiled components kept in memory are bounded; the least recently used goes
+    /// first (a lookup counts as a use).
+    #[test]
+    fn compiled_components_in_memory_are_bounded() {
+        let runtime = UdfRuntime::new(RuntimeOptions::default()).expect("runtime");
+        let empty =
+            Component::new(&runtime.shared.engine, b"\0asm\x0d\0\x01\0").expect("component");
+        for i in 0..MAX_COMPILED_IN_MEMORY {
+            runtime.remember(&format!("sha-{i}"), &empty);
+        }
+        assert!(runtime.remembered("sha-0").is_some(), "all kept so far");
+        // sha-0 was just used: sha-1 is now the least recently used.
+        runtime.remember("one-more", &empty);
+        assert!(
+            runtime.remembered("sha-1").is_none(),
+            "the least recently used went"
+        );
+        assert!(runtime.remembered("sha-0").is_some());
+        assert!(runtime.remembered("one-more").is_some());
+        let kept = runtime.compiled.lock().expect("lock").0.len();
+        assert_eq!(kept, MAX_COMPILED_IN_MEMORY);
+    }
+
     #[test]
     fn record_error_kinds_prefix_their_messages() {
         let errors = [
