@@ -559,16 +559,14 @@ fn read_message(
     }
     let payload = message.payload().unwrap_or_default();
     let decoded = config.within_size(payload).and_then(|()| match bad_header {
-        None => config.decoding.decode(payload),
+        None => decode(config, payload),
         Some(problem) => Err(problem),
     });
     let (value, failure) = match decoded {
         Ok(value) => (value, None),
         Err(reason) => (
             payload.to_vec(),
-            Some(format!(
-                "decode: {reason} (offset {offset} of {topic}/{partition})"
-            )),
+            Some(format!("{reason} (offset {offset} of {topic}/{partition})")),
         ),
     };
     let msg = crate::message::Message {
@@ -578,6 +576,14 @@ fn read_message(
         timestamp_ms: message.timestamp().to_millis(),
     };
     (msg, failure)
+}
+
+/// The value `payload` decodes to, or why not (`decode: ...`, as the MQTT source says it).
+fn decode(config: &KafkaSourceConfig, payload: &[u8]) -> Result<Vec<u8>, String> {
+    config
+        .decoding
+        .decode(payload)
+        .map_err(|reason| format!("decode: {reason}"))
 }
 
 /// `message` as the journal keeps it; `None` when a header key is not UTF-8 (such a record goes
@@ -611,13 +617,13 @@ fn read_entry(
     headers.extend(entry.properties.iter().cloned());
     let decoded = config
         .within_size(&entry.payload)
-        .and_then(|()| config.decoding.decode(&entry.payload));
+        .and_then(|()| decode(config, &entry.payload));
     let (value, failure) = match decoded {
         Ok(value) => (value, None),
         Err(reason) => (
             entry.payload.clone(),
             Some(format!(
-                "decode: {reason} (topic {})",
+                "{reason} (topic {})",
                 String::from_utf8_lossy(&entry.topic)
             )),
         ),
