@@ -23,6 +23,7 @@ pub mod mqtt;
 pub mod netns;
 pub mod process;
 pub mod serve;
+pub mod tls;
 pub mod wasm;
 
 pub use data::{demo_payloads, ecg_messages, expected_scores, spaced};

@@ -3,6 +3,7 @@
 //! handshake is done. Handshakes run concurrently, each with a deadline, so a client that
 //! connects and says nothing holds up no one.
 
+use crate::sources::mqtt::AbortOnDrop;
 use axum::serve::Listener;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -50,15 +51,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
 pub struct TlsListener {
     local: SocketAddr,
     ready: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    _acceptor: AbortOnDrop,
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    _acceptor: AbortOnDrop<()>,
 }
 
 impl TlsListener {

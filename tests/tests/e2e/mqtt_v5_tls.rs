@@ -3,6 +3,7 @@
 //! - TLS (rustls) with a private CA: source and sink both over `mqtts://`, and a broker whose
 //!   certificate the configured CA did not sign is refused.
 
+use sluice_harness::tls::TestCerts;
 use sluice_harness::{free_port, Mosquitto, PipelineFile, SluiceRun, WAIT};
 use std::sync::mpsc;
 
@@ -110,45 +111,6 @@ topic = "tls/out"
         "the refusal names the certificate problem: {line}"
     );
     assert!(sluice.stop().success());
-}
-
-/// A private CA and a broker certificate for `localhost` signed by it, as PEM files.
-struct TestCerts {
-    _dir: tempfile::TempDir,
-    ca: std::path::PathBuf,
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
-}
-
-impl TestCerts {
-    fn generate() -> Self {
-        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "sluice test CA");
-        let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-        let issuer = Issuer::new(ca_params, ca_key);
-        let key = KeyPair::generate().expect("broker key");
-        let cert = CertificateParams::new(vec!["localhost".to_string()])
-            .expect("broker params")
-            .signed_by(&key, &issuer)
-            .expect("broker certificate");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let write = |name: &str, pem: String| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, pem).expect("write PEM");
-            path
-        };
-        TestCerts {
-            ca: write("ca.pem", ca_cert.pem()),
-            cert: write("broker.pem", cert.pem()),
-            key: write("broker.key", key.serialize_pem()),
-            _dir: dir,
-        }
-    }
 }
 
 /// Publishes at QoS 1 with MQTT 5 and one user property; returns when all are acknowledged.

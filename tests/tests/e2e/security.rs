@@ -447,22 +447,7 @@ fn a_module_slow_to_compile_is_refused_past_the_budget_and_blocks_nothing() {
         (answer, started.elapsed())
     });
     serve.wait_for_log("compiling UDF module");
-    let pipeline = r#"
-[sources.input]
-type = "mqtt"
-broker.url = "mqtt://127.0.0.1:1"
-topics = ["in"]
-
-[transforms.tag]
-type = "udf"
-inputs = ["input"]
-module = "tagger"
-
-[sinks.output]
-type = "console"
-inputs = ["tag"]
-"#;
-    serve.create_pipeline("tagged", pipeline);
+    serve.create_pipeline("tagged", &udf_pipeline("tagger"));
     let deployed_after = started.elapsed();
     assert!(
         !upload.is_finished(),
@@ -481,28 +466,9 @@ inputs = ["tag"]
 /// answer; the audit log still sees the peer's address.
 #[test]
 fn the_admin_api_serves_https_with_the_operators_certificate() {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("host key");
-    let cert = CertificateParams::new(vec!["localhost".to_string()])
-        .expect("host params")
-        .signed_by(&key, &issuer)
-        .expect("host certificate");
-    let files = tempfile::tempdir().expect("tempdir");
-    let write = |name: &str, pem: String| {
-        let path = files.path().join(name);
-        std::fs::write(&path, pem).expect("write PEM");
-        path.to_str().expect("a UTF-8 path").to_string()
-    };
-    let (ca, cert, key) = (
-        write("ca.pem", ca_cert.pem()),
-        write("host.pem", cert.pem()),
-        write("host.key", key.serialize_pem()),
-    );
+    let certs = sluice_harness::tls::TestCerts::generate();
+    let path = |p: &std::path::Path| p.to_str().expect("a UTF-8 path").to_string();
+    let (ca, cert, key) = (path(&certs.ca), path(&certs.cert), path(&certs.key));
 
     let state = tempfile::tempdir().expect("state");
     let serve = Serve::start(state.path(), &["--tls-cert", &cert, "--tls-key", &key]);
@@ -563,35 +529,16 @@ fn a_module_with_several_memories_does_not_get_the_cap_several_times() {
     let two = sluice_harness::wasm::with_extra_memories(&tagger, 2, PAGES_40_MIB);
     let state = tempfile::tempdir().expect("state");
     let serve = Serve::start(state.path(), &[]);
-    let pipeline = |module: &str| {
-        format!(
-            r#"
-[sources.input]
-type = "mqtt"
-broker.url = "mqtt://127.0.0.1:1"
-topics = ["in"]
-
-[transforms.tag]
-type = "udf"
-inputs = ["input"]
-module = "{module}"
-
-[sinks.output]
-type = "console"
-inputs = ["tag"]
-"#
-        )
-    };
     let pushed = serve.call("PUT", "/udfs/one-more", Some(&one));
     assert_eq!(pushed.status, 200, "{}", pushed.body);
-    serve.create_pipeline("one-more", &pipeline("one-more"));
+    serve.create_pipeline("one-more", &udf_pipeline("one-more"));
 
     let pushed = serve.call("PUT", "/udfs/two-more", Some(&two));
     assert_eq!(pushed.status, 200, "{}", pushed.body);
     let refused = serve.call(
         "PUT",
         "/pipelines/two-more",
-        Some(pipeline("two-more").as_bytes()),
+        Some(udf_pipeline("two-more").as_bytes()),
     );
     assert_eq!(refused.status, 422, "{}", refused.body);
     assert!(
