@@ -10,7 +10,7 @@ use std::time::Duration;
 
 fn limits() -> UdfLimits {
     UdfLimits {
-        memory_bytes: 32 << 20,
+        memory_bytes: Some(32 << 20),
         deadline: Duration::from_millis(200),
         fuel: None,
     }

@@ -33,9 +33,10 @@ pub struct UdfModuleArgs {
     /// Where module names are looked up [default: $SLUICE_UDF_DIR or target/udfs].
     #[arg(long, value_name = "DIR")]
     pub udf_dir: Option<PathBuf>,
-    /// Memory cap per instance, in MiB.
-    #[arg(long, default_value_t = 64)]
-    pub memory_mib: u64,
+    /// Memory cap per instance, in MiB [default: by the module's language: 64 compiled,
+    /// 128 JavaScript, 256 Python].
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
     /// Wall-clock deadline per batch, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub deadline_ms: u64,
@@ -93,7 +94,7 @@ impl UdfModuleArgs {
         .map_err(|e| e.to_string())?;
         let module = runtime.load_file(path, None).map_err(|e| e.to_string())?;
         let limits = UdfLimits {
-            memory_bytes: self.memory_mib.saturating_mul(1 << 20),
+            memory_bytes: self.memory_mib.map(|mib| mib.saturating_mul(1 << 20)),
             deadline: Duration::from_millis(self.deadline_ms),
             fuel: self.fuel,
         };

@@ -13,9 +13,10 @@ pub struct UdfTransformConfig {
     /// Passed to the UDF's `init` as key/value pairs.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
-    /// Memory cap per instance, in MiB (default 64).
-    #[serde(default = "memory_mib")]
-    pub memory_mib: u64,
+    /// Memory cap per instance, in MiB. Default: by the module's language, 64 for compiled
+    /// modules (Rust), 128 for JavaScript, 256 for Python (an interpreter runs inside).
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
     /// Wall-clock deadline per batch, in milliseconds (default 1000).
     #[serde(default = "deadline_ms")]
     pub deadline_ms: u64,
@@ -85,10 +86,6 @@ impl<'de> Deserialize<'de> for Workers {
     }
 }
 
-fn memory_mib() -> u64 {
-    64
-}
-
 fn deadline_ms() -> u64 {
     1000
 }
@@ -104,11 +101,8 @@ impl UdfTransformConfig {
         if self.module.trim().is_empty() {
             problems.push(("module", "name a UDF module".into()));
         }
-        if self.memory_mib == 0 || self.memory_mib > 4096 {
-            problems.push((
-                "memory_mib",
-                format!("must be 1..=4096 MiB, not {}", self.memory_mib),
-            ));
+        if let Some(mib) = self.memory_mib.filter(|mib| !(1..=4096).contains(mib)) {
+            problems.push(("memory_mib", format!("must be 1..=4096 MiB, not {mib}")));
         }
         if self.deadline_ms == 0 {
             problems.push(("deadline_ms", "must be at least 1 ms".into()));
@@ -146,7 +140,7 @@ impl UdfTransform {
     ) -> Result<Self, String> {
         use crate::udf_registry::ModuleRef;
         let limits = crate::udf_runtime::UdfLimits {
-            memory_bytes: config.memory_mib.saturating_mul(1 << 20),
+            memory_bytes: config.memory_mib.map(|mib| mib.saturating_mul(1 << 20)),
             deadline: std::time::Duration::from_millis(config.deadline_ms),
             fuel: None,
         };

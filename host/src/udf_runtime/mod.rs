@@ -15,12 +15,14 @@ mod artifact_cache;
 mod bindings;
 mod compile_process;
 mod guest_output;
+mod language;
 mod sandbox;
 mod worker;
 
 pub use compile_process::{
     child_main as compile_child_main, CompilerProcess, SUBCOMMAND as COMPILE_SUBCOMMAND,
 };
+pub use language::GuestLanguage;
 pub use sandbox::UdfLimits;
 pub use worker::{RecordResult, UdfWorker};
 
@@ -264,6 +266,7 @@ impl UdfRuntime {
             inner: Arc::new(ModuleInner {
                 name: name.into(),
                 sha256,
+                language: GuestLanguage::detect(wasm),
                 pre,
                 shared: self.shared.clone(),
             }),
@@ -445,6 +448,7 @@ pub struct UdfModule {
 struct ModuleInner {
     name: Arc<str>,
     sha256: String,
+    language: GuestLanguage,
     pre: bindings::UdfPre<HostState>,
     shared: Arc<Shared>,
 }
@@ -458,6 +462,11 @@ impl UdfModule {
     /// The sha256 of the module's bytes, in hex.
     pub fn sha256(&self) -> &str {
         &self.inner.sha256
+    }
+
+    /// What built the module, for its default limits.
+    pub fn language(&self) -> GuestLanguage {
+        self.inner.language
     }
 
     /// `NAME@SHA8`: the version tag of this exact module.

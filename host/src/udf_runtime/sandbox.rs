@@ -18,6 +18,7 @@
 
 use super::bindings::{self, Level};
 use super::guest_output::GuestOutput;
+use super::GuestLanguage;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,8 +41,9 @@ pub(super) const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Per-UDF sandbox limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdfLimits {
-    /// Linear memory an instance may grow to, in bytes.
-    pub memory_bytes: u64,
+    /// Linear memory an instance may grow to, in bytes (all its memories together); `None`:
+    /// the default of the module's language ([`GuestLanguage::default_memory_bytes`]).
+    pub memory_bytes: Option<u64>,
     /// Wall-clock time one `process` call (one batch) may take.
     pub deadline: Duration,
     /// Wasm fuel per call, when the runtime was built with fuel metering.
@@ -51,10 +53,29 @@ pub struct UdfLimits {
 impl Default for UdfLimits {
     fn default() -> Self {
         UdfLimits {
-            memory_bytes: 64 << 20,
+            memory_bytes: None,
             deadline: Duration::from_secs(1),
             fuel: None,
         }
+    }
+}
+
+impl UdfLimits {
+    /// These limits for `language`: its default memory cap when none is set.
+    pub fn for_language(self, language: GuestLanguage) -> UdfLimits {
+        UdfLimits {
+            memory_bytes: Some(
+                self.memory_bytes
+                    .unwrap_or_else(|| language.default_memory_bytes()),
+            ),
+            ..self
+        }
+    }
+
+    /// The memory cap in bytes (the compiled default when unresolved).
+    pub fn memory_cap(&self) -> u64 {
+        self.memory_bytes
+            .unwrap_or_else(|| GuestLanguage::Compiled.default_memory_bytes())
     }
 }
 

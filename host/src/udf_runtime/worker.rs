@@ -38,6 +38,7 @@ impl UdfWorker {
         config: Vec<(String, String)>,
         limits: UdfLimits,
     ) -> Result<Self, RecordError> {
+        let limits = limits.for_language(module.language());
         let mut worker = UdfWorker {
             module,
             config,
@@ -150,7 +151,7 @@ impl UdfWorker {
     /// A fresh store and instance, with `init` run under the same limits as a batch.
     fn instantiate(&self) -> Result<Live, RecordError> {
         let inner = &self.module.inner;
-        let state = HostState::new(inner.name.clone(), self.limits.memory_bytes);
+        let state = HostState::new(inner.name.clone(), self.limits.memory_cap());
         let mut store = Store::new(&inner.shared.engine, state);
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_trap();
@@ -191,7 +192,7 @@ fn classify(err: &wasmtime::Error, store: &Store<HostState>, limits: &UdfLimits)
             fuel: limits.fuel.unwrap_or(0),
         },
         _ if store.data().memory.hit => RecordError::MemoryLimit {
-            limit_bytes: limits.memory_bytes,
+            limit_bytes: limits.memory_cap(),
         },
         _ => {
             let mut reason = match trap {
