@@ -248,6 +248,89 @@ fn build(host: HostBuild) -> Result<PathBuf> {
     Ok(target.join("udfs"))
 }
 
+/// Where `sluice udf build` installs its Python and JavaScript toolchains for the tests and
+/// benchmarks (`SLUICE_KIT_DIR`): once per checkout.
+fn udf_kit_dir() -> PathBuf {
+    target_dir().join("tools/udf-kit")
+}
+
+/// The UDFs in Python and JavaScript (folders under `guest-udfs/` and its `test-fixtures/`
+/// with a `pyproject.toml` or `package.json`), built by `sluice udf build` itself, as a user
+/// would: its first run installs componentize-py (PyPI) and componentize-js (npm) into
+/// [`udf_kit_dir`]. A module newer than every file of its folder is not built again.
+fn build_language_guests() -> Result<()> {
+    for (dir, dest) in [
+        ("guest-udfs", "udfs"),
+        ("guest-udfs/test-fixtures", "test-udfs"),
+    ] {
+        let entries = std::fs::read_dir(root().join(dir)).map_err(|e| format!("{dir}: {e}"))?;
+        let mut folders: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        folders.sort();
+        for folder in folders {
+            let name = if folder.join("pyproject.toml").is_file() {
+                manifest_name(&folder.join("pyproject.toml"), "name = \"")
+            } else if folder.join("package.json").is_file() {
+                manifest_name(&folder.join("package.json"), "\"name\": \"")
+            } else {
+                continue;
+            }?;
+            let module = target_dir().join(dest).join(format!("{name}.wasm"));
+            if newer_than_sources(&module, &folder) {
+                continue;
+            }
+            run(Command::new(sluice_bin())
+                .args(["udf", "build"])
+                .arg(&folder)
+                .arg("--udf-dir")
+                .arg(target_dir().join(dest))
+                .env("SLUICE_KIT_DIR", udf_kit_dir()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The value of the first line of `manifest` that starts with `prefix` (up to the next `"`).
+fn manifest_name(manifest: &Path, prefix: &str) -> Result<String> {
+    let text =
+        std::fs::read_to_string(manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(prefix))
+        .and_then(|rest| rest.split('"').next())
+        .map(str::to_string)
+        .ok_or_else(|| format!("{}: no name", manifest.display()))
+}
+
+/// Whether `module` exists and is newer than every file under `folder`, the SDKs and the WIT
+/// (what the binary that builds it embeds).
+fn newer_than_sources(module: &Path, folder: &Path) -> bool {
+    fn newest(dir: &Path, newest_so_far: &mut std::time::SystemTime) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if name == ".sluice" || name == "__pycache__" || name == "node_modules" {
+                continue;
+            }
+            if path.is_dir() {
+                newest(&path, newest_so_far);
+            } else if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
+                *newest_so_far = (*newest_so_far).max(modified);
+            }
+        }
+    }
+    let Ok(built) = std::fs::metadata(module).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let mut latest = std::time::SystemTime::UNIX_EPOCH;
+    newest(folder, &mut latest);
+    newest(&root().join("guest-udfs/sdk-python"), &mut latest);
+    newest(&root().join("guest-udfs/sdk-js"), &mut latest);
+    newest(&root().join("wit"), &mut latest);
+    built > latest
+}
+
 fn sluice_bin() -> PathBuf {
     target_dir().join("release").join("sluice")
 }
@@ -390,8 +473,10 @@ fn test_command() -> Result<Command> {
     let schemathesis = python_venv("schemathesis-venv", "tests/schemathesis/requirements.txt")?
         .with_file_name("schemathesis");
     let udfs = build(HostBuild::ForTests)?;
+    build_language_guests()?;
     let mut cmd = cargo();
     cmd.args(["test", "--release"])
+        .env("SLUICE_KIT_DIR", udf_kit_dir())
         .env("SLUICE_BIN", sluice_bin())
         .env("SLUICE_TEST_SCHEMATHESIS", schemathesis)
         .env("SLUICE_TEST_TANSU", tansu_bin())

@@ -245,7 +245,11 @@ def _outputs(result):
 def _as_error(err):
     if isinstance(err, UdfError):
         return err
-    return Failed(f"{type(err).__name__}: {err}")
+    text = str(err)
+    reason = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    if isinstance(err, MemoryError):
+        reason += " (the instance reached its memory cap, `memory_mib`)"
+    return Failed(reason)
 
 
 def _bytes(value):

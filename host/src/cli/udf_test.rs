@@ -34,7 +34,7 @@ pub struct UdfModuleArgs {
     #[arg(long, value_name = "DIR")]
     pub udf_dir: Option<PathBuf>,
     /// Memory cap per instance, in MiB [default: by the module's language: 64 compiled,
-    /// 128 JavaScript, 256 Python].
+    /// 128 JavaScript, 128 Python].
     #[arg(long)]
     pub memory_mib: Option<u64>,
     /// Wall-clock deadline per batch, in milliseconds.

@@ -14,7 +14,7 @@ pub struct UdfTransformConfig {
     #[serde(default)]
     pub config: BTreeMap<String, String>,
     /// Memory cap per instance, in MiB. Default: by the module's language, 64 for compiled
-    /// modules (Rust), 128 for JavaScript, 256 for Python (an interpreter runs inside).
+    /// modules (Rust), 128 for JavaScript and Python (an interpreter runs inside).
     #[serde(default)]
     pub memory_mib: Option<u64>,
     /// Wall-clock deadline per batch, in milliseconds (default 1000).

@@ -44,7 +44,7 @@ impl GuestLanguage {
     pub fn default_memory_bytes(self) -> u64 {
         match self {
             GuestLanguage::Compiled => 64 << 20,
-            GuestLanguage::Python => 256 << 20,
+            GuestLanguage::Python => 128 << 20,
             GuestLanguage::JavaScript => 128 << 20,
         }
     }

@@ -121,6 +121,15 @@ impl UdfWorker {
                 deadline: self.limits.deadline,
             });
         }
+        if called.is_ok() && live.store.data().memory.hit {
+            // An interpreter turns a refused growth into an exception (Python's MemoryError)
+            // and carries on: the cap held, the records that hit it failed alone.
+            tracing::warn!(
+                udf = %self.module.version(),
+                limit_bytes = self.limits.memory_cap(),
+                "the UDF reached its memory cap in this batch and recovered; raise memory_mib if it needs more"
+            );
+        }
         match called {
             Ok(results) if results.len() == batch.len() => Ok(results
                 .into_iter()

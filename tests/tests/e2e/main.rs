@@ -19,4 +19,5 @@ mod mqtt_v5_tls;
 mod scale_out;
 mod security;
 mod udf_hot_reload;
+mod udf_languages;
 mod udf_tutorial;

@@ -79,13 +79,16 @@ pub fn build(dir: &Path, name: &str) -> Result<PathBuf, String> {
     let entry = out_dir.join("entry.js");
     std::fs::write(&entry, ENTRY).map_err(|e| format!("{}: {e}", entry.display()))?;
     let out = out_dir.join(format!("{name}.wasm"));
+    // componentize-js resolves the entry's imports against its working directory: run it in
+    // the folder, with the entry by its relative path.
     let status = Command::new(&componentize)
-        .arg(&entry)
+        .current_dir(dir)
+        .arg(Path::new(".sluice").join("entry.js"))
         .arg("--wit")
         .arg(&wit)
         .args(["--world-name", "udf", "--disable", "http", "fetch-event"])
         .arg("--out")
-        .arg(&out)
+        .arg(std::path::absolute(&out).map_err(|e| format!("{}: {e}", out.display()))?)
         .status()
         .map_err(|e| format!("cannot run {}: {e}", componentize.display()))?;
     if !status.success() {

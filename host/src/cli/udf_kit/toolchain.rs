@@ -33,14 +33,15 @@ pub const PYTHON_SDK: [(&str, &str); 2] = [
 pub const JS_SDK: &str = include_str!("../../../../guest-udfs/sdk-js/sluice_udf.js");
 
 /// Where the kit keeps its toolchains: `SLUICE_KIT_DIR`, else `<cache dir>/kit`, else
-/// `.sluice-kit`.
+/// `.sluice-kit`; absolute, since the toolchains run in the UDF's folder.
 pub fn kit_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SLUICE_KIT_DIR") {
-        return PathBuf::from(dir);
-    }
-    default_cache_dir()
-        .map(|dir| dir.join("kit"))
-        .unwrap_or_else(|| PathBuf::from(".sluice-kit"))
+    let dir = match std::env::var_os("SLUICE_KIT_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => default_cache_dir()
+            .map(|dir| dir.join("kit"))
+            .unwrap_or_else(|| PathBuf::from(".sluice-kit")),
+    };
+    std::path::absolute(&dir).unwrap_or(dir)
 }
 
 /// The first 8 hex digits of the sha256 of `parts`: names a directory after its content.
