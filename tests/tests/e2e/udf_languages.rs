@@ -106,3 +106,155 @@ fn the_python_anomaly_scorer_reproduces_h2o_in_wasm() {
     // Every digit H2O printed, as the Rust scorer does.
     assert_eq!(same_digits, expected.len());
 }
+
+/// What the converters make of `{"sensor":"sN","celsius":5N}`: the same number, written
+/// `9N+32` by JSON.stringify (JavaScript) and `9N+32.0` by json.dumps (Python), so each output
+/// tells which language's version made it.
+fn converted(n: u64, python: bool) -> String {
+    let fahrenheit = 9 * n + 32;
+    let number = if python {
+        format!("{fahrenheit}.0")
+    } else {
+        fahrenheit.to_string()
+    };
+    format!("{{\"fahrenheit\":{number},\"sensor\":\"s{n}\"}}")
+}
+
+/// `sluice udf push` of a JavaScript UDF, a pipeline using it on `sluice serve`, then a Python
+/// version of it pushed under the same name while records flow: swapped between batches,
+/// nothing lost or duplicated, every record made by one version and the versions in input
+/// order; then `sluice udf rollback` brings the JavaScript version back.
+#[test]
+fn a_pushed_udf_changes_language_under_load_and_rolls_back() {
+    use sluice_harness::serve::Serve;
+    use sluice_harness::{publish_all, Collector, Mosquitto};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let broker = Mosquitto::start();
+    let state = tempfile::tempdir().expect("tempdir");
+    let serve = Serve::start(state.path(), &[]);
+    let push = |file: &str| {
+        let module = sluice_harness::udf_dir().join(file);
+        let pushed = serve.cli(&[
+            "udf",
+            "push",
+            module.to_str().expect("utf-8 path"),
+            "--name",
+            "convert",
+        ]);
+        assert!(pushed.status.success(), "{pushed:?}");
+    };
+    push("unit-convert-js.wasm");
+    let collector = Collector::subscribe(broker.port, &["convert/out"]);
+    serve.create_pipeline(
+        "convert",
+        &format!(
+            r#"
+[sources.input]
+type = "mqtt"
+broker.url = "{url}"
+broker.client_id = "convert-input"
+broker.clean_session = false
+topics = ["convert/in"]
+qos = 1
+
+[transforms.convert]
+type = "udf"
+inputs = ["input"]
+module = "convert"
+batch_size = 8
+
+[sinks.output]
+type = "mqtt"
+inputs = ["convert"]
+broker.url = "{url}"
+topic = "convert/out"
+qos = 1
+"#,
+            url = broker.url()
+        ),
+    );
+    serve.wait_until("the pipeline is connected", |_| {
+        serve.pipeline("convert")["components"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().all(|c| c["connected"] != false))
+    });
+    let live_version = || {
+        serve.call("GET", "/udfs", None).json()["udfs"][0]["version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let javascript = live_version();
+
+    // Publish in tens until the swap is seen, then forty more.
+    let (swapped, published) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let publisher = {
+        let (swapped, published, port) = (swapped.clone(), published.clone(), broker.port);
+        std::thread::spawn(move || {
+            let mut after_swap = 0;
+            while after_swap < 4 {
+                let from = published.load(Ordering::SeqCst);
+                let payloads: Vec<Vec<u8>> = (from..from + 10)
+                    .map(|n| format!("{{\"sensor\":\"s{n}\",\"celsius\":{}}}", 5 * n).into_bytes())
+                    .collect();
+                publish_all(port, "convert/in", &payloads);
+                published.store(from + 10, Ordering::SeqCst);
+                if swapped.load(Ordering::SeqCst) {
+                    after_swap += 1;
+                }
+            }
+        })
+    };
+    assert_eq!(
+        collector.take(10).len(),
+        10,
+        "the JavaScript version serves"
+    );
+    push("unit-convert-py.wasm");
+    serve.wait_for_log("udf swapped between batches");
+    swapped.store(true, Ordering::SeqCst);
+    publisher.join().expect("publisher");
+    let total = published.load(Ordering::SeqCst);
+    let outputs: Vec<String> = collector
+        .take(total as usize - 10)
+        .into_iter()
+        .map(|(_, value)| String::from_utf8_lossy(&value).into_owned())
+        .collect();
+
+    let mut seen_python = false;
+    let (mut by_js, mut by_python) = (10, 0);
+    for (n, output) in (10..total).zip(&outputs) {
+        if *output == converted(n, false) && !seen_python {
+            by_js += 1;
+        } else if *output == converted(n, true) {
+            seen_python = true;
+            by_python += 1;
+        } else {
+            panic!("record {n}: {output} is not its conversion by the version in order");
+        }
+    }
+    assert_eq!(by_js + by_python, total, "every record once, in order");
+    assert!(by_python >= 40, "the Python version served after the swap");
+
+    let rolled = serve.cli(&["udf", "rollback", "convert"]);
+    assert!(rolled.status.success(), "{rolled:?}");
+    assert_eq!(live_version(), javascript);
+    serve.wait_until("the pipeline runs the JavaScript version again", |list| {
+        list["pipelines"][0]["udfs"][0]["version"] == javascript.as_str()
+    });
+    publish_all(
+        broker.port,
+        "convert/in",
+        &[format!("{{\"sensor\":\"s{total}\",\"celsius\":{}}}", 5 * total).into_bytes()],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&collector.take(1)[0].1),
+        converted(total, false)
+    );
+    assert!(serve.stop().success());
+}
