@@ -11,7 +11,9 @@
 //! - `bench`: builds, then the Wasm-vs-native throughput benchmark. `bench e2e [--records N]`:
 //!   the end-to-end benchmark (`bench/e2e/run.py`): MQTT (Mosquitto defaults) -> anomaly UDF ->
 //!   Kafka (tansu), Sluice against a Python bridge in the same run; Python packages from
-//!   `bench/e2e/requirements.txt` into `target/tools/bench-venv`.
+//!   `bench/e2e/requirements.txt` into `target/tools/bench-venv`. `bench languages`: the same
+//!   UDFs in Rust, Python and JavaScript (`bench/languages/run.py`): records/s, per-record
+//!   cost, cold and cached start, hot reload.
 //! - `lint`: `cargo fmt --check` and `cargo clippy --all-targets -- -D warnings`, for the host and
 //!   again for the guests on `wasm32-wasip2`.
 //! - `tidy`: the invariants of ARCHITECTURE.md that can be read off the source (see `tidy.rs`).
@@ -38,13 +40,16 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("faults") => faults(&args[1..]),
         Some("bench") if args.get(1).map(String::as_str) == Some("e2e") => bench_e2e(&args[2..]),
+        Some("bench") if args.get(1).map(String::as_str) == Some("languages") => {
+            bench_languages(&args[2..])
+        }
         Some("bench") => bench(),
         Some("lint") => lint(),
         Some("tidy") => tidy(),
         Some("fuzz") => fuzz(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <build | demo | test [-- cargo test args] | faults [--cycles N] | bench [e2e [--records N]] | lint | tidy | fuzz [--seconds S | --minutes M]>"
+                "usage: cargo xtask <build | demo | test [-- cargo test args] | faults [--cycles N] | bench [e2e [--records N] | languages [--reloads N]] | lint | tidy | fuzz [--seconds S | --minutes M]>"
             );
             return ExitCode::from(2);
         }
@@ -581,6 +586,25 @@ fn bench_e2e(extra: &[String]) -> Result<()> {
         .arg(root().join("guest-udfs/anomaly/model/ecg_autoencoder.json"))
         .arg("--out")
         .arg(out.join("e2e.json"))
+        .args(extra))
+}
+
+/// The per-language UDF benchmark (`bench/languages/run.py`): the unit converter in Rust,
+/// Python and JavaScript and the ECG scorer in Rust and Python, through `sluice udf bench`,
+/// cold and cached starts, and hot reloads into a running `sluice run`.
+fn bench_languages(extra: &[String]) -> Result<()> {
+    install_test_servers()?;
+    let udfs = build(HostBuild::Binaries)?;
+    build_language_guests()?;
+    let python = python_venv("bench-venv", "bench/e2e/requirements.txt")?;
+    run(Command::new(&python)
+        .arg(root().join("bench/languages/run.py"))
+        .arg("--sluice")
+        .arg(sluice_bin())
+        .arg("--udf-dir")
+        .arg(&udfs)
+        .arg("--data")
+        .arg(root().join("tests/data"))
         .args(extra))
 }
 
