@@ -101,6 +101,9 @@ pub struct UdfView {
     pub name: String,
     /// The live version, `NAME@SHA8`.
     pub version: String,
+    /// What built the live version: `compiled` (Rust and the like), `python` or `javascript`.
+    #[serde(default)]
+    pub language: String,
     /// Earlier versions, newest first (rollback targets).
     pub previous: Vec<String>,
     /// Why the last new version was refused, if it was.
@@ -112,6 +115,7 @@ impl From<UdfStatus> for UdfView {
         UdfView {
             name: s.name,
             version: s.version,
+            language: s.language.to_string(),
             previous: s.previous,
             last_refusal: s.last_refusal,
         }

@@ -364,6 +364,9 @@ fn install_test_servers() -> Result<()> {
         ("/usr/sbin/mosquitto", "mosquitto"),
         // `ip netns`: the scale-out test's separate hosts.
         ("/usr/sbin/ip", "iproute2"),
+        // Building the Python and JavaScript UDFs (`sluice udf build` installs the rest).
+        ("/usr/bin/node", "nodejs"),
+        ("/usr/bin/npm", "npm"),
         ("/usr/bin/chromium", "chromium"),
         ("/usr/bin/chromedriver", "chromium-driver"),
         (

@@ -410,6 +410,9 @@ fn status_table(pipelines: &[PipelineStatus], udfs: Option<&[UdfView]>) -> Strin
     }
     for u in udfs.into_iter().flatten() {
         let _ = write!(out, "udf {}: live {}", u.name, u.version);
+        if !u.language.is_empty() {
+            let _ = write!(out, " ({})", u.language);
+        }
         if let Some(refusal) = &u.last_refusal {
             let _ = write!(out, " (last refused: {refusal})");
         }

@@ -36,6 +36,8 @@ pub struct UdfStatus {
     pub name: String,
     /// `NAME@SHA8` of the live version.
     pub version: String,
+    /// What built the live version: `compiled`, `python` or `javascript`.
+    pub language: &'static str,
     /// Earlier versions, newest first (what rollback goes back to).
     pub previous: Vec<String>,
     /// The last refused version and why, if any.
@@ -364,6 +366,7 @@ impl UdfRegistry {
             .map(|(name, entry)| UdfStatus {
                 name: name.clone(),
                 version: entry.live.borrow().version(),
+                language: entry.live.borrow().language().name(),
                 previous: entry.previous.iter().map(UdfModule::version).collect(),
                 last_refusal: entry.last_refusal.clone(),
             })

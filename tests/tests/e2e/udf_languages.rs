@@ -187,6 +187,8 @@ qos = 1
             .to_string()
     };
     let javascript = live_version();
+    let language = || serve.call("GET", "/udfs", None).json()["udfs"][0]["language"].clone();
+    assert_eq!(language(), "javascript");
 
     // Publish in tens until the swap is seen, then forty more.
     let (swapped, published) = (
@@ -240,6 +242,12 @@ qos = 1
     }
     assert_eq!(by_js + by_python, total, "every record once, in order");
     assert!(by_python >= 40, "the Python version served after the swap");
+    assert_eq!(language(), "python");
+    let status = serve.cli(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("(python)"),
+        "{status:?}"
+    );
 
     let rolled = serve.cli(&["udf", "rollback", "convert"]);
     assert!(rolled.status.success(), "{rolled:?}");
