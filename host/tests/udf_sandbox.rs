@@ -5,7 +5,9 @@
 use sluice::udf_runtime::{
     LoadError, RecordError, RuntimeOptions, UdfLimits, UdfRuntime, UdfWorker,
 };
-use sluice::Message;
+mod sandbox_common;
+
+use sandbox_common::{batch, echoed, poison, within};
 use std::time::Duration;
 
 fn limits() -> UdfLimits {
@@ -31,38 +33,11 @@ fn hostile(
     module.instantiate(config, limits)
 }
 
-fn batch(values: &[&str]) -> Vec<Message> {
-    values
-        .iter()
-        .map(|v| Message::from_value(v.as_bytes()))
-        .collect()
-}
-
-fn echoed(result: &Result<Vec<Message>, RecordError>) -> String {
-    match result {
-        Ok(messages) => messages
-            .iter()
-            .map(|m| String::from_utf8_lossy(&m.value).into_owned())
-            .collect(),
-        Err(err) => panic!("expected an echo, got {err}"),
-    }
-}
-
 /// Runs `attack` between two good records and checks the poison is isolated and the worker recovers.
 fn isolated(attack: &str, limits: UdfLimits) -> RecordError {
     let runtime = UdfRuntime::new(RuntimeOptions::default()).expect("runtime");
     let mut worker = hostile(&runtime, &[], limits).expect("starts");
-    let results = worker.process(&batch(&["before", attack, "after"]));
-    assert_eq!(results.len(), 3, "one result per record");
-    assert_eq!(echoed(&results[0]), "before");
-    assert_eq!(echoed(&results[2]), "after");
-    let err = results[1].clone().expect_err("the attack must fail");
-    let next = worker.process(&batch(&["next", "batch"]));
-    assert_eq!(
-        next.iter().map(echoed).collect::<Vec<_>>(),
-        ["next", "batch"]
-    );
-    err
+    poison(&mut worker, attack)
 }
 
 #[test]
@@ -199,17 +174,6 @@ fn init_failures_refuse_the_module() {
         }
         other => panic!("expected a trapping init, got {:?}", other.err()),
     }
-}
-
-/// Runs `f` on a thread and fails the test if it takes longer than `limit` (the guest's 30 s
-/// waits would otherwise only show as a slow test).
-fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit)
-        .expect("the UDF deadline did not end the guest's 30 s wait")
 }
 
 #[test]

@@ -7,7 +7,9 @@ use sluice::udf_runtime::{
     GuestLanguage, LoadError, RecordError, RuntimeOptions, UdfLimits, UdfModule, UdfRuntime,
     UdfWorker,
 };
-use sluice::Message;
+mod sandbox_common;
+
+use sandbox_common::{batch, echoed, poison, within};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -45,49 +47,12 @@ fn hostile(config: &[(&str, &str)]) -> Result<UdfWorker, LoadError> {
     module.instantiate(config, limits())
 }
 
-fn batch(values: &[&str]) -> Vec<Message> {
-    values
-        .iter()
-        .map(|v| Message::from_value(v.as_bytes()))
-        .collect()
-}
-
-fn echoed(result: &Result<Vec<Message>, RecordError>) -> String {
-    match result {
-        Ok(messages) => messages
-            .iter()
-            .map(|m| String::from_utf8_lossy(&m.value).into_owned())
-            .collect(),
-        Err(err) => panic!("expected an echo, got {err}"),
-    }
-}
-
-/// Runs `f` on a thread and fails the test if it takes longer than `limit`.
-fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit)
-        .expect("the UDF deadline did not end the guest")
-}
-
 /// Runs `attack` between two good records, checks the poison is isolated and the worker
 /// recovers; answers the poison's error.
 fn isolated(attack: &'static str) -> RecordError {
     within(Duration::from_secs(60), move || {
         let mut worker = hostile(&[]).expect("starts");
-        let results = worker.process(&batch(&["before", attack, "after"]));
-        assert_eq!(results.len(), 3, "one result per record");
-        assert_eq!(echoed(&results[0]), "before");
-        assert_eq!(echoed(&results[2]), "after");
-        let err = results[1].clone().expect_err("the attack must fail");
-        let next = worker.process(&batch(&["next", "batch"]));
-        assert_eq!(
-            next.iter().map(echoed).collect::<Vec<_>>(),
-            ["next", "batch"]
-        );
-        err
+        poison(&mut worker, attack)
     })
 }
 
