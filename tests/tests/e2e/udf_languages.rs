@@ -266,3 +266,69 @@ qos = 1
     );
     assert!(serve.stop().success());
 }
+
+/// A Python or JavaScript UDF that does not compile: `sluice udf build` fails naming the file
+/// and line, and the module already in the UDF directory is left as it was.
+#[test]
+fn a_broken_build_names_file_and_line_and_keeps_the_old_module() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let udfs = work.path().join("udfs");
+    for (lang, name, file, before, after, expected) in [
+        (
+            "python",
+            "broken-py",
+            "app.py",
+            "out = text.upper()",
+            "out = text.upper(",
+            "app.py, line 15",
+        ),
+        (
+            "js",
+            "broken-js",
+            "app.js",
+            "const out = text.toUpperCase();",
+            "const out = text.toUpperCase(;",
+            "app.js:14:",
+        ),
+    ] {
+        let sluice = |args: &[&str]| {
+            Command::new(sluice_harness::sluice_bin())
+                .args(args)
+                .arg("--udf-dir")
+                .arg(&udfs)
+                .output()
+                .expect("run sluice")
+        };
+        let folder = work.path().join(name);
+        let created = Command::new(sluice_harness::sluice_bin())
+            .args(["udf", "new", name, "--lang", lang, "--dir"])
+            .arg(work.path())
+            .output()
+            .expect("udf new");
+        assert!(created.status.success(), "{created:?}");
+        let built = sluice(&["udf", "build", folder.to_str().expect("utf-8")]);
+        assert!(built.status.success(), "{built:?}");
+        let module = udfs.join(format!("{name}.wasm"));
+        let good = std::fs::read(&module).expect("the built module");
+
+        let app = folder.join(file);
+        let code = std::fs::read_to_string(&app).expect("the scaffold");
+        assert!(code.contains(before), "{file} has `{before}`");
+        std::fs::write(&app, code.replace(before, after)).expect("break it");
+        let broken = sluice(&["udf", "build", folder.to_str().expect("utf-8")]);
+        let stderr = String::from_utf8_lossy(&broken.stderr);
+        assert!(!broken.status.success(), "{lang}: a broken build fails");
+        assert!(stderr.contains(expected), "{lang}: names `{expected}`:\n{stderr}");
+        assert!(stderr.contains("SyntaxError"), "{lang}:\n{stderr}");
+        assert!(
+            stderr.contains(&format!("could not build {}", app.display())),
+            "{lang}:\n{stderr}"
+        );
+        assert!(!stderr.contains("Stack backtrace"), "{lang}:\n{stderr}");
+        assert_eq!(
+            std::fs::read(&module).expect("the module"),
+            good,
+            "{lang}: the module in the UDF directory is untouched"
+        );
+    }
+}

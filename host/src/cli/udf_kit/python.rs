@@ -58,7 +58,11 @@ pub fn build(dir: &Path, name: &str) -> Result<PathBuf, String> {
     let out_dir = dir.join(".sluice");
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let out = out_dir.join(format!("{name}.wasm"));
+    // componentize-py reports a Python error with the file and line, then (when asked for
+    // backtraces) its own Rust stack, which says nothing about the UDF: leave that out.
     let status = Command::new(&componentize)
+        .env("RUST_BACKTRACE", "0")
+        .env("RUST_LIB_BACKTRACE", "0")
         .arg("--wit-path")
         .arg(&wit)
         .args(["--world", "sluice:udf/udf", "componentize", "app"])
