@@ -24,6 +24,10 @@ export class UdfError extends Error {
   get kind() {
     return 'failed';
   }
+
+  get name() {
+    return this.constructor.name;
+  }
 }
 
 /** The message (or config) is malformed: retrying will not help. */

@@ -1,4 +1,4 @@
-//! The Python and JavaScript examples (`guest-udfs/*-py`, `*-js`, built by `sluice udf build`
+//! The Python and JavaScript SDKs and examples (`guest-udfs/*-py`, `*-js`, built by `sluice udf build`
 //! in `cargo xtask test`): their native unit tests pass, the built components reproduce their
 //! golden samples through `sluice udf test`, and the pure-Python ECG scorer reproduces H2O's
 //! scores on the test data within 1e-12 inside Wasm.
@@ -21,9 +21,10 @@ fn run_ok(cmd: &mut Command) -> (String, String) {
     )
 }
 
+/// The SDKs' own tests and the examples', natively (CPython, Node.js).
 #[test]
-fn the_examples_pass_their_native_unit_tests() {
-    for example in ["unit-convert-py", "anomaly-py"] {
+fn the_sdks_and_examples_pass_their_native_unit_tests() {
+    for example in ["sdk-python", "unit-convert-py", "anomaly-py"] {
         run_ok(
             Command::new("python3")
                 .args(["-m", "unittest", "-v"])
@@ -32,11 +33,13 @@ fn the_examples_pass_their_native_unit_tests() {
                 .env("PYTHONDONTWRITEBYTECODE", "1"),
         );
     }
-    run_ok(
-        Command::new("node")
-            .arg("--test")
-            .current_dir(root().join("guest-udfs/unit-convert-js")),
-    );
+    for example in ["sdk-js", "unit-convert-js"] {
+        run_ok(
+            Command::new("node")
+                .arg("--test")
+                .current_dir(root().join("guest-udfs").join(example)),
+        );
+    }
     // The JS example carries the SDK as a scaffold does: the same file.
     assert_eq!(
         std::fs::read_to_string(root().join("guest-udfs/unit-convert-js/sluice_udf.js")).ok(),
