@@ -1,5 +1,5 @@
-//! The Python and JavaScript SDKs and examples (`guest-udfs/*-py`, `*-js`, built by `sluice udf build`
-//! in `cargo xtask test`): their native unit tests pass, the built components reproduce their
+//! The Python and JavaScript SDKs and examples (`guest-udfs/sdk-*`, `*-py`, `*-js`, built by
+//! `sluice udf build` in `cargo xtask test`): their native unit tests pass, the built components reproduce their
 //! golden samples through `sluice udf test`, and the pure-Python ECG scorer reproduces H2O's
 //! scores on the test data within 1e-12 inside Wasm.
 
