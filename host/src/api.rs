@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 pub use crate::control_plane::{ComponentStatus, PipelineStatus, PipelineUdf, UdfPushed, UdfView};
 pub use crate::metrics::{ComponentSnapshot, LastError, Role};
 pub use crate::topology::supervisor::{Deployed, PipelineState};
+pub use crate::udf_shadow::report::{
+    AlertTable, DecisionChange, FieldDeltas, Latency, ShadowFigures, ShadowOptions, ShadowPoint,
+    ShadowReport, ShadowSample, ShadowState,
+};
 
 /// `GET /pipelines`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,4 +145,13 @@ mod tests {
             r#"{"error":"x"}"#
         );
     }
+}
+
+/// `POST /udfs/{name}/promote`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PromoteAnswer {
+    /// The UDF.
+    pub name: String,
+    /// The version now live, `NAME@SHA8` (the former shadow).
+    pub version: String,
 }

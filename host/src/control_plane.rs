@@ -108,6 +108,9 @@ pub struct UdfView {
     pub previous: Vec<String>,
     /// Why the last new version was refused, if it was.
     pub last_refusal: Option<String>,
+    /// The shadow version running beside the live one (`udf push --shadow`), if any.
+    #[serde(default)]
+    pub shadow: Option<String>,
 }
 
 impl From<UdfStatus> for UdfView {
@@ -118,6 +121,7 @@ impl From<UdfStatus> for UdfView {
             language: s.language.to_string(),
             previous: s.previous,
             last_refusal: s.last_refusal,
+            shadow: s.shadow,
         }
     }
 }
@@ -131,6 +135,9 @@ pub struct UdfPushed {
     pub version: String,
     /// True when running pipelines switched to it now (false: unchanged, or not in use yet).
     pub swapped: bool,
+    /// True when it runs as the shadow of the live version (`--shadow`), not live.
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 /// What pipelines deployed on a host may use (`sluice serve` flags).
@@ -168,6 +175,21 @@ impl ControlPlane {
         policy: DeployPolicy,
     ) -> Arc<Self> {
         let udfs = topology.context().udfs.clone();
+        // A promoted shadow is the version a restart loads, as a push is.
+        let dir = udfs.dir().to_path_buf();
+        udfs.on_promote(Box::new(move |name, version| {
+            let archived = crate::udf_registry::archived_file(&dir, version);
+            let saved = std::fs::read(&archived).and_then(|bytes| {
+                write_atomically(&dir.join(format!("{name}.wasm")), &bytes, None)
+            });
+            if let Err(err) = saved {
+                tracing::warn!(
+                    udf = name,
+                    "promoted {version}, but cannot save it from {} ({err}); a restart loads the older file",
+                    archived.display()
+                );
+            }
+        }));
         Arc::new(ControlPlane {
             topology,
             udfs,
@@ -293,6 +315,7 @@ impl ControlPlane {
             name: name.to_string(),
             version,
             swapped: swapped.is_some(),
+            shadow: false,
         })
     }
 
@@ -314,6 +337,58 @@ impl ControlPlane {
         }
         drop(change);
         Ok(version)
+    }
+
+    /// Runs `wasm` as the shadow of UDF `name`, beside its live version (refused if it does not
+    /// compile, fit the world or `init` for every pipeline using it, or is the live version).
+    /// The live file is unchanged; the shadow is archived, for pinning.
+    pub fn shadow_udf(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        options: crate::udf_shadow::ShadowOptions,
+    ) -> Result<UdfPushed, ChangeError> {
+        if !is_valid_name(name) {
+            return Err(ChangeError::BadName(name.to_string()));
+        }
+        self.udfs.prepare(name, wasm)?;
+        let version = self.udfs.change().shadow(name, wasm, options)?;
+        Ok(UdfPushed {
+            name: name.to_string(),
+            version,
+            swapped: false,
+            shadow: true,
+        })
+    }
+
+    /// Makes the shadow of `name` live (saved as the current file) and ends it.
+    pub fn promote_udf(&self, name: &str) -> Result<String, ChangeError> {
+        if !is_valid_name(name) {
+            return Err(ChangeError::BadName(name.to_string()));
+        }
+        Ok(self.udfs.change().promote(name, "promoted by the operator")?)
+    }
+
+    /// Stops the shadow of `name`; its final report.
+    pub fn unshadow_udf(
+        &self,
+        name: &str,
+    ) -> Result<crate::udf_shadow::ShadowReport, ChangeError> {
+        if !is_valid_name(name) {
+            return Err(ChangeError::BadName(name.to_string()));
+        }
+        Ok(self.udfs.unshadow(name, "dropped by the operator")?)
+    }
+
+    /// The report of the shadow of `name` (running, else the last ended).
+    pub fn shadow_report(
+        &self,
+        name: &str,
+    ) -> Result<crate::udf_shadow::ShadowReport, ChangeError> {
+        if !is_valid_name(name) {
+            return Err(ChangeError::BadName(name.to_string()));
+        }
+        Ok(self.udfs.shadow_report(name)?)
     }
 
     /// Makes `wasm` the file a restart (or a pipeline deployed later) loads for `name`.

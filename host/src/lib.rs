@@ -10,6 +10,7 @@
 //! - [`topology`]: running pipelines (wiring, supervision, restart, drain within a deadline).
 //! - [`udf_runtime`]: the Wasm UDF runtime (the only module that touches wasmtime).
 //! - [`udf_registry`]: UDF modules by name and version, hot reload, pinning, rollback.
+//! - [`udf_shadow`]: shadow versions run beside the live one, compared record by record.
 //! - [`metrics`]: per-component counters, Prometheus text.
 //! - [`control_plane`]: deploy/undeploy pipelines and push/roll back UDFs on a running host.
 //! - [`state_dir`]: what `sluice serve` keeps across restarts.
@@ -38,5 +39,6 @@ pub mod topology;
 pub mod transforms;
 pub mod udf_registry;
 pub mod udf_runtime;
+pub mod udf_shadow;
 
 pub use message::Message;

@@ -58,6 +58,12 @@ enum UdfCommand {
     Push(cli::admin_client::UdfPushArgs),
     /// Put a UDF on a running host back to its previous version.
     Rollback(cli::admin_client::UdfRollbackArgs),
+    /// How the shadow of a UDF compares with its live version (outputs, deltas, alerts).
+    Shadow(cli::udf_shadow::ShadowArgs),
+    /// Make the shadow of a UDF live (between batches, nothing lost).
+    Promote(cli::udf_shadow::NameArgs),
+    /// Stop the shadow of a UDF.
+    Unshadow(cli::udf_shadow::NameArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,5 +86,8 @@ fn main() -> ExitCode {
         }
         Command::Udf(UdfCommand::Push(args)) => cli::admin_client::udf_push(args),
         Command::Udf(UdfCommand::Rollback(args)) => cli::admin_client::udf_rollback(args),
+        Command::Udf(UdfCommand::Shadow(args)) => cli::udf_shadow::show(args),
+        Command::Udf(UdfCommand::Promote(args)) => cli::udf_shadow::promote(args),
+        Command::Udf(UdfCommand::Unshadow(args)) => cli::udf_shadow::unshadow(args),
     }
 }

@@ -2,11 +2,13 @@
 
 use super::{AdminState, ApiError};
 use crate::api::{
-    DeployAnswer, PipelineDetail, PipelineList, RollbackAnswer, UdfList, UndeployAnswer,
+    DeployAnswer, PipelineDetail, PipelineList, PromoteAnswer, RollbackAnswer, ShadowReport,
+    UdfList, UndeployAnswer,
 };
 use crate::control_plane::{Origin, UdfPushed};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use std::collections::HashMap;
 use axum::http::StatusCode;
 use axum::Json;
 use std::sync::Arc;
@@ -88,15 +90,22 @@ pub async fn list_udfs(State(state): Shared) -> Json<UdfList> {
     })
 }
 
-/// `PUT /udfs/{name}` with a Wasm component body: hot reload (422 when refused).
+/// `PUT /udfs/{name}` with a Wasm component body: hot reload (422 when refused); with
+/// `?shadow=true` (and optionally `promote_when`, `drop_when`, `max_lag`), runs it as the
+/// shadow of the live version instead.
 pub async fn put_udf(
     State(state): Shared,
     Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Json<UdfPushed>, ApiError> {
+    let shadow = shadow_options(&query)?;
     let control = state.control.clone();
     // Compiling and trial-`init`ing a module is CPU work: keep it off the async threads.
-    let pushed = tokio::task::spawn_blocking(move || control.push_udf(&name, &body))
+    let pushed = tokio::task::spawn_blocking(move || match shadow {
+        Some(options) => control.shadow_udf(&name, &body, options),
+        None => control.push_udf(&name, &body),
+    })
         .await
         .map_err(|err| {
             ApiError::new(
@@ -114,4 +123,82 @@ pub async fn rollback_udf(
 ) -> Result<Json<RollbackAnswer>, ApiError> {
     let version = state.control.rollback_udf(&name)?;
     Ok(Json(RollbackAnswer { name, version }))
+}
+
+/// The shadow options of a `PUT /udfs/{name}` query; `None` without `shadow=true`.
+fn shadow_options(
+    query: &HashMap<String, String>,
+) -> Result<Option<crate::udf_shadow::ShadowOptions>, ApiError> {
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
+    for key in query.keys() {
+        if !["shadow", "promote_when", "drop_when", "max_lag"].contains(&key.as_str()) {
+            return Err(bad(format!(
+                "unknown query parameter `{key}` (expected shadow, promote_when, drop_when, max_lag)"
+            )));
+        }
+    }
+    let shadow = match query.get("shadow").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(bad(format!("shadow: expected true or false, found {other:?}"))),
+    };
+    if !shadow {
+        return match query.keys().find(|k| *k != "shadow") {
+            Some(key) => Err(bad(format!("`{key}` applies only with shadow=true"))),
+            None => Ok(None),
+        };
+    }
+    let mut options = crate::udf_shadow::ShadowOptions::default();
+    if let Some(max_lag) = query.get("max_lag") {
+        options.max_lag = match max_lag.parse::<u64>() {
+            Ok(n) if n >= 1 => n,
+            _ => return Err(bad(format!("max_lag: expected a number of records >= 1, found {max_lag:?}"))),
+        };
+    }
+    options.promote_when = query.get("promote_when").cloned();
+    options.drop_when = query.get("drop_when").cloned();
+    for (what, rule) in [
+        ("promote_when", &options.promote_when),
+        ("drop_when", &options.drop_when),
+    ] {
+        if let Some(rule) = rule {
+            crate::udf_shadow::rules::check(what, rule).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    Ok(Some(options))
+}
+
+/// `GET /udfs/{name}/shadow`: the running shadow's comparison (else the last one's, ended).
+pub async fn get_shadow(
+    State(state): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<ShadowReport>, ApiError> {
+    Ok(Json(state.control.shadow_report(&name)?))
+}
+
+/// `DELETE /udfs/{name}/shadow`: stops the shadow; its final report.
+pub async fn delete_shadow(
+    State(state): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<ShadowReport>, ApiError> {
+    Ok(Json(state.control.unshadow_udf(&name)?))
+}
+
+/// `POST /udfs/{name}/promote`: the shadow goes live (between batches, as a hot reload).
+pub async fn promote_udf(
+    State(state): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<PromoteAnswer>, ApiError> {
+    let control = state.control.clone();
+    let promoting = name.clone();
+    // Takes the change lock, which a compile elsewhere may hold: off the async threads.
+    let version = tokio::task::spawn_blocking(move || control.promote_udf(&promoting))
+        .await
+        .map_err(|err| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("promotion failed: {err}"),
+            )
+        })??;
+    Ok(Json(PromoteAnswer { name, version }))
 }

@@ -58,6 +58,11 @@ pub fn router(state: Arc<AdminState>) -> Router {
             put(api::put_udf).layer(axum::extract::DefaultBodyLimit::max(MAX_MODULE_BYTES)),
         )
         .route("/udfs/{name}/rollback", post(api::rollback_udf))
+        .route("/udfs/{name}/promote", post(api::promote_udf))
+        .route(
+            "/udfs/{name}/shadow",
+            get(api::get_shadow).delete(api::delete_shadow),
+        )
         .route("/metrics", get(observe::metrics))
         .route("/events", get(observe::events))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -201,7 +206,9 @@ impl From<ChangeError> for ApiError {
             ChangeError::Invalid(_)
             | ChangeError::BadName(_)
             | ChangeError::NameMismatch { .. } => StatusCode::BAD_REQUEST,
-            ChangeError::NotFound(_) | ChangeError::Udf(RegistryError::Unknown(_)) => {
+            ChangeError::Udf(RegistryError::BadRule(_)) => StatusCode::BAD_REQUEST,
+            ChangeError::NotFound(_)
+            | ChangeError::Udf(RegistryError::Unknown(_) | RegistryError::NoShadow(_)) => {
                 StatusCode::NOT_FOUND
             }
             ChangeError::Build(_) | ChangeError::Udf(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -23,12 +23,15 @@ const EVENTS_EVERY: Duration = Duration::from_millis(500);
 pub async fn metrics(State(state): Shared) -> impl IntoResponse {
     let topology = &state.control.topology;
     let udfs = state.control.udfs.swap_counts();
-    let text = crate::metrics::render_prometheus(
+    let mut text = crate::metrics::render_prometheus(
         topology.host_metrics(),
         udfs.swaps,
         udfs.refusals,
         &topology.component_metrics(),
     );
+    text.push_str(&crate::metrics::render_shadows(
+        &state.control.udfs.shadow_reports(),
+    ));
     (
         [(
             header::CONTENT_TYPE,
@@ -190,6 +193,7 @@ pub async fn events(State(state): Shared) -> impl IntoResponse {
                 "pipelines": state.control.pipelines(),
                 "udfs": state.control.udf_status(),
                 "scores": state.scores.snapshot(),
+                "shadows": state.control.udfs.shadow_reports(),
             });
             let event = Event::default()
                 .event("snapshot")

@@ -33,14 +33,10 @@ pub fn score_stream(spec: &PipelineSpec) -> Option<ScoreStream> {
         let [input] = t.inputs.as_slice() else {
             return None;
         };
-        let (field, threshold) = filter.condition.split_once('>')?;
-        let threshold = threshold.trim_start_matches('=').trim().parse().ok()?;
-        let field = field.trim();
-        let is_ident =
-            !field.is_empty() && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        is_ident.then(|| ScoreStream {
+        let (field, threshold) = crate::pipeline::threshold(&filter.condition)?;
+        Some(ScoreStream {
             component: input.clone(),
-            field: field.to_string(),
+            field,
             threshold,
         })
     })
@@ -102,19 +98,7 @@ impl Scoreboard {
         entry.field = stream.field.clone();
         entry.threshold = stream.threshold;
         entry.total += 1;
-        let id = ["eventid", "id", "event_id"]
-            .iter()
-            .find_map(|k| value.get(*k))
-            .map(|v| match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .or_else(|| {
-                message
-                    .key
-                    .as_ref()
-                    .map(|k| String::from_utf8_lossy(k).into_owned())
-            })
+        let id = crate::message::event_id(Some(&value), Some(message))
             .unwrap_or_else(|| entry.total.to_string());
         let alert = score > stream.threshold;
         entry.alerts += u64::from(alert);

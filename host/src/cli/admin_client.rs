@@ -74,6 +74,20 @@ pub struct UdfPushArgs {
     /// The UDF name [default: the file name without `.wasm`].
     #[arg(long)]
     name: Option<String>,
+    /// Run it as the shadow of the live version (given every live batch, compared record by
+    /// record, never delivered) instead of making it live; see `sluice udf shadow NAME`.
+    #[arg(long)]
+    shadow: bool,
+    /// With --shadow: promote it when this CEL rule over its figures holds, e.g.
+    /// "records >= 10000 && alerts_shadow_only == 0 && p99_rel_delta < 0.01".
+    #[arg(long, value_name = "RULE", requires = "shadow")]
+    promote_when: Option<String>,
+    /// With --shadow: drop it when this CEL rule holds, e.g. "shadow_errors > 0".
+    #[arg(long, value_name = "RULE", requires = "shadow")]
+    drop_when: Option<String>,
+    /// With --shadow: drop it when it falls this many records behind [default: 10000].
+    #[arg(long, value_name = "RECORDS", requires = "shadow")]
+    max_lag: Option<u64>,
     #[command(flatten)]
     admin: AdminArgs,
 }
@@ -103,9 +117,9 @@ pub struct TapArgs {
 }
 
 /// A failed command: what to print and the exit status.
-struct Failure(u8, String);
+pub(super) struct Failure(pub(super) u8, pub(super) String);
 
-fn finish(result: Result<(), Failure>) -> ExitCode {
+pub(super) fn finish(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(code, message)) => {
@@ -116,7 +130,7 @@ fn finish(result: Result<(), Failure>) -> ExitCode {
 }
 
 /// A connection to the admin API.
-struct Admin {
+pub(super) struct Admin {
     base: String,
     token: String,
     http: reqwest::Client,
@@ -124,7 +138,7 @@ struct Admin {
 }
 
 impl Admin {
-    fn connect(args: &AdminArgs) -> Result<Admin, Failure> {
+    pub(super) fn connect(args: &AdminArgs) -> Result<Admin, Failure> {
         let base = args
             .admin
             .clone()
@@ -183,7 +197,7 @@ impl Admin {
     }
 
     /// Sends a request; returns the body of a 2xx answer as `T`, or the API's error message.
-    fn call<T: DeserializeOwned>(
+    pub(super) fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -326,7 +340,23 @@ pub fn status(args: StatusArgs) -> ExitCode {
         if let Some(host_id) = host_id.filter(|id| !id.is_empty()) {
             println!("host {host_id}");
         }
-        print!("{}", status_table(&pipelines, udfs.as_deref()));
+        // The shadows' figures, one line each under their UDF.
+        let shadows: Vec<sluice::api::ShadowReport> = udfs
+            .iter()
+            .flatten()
+            .filter(|u| u.shadow.is_some())
+            .filter_map(|u| {
+                admin
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("/udfs/{}/shadow", u.name),
+                        None,
+                        "",
+                    )
+                    .ok()
+            })
+            .collect();
+        print!("{}", status_table(&pipelines, udfs.as_deref(), &shadows));
         Ok(())
     })())
 }
@@ -348,7 +378,11 @@ fn deployed_word(deployed: sluice::api::Deployed) -> &'static str {
 }
 
 /// Pipelines with their components and counters, then UDF versions, as text.
-fn status_table(pipelines: &[PipelineStatus], udfs: Option<&[UdfView]>) -> String {
+fn status_table(
+    pipelines: &[PipelineStatus],
+    udfs: Option<&[UdfView]>,
+    shadows: &[sluice::api::ShadowReport],
+) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     if pipelines.is_empty() {
@@ -417,6 +451,9 @@ fn status_table(pipelines: &[PipelineStatus], udfs: Option<&[UdfView]>) -> Strin
             let _ = write!(out, " (last refused: {refusal})");
         }
         out.push('\n');
+        if let Some(shadow) = shadows.iter().find(|r| r.name == u.name) {
+            let _ = writeln!(out, "  {}", super::udf_shadow::summary(shadow));
+        }
     }
     out
 }
@@ -435,16 +472,32 @@ pub fn udf_push(args: UdfPushArgs) -> ExitCode {
         };
         let wasm = std::fs::read(&args.module)
             .map_err(|e| Failure(2, format!("{}: cannot read: {e}", args.module.display())))?;
-        let answer: UdfPushed = admin.call(
-            reqwest::Method::PUT,
-            &format!("/udfs/{name}"),
-            Some(wasm),
-            "application/wasm",
-        )?;
+        let mut query = Vec::new();
+        if args.shadow {
+            query.push("shadow=true".to_string());
+        }
+        for (key, value) in [
+            ("promote_when", args.promote_when.clone()),
+            ("drop_when", args.drop_when.clone()),
+            ("max_lag", args.max_lag.map(|n| n.to_string())),
+        ] {
+            if let Some(value) = value {
+                query.push(format!("{key}={}", super::udf_shadow::url_encode(&value)));
+            }
+        }
+        let path = if query.is_empty() {
+            format!("/udfs/{name}")
+        } else {
+            format!("/udfs/{name}?{}", query.join("&"))
+        };
+        let answer: UdfPushed =
+            admin.call(reqwest::Method::PUT, &path, Some(wasm), "application/wasm")?;
         println!(
             "{}: {}",
             answer.version,
-            if answer.swapped {
+            if answer.shadow {
+                "shadow (runs beside the live version; see `sluice udf shadow NAME`)"
+            } else if answer.swapped {
                 "live (running pipelines switched between batches)"
             } else {
                 "stored (already live, or no pipeline uses it yet)"

@@ -5,6 +5,7 @@ pub mod run;
 pub mod serve;
 pub mod udf_bench;
 pub mod udf_kit;
+pub mod udf_shadow;
 pub mod udf_test;
 pub mod validate;
 

@@ -8,7 +8,7 @@
 
 mod prometheus;
 
-pub use prometheus::render_prometheus;
+pub use prometheus::{render_prometheus, render_shadows};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

@@ -275,6 +275,77 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, rows: Vec<(Strin
     }
 }
 
+/// Renders the shadows' comparisons (running ones, and the last ended one of each UDF) as
+/// Prometheus text: records by outcome, errors by side and kind, the alert decision table,
+/// deltas per field, per-record latency on each side, and the lag.
+pub fn render_shadows(reports: &[crate::udf_shadow::ShadowReport]) -> String {
+    use crate::udf_shadow::ShadowState;
+    let mut out = String::new();
+    let base = |r: &crate::udf_shadow::ShadowReport| {
+        format!("udf=\"{}\",shadow=\"{}\"", escape(&r.name), escape(&r.shadow))
+    };
+    let mut running = Vec::new();
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    let mut alerts = Vec::new();
+    let mut delta_max = Vec::new();
+    let mut delta_p99 = Vec::new();
+    let mut latency = Vec::new();
+    let mut lag = Vec::new();
+    for r in reports {
+        let l = base(r);
+        let f = &r.since_start;
+        running.push((l.clone(), u8::from(r.state == ShadowState::Running).to_string()));
+        for (outcome, n) in [("identical", f.identical), ("differing", f.differing)] {
+            records.push((format!("{l},outcome=\"{outcome}\""), n.to_string()));
+        }
+        for (side, kinds) in [("live", &f.live_errors), ("shadow", &f.shadow_errors)] {
+            for (kind, n) in kinds {
+                errors.push((
+                    format!("{l},side=\"{side}\",kind=\"{}\"", escape(kind)),
+                    n.to_string(),
+                ));
+            }
+        }
+        for (decision, n) in [
+            ("both", f.alerts.both),
+            ("live_only", f.alerts.live_only),
+            ("shadow_only", f.alerts.shadow_only),
+            ("neither", f.alerts.neither),
+        ] {
+            alerts.push((format!("{l},decision=\"{decision}\""), n.to_string()));
+        }
+        for field in &f.fields {
+            let fl = format!("{l},field=\"{}\"", escape(&field.field));
+            delta_max.push((format!("{fl},delta=\"abs\""), field.max_abs_delta.to_string()));
+            delta_max.push((format!("{fl},delta=\"rel\""), field.max_rel_delta.to_string()));
+            delta_p99.push((format!("{fl},delta=\"abs\""), field.p99_abs_delta.to_string()));
+            delta_p99.push((format!("{fl},delta=\"rel\""), field.p99_rel_delta.to_string()));
+        }
+        for (side, value) in [
+            ("live", f.live_latency_us.p99),
+            ("shadow", f.shadow_latency_us.p99),
+        ] {
+            latency.push((format!("{l},side=\"{side}\""), (value / 1e6).to_string()));
+        }
+        lag.push((l, r.lag_records.to_string()));
+    }
+    let families = [
+        ("sluice_udf_shadow_running", "gauge", "1 while the shadow runs; 0 once promoted or dropped.", running),
+        ("sluice_udf_shadow_records_total", "counter", "Records compared with the live version, by outcome (identical or differing outputs).", records),
+        ("sluice_udf_shadow_errors_total", "counter", "Records compared that failed, by side (live or shadow) and error kind.", errors),
+        ("sluice_udf_shadow_alerts_total", "counter", "Records by the downstream filter's decision on each side (both, live_only, shadow_only, neither).", alerts),
+        ("sluice_udf_shadow_delta_max", "gauge", "Largest difference of a numeric output field since the shadow started (abs or rel).", delta_max),
+        ("sluice_udf_shadow_delta_p99", "gauge", "99th percentile of the difference of a numeric output field (abs or rel).", delta_p99),
+        ("sluice_udf_shadow_record_seconds_p99", "gauge", "99th percentile per-record latency on each side.", latency),
+        ("sluice_udf_shadow_lag_records", "gauge", "Records handed to the shadow and not compared yet.", lag),
+    ];
+    for (name, kind, help, rows) in families {
+        family(&mut out, name, kind, help, rows);
+    }
+    out
+}
+
 /// Escapes a label value (backslash, quote, newline).
 fn escape(value: &str) -> String {
     value

@@ -227,3 +227,14 @@ component_kinds! {
         Console(ConsoleSinkConfig) = "console", client = false;
     }
 }
+
+/// `FIELD > NUMBER` (or `>=`) as (field, number): the condition of a threshold filter, such as
+/// the ECG pipeline's `anomaly_val > 1.5`; `None` for any other condition.
+pub fn threshold(condition: &str) -> Option<(String, f64)> {
+    let (field, threshold) = condition.split_once('>')?;
+    let threshold = threshold.trim_start_matches('=').trim().parse().ok()?;
+    let field = field.trim();
+    let is_ident =
+        !field.is_empty() && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    is_ident.then(|| (field.to_string(), threshold))
+}

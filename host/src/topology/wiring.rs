@@ -228,11 +228,15 @@ pub fn build_pipeline(
         let out = outputs_of(&mut outputs, &transform.name)?;
         let c = ctx(&transform.name)?;
         let task = match &transform.config {
-            TransformConfig::Udf(config) => {
-                crate::transforms::udf::UdfTransform::build(config, context)
-                    .map_err(|reason| fail(&transform.name, reason))?
-                    .run(input, out, c)
-            }
+            TransformConfig::Udf(config) => crate::transforms::udf::UdfTransform::build(
+                config,
+                context,
+                shadow_judge(spec, &transform.name),
+                &spec.name,
+                &format!("{}/{}", spec.name, transform.name),
+            )
+            .map_err(|reason| fail(&transform.name, reason))?
+            .run(input, out, c),
             TransformConfig::Filter(config) => crate::transforms::filter::Filter::build(config)
                 .map_err(|reason| fail(&transform.name, reason))?
                 .run(input, out, c),
@@ -273,4 +277,26 @@ pub fn build_pipeline(
         tasks.push(task);
     }
     Ok(tasks)
+}
+
+/// What a shadow of the UDF transform `name` is judged by: the first filter reading only its
+/// output (its decision is the alert), and the field it thresholds, if it is `FIELD > NUMBER`.
+fn shadow_judge(spec: &PipelineSpec, name: &str) -> crate::udf_shadow::compare::Judge {
+    let found = spec.transforms.iter().find_map(|t| match &t.config {
+        TransformConfig::Filter(filter) if t.inputs.len() == 1 && t.inputs[0] == name => {
+            Some((t, filter))
+        }
+        _ => None,
+    });
+    let Some((transform, filter)) = found else {
+        return crate::udf_shadow::compare::Judge::default();
+    };
+    crate::udf_shadow::compare::Judge {
+        name: Some(format!(
+            "{}/{}: {}",
+            spec.name, transform.name, filter.condition
+        )),
+        filter: crate::transforms::filter::Filter::build(filter).ok(),
+        score_field: crate::pipeline::threshold(&filter.condition).map(|(field, _)| field),
+    }
 }

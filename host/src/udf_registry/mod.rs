@@ -15,6 +15,7 @@
 //! directory watch; this file: the live registry (subscriptions, trial `init`, swaps, history).
 
 use crate::state_dir::write_atomically;
+use crate::udf_shadow::{Shadow, ShadowOptions, ShadowReport, ShadowState};
 use crate::udf_runtime::{LoadError, UdfLimits, UdfModule, UdfRuntime};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,8 +26,8 @@ use tokio::sync::watch;
 mod names;
 mod watch_dir;
 
-use names::{archived_file, VERSIONS_DIR};
-pub use names::{find_version, ModuleRef};
+use names::VERSIONS_DIR;
+pub use names::{archived_file, find_version, ModuleRef};
 pub use watch_dir::DirectoryWatch;
 
 /// What status shows about one module name.
@@ -42,6 +43,8 @@ pub struct UdfStatus {
     pub previous: Vec<String>,
     /// The last refused version and why, if any.
     pub last_refusal: Option<String>,
+    /// The shadow version running beside the live one, if any.
+    pub shadow: Option<String>,
 }
 
 /// A transform's `init` arguments, kept to try new versions before they go live.
@@ -64,6 +67,8 @@ impl Subscriber {
 /// to the `watch::Receiver`). While it exists, new versions are tried with its `init` arguments.
 pub struct UdfSubscription {
     receiver: watch::Receiver<UdfModule>,
+    /// The name's shadow version, when one runs (see `udf_shadow`).
+    pub shadow: watch::Receiver<Option<Arc<Shadow>>>,
     _alive: Arc<()>,
 }
 
@@ -85,7 +90,48 @@ struct Entry {
     previous: Vec<UdfModule>,
     subscribers: Vec<Subscriber>,
     last_refusal: Option<String>,
+    /// The running shadow, if any.
+    shadow: watch::Sender<Option<Arc<Shadow>>>,
+    /// The last shadow that ended (promoted or dropped), for its report.
+    ended_shadow: Option<Arc<Shadow>>,
 }
+
+impl Entry {
+    fn new(live: watch::Sender<UdfModule>, previous: Vec<UdfModule>) -> Self {
+        Entry {
+            live,
+            previous,
+            subscribers: Vec::new(),
+            last_refusal: None,
+            shadow: watch::channel(None).0,
+            ended_shadow: None,
+        }
+    }
+
+    /// Ends the running shadow (if it is `version`, when given), logging the evidence.
+    fn end_shadow(
+        &mut self,
+        name: &str,
+        version: Option<&str>,
+        state: ShadowState,
+        reason: &str,
+    ) -> Option<Arc<Shadow>> {
+        let running = self.shadow.borrow().clone()?;
+        if version.is_some_and(|v| v != running.version()) {
+            return None;
+        }
+        self.shadow.send_replace(None);
+        running.end(state, reason);
+        let report = running.report(name, &self.live.borrow().version());
+        let evidence = serde_json::to_string(&report.since_start).unwrap_or_default();
+        tracing::info!(udf = name, shadow = %running.version(), ?state, %evidence, "shadow ended: {reason}");
+        self.ended_shadow = Some(running.clone());
+        Some(running)
+    }
+}
+
+/// Called with `(name, version)` after a shadow is promoted (the control plane saves the file).
+pub type PromotionHook = Box<dyn Fn(&str, &str) + Send + Sync>;
 
 /// Counters of version changes, for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -108,6 +154,8 @@ pub struct UdfRegistry {
     swaps: AtomicU64,
     /// Versions refused.
     refusals: AtomicU64,
+    /// Run after a shadow went live.
+    on_promote: std::sync::OnceLock<PromotionHook>,
 }
 
 /// A change of live versions in progress (see [`UdfRegistry::change`]).
@@ -125,6 +173,23 @@ impl UdfChange<'_> {
     /// [`UdfRegistry::rollback`], within this change.
     pub fn rollback(&self, name: &str) -> Result<String, RegistryError> {
         self.registry.rollback_exclusive(name)
+    }
+
+    /// Runs `wasm` as the shadow of `name` (replacing a running shadow): refused unless it
+    /// compiles, fits the world and `init`s with every user's config, and differs from the live
+    /// version. Returns the shadow's version.
+    pub fn shadow(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        options: ShadowOptions,
+    ) -> Result<String, RegistryError> {
+        self.registry.shadow_exclusive(name, name, wasm, options)
+    }
+
+    /// Makes the shadow of `name` live (the same swap as a hot reload) and ends it.
+    pub fn promote(&self, name: &str, reason: &str) -> Result<String, RegistryError> {
+        self.registry.promote_exclusive(name, None, reason)
     }
 }
 
@@ -152,6 +217,15 @@ pub enum RegistryError {
     /// No UDF of that name is in use.
     #[error("no UDF named `{0}` is in use")]
     Unknown(String),
+    /// The name has no shadow (to promote, drop or show).
+    #[error("UDF `{0}` has no shadow")]
+    NoShadow(String),
+    /// The shadow cannot run (e.g. it is the live version).
+    #[error("{0}")]
+    Shadow(String),
+    /// A promotion or drop rule does not compile or give a bool.
+    #[error(transparent)]
+    BadRule(#[from] crate::udf_shadow::rules::RuleError),
 }
 
 impl UdfRegistry {
@@ -164,6 +238,7 @@ impl UdfRegistry {
             deploying: Mutex::new(()),
             swaps: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
+            on_promote: std::sync::OnceLock::new(),
         })
     }
 
@@ -210,6 +285,7 @@ impl UdfRegistry {
             entry.subscribers.push(subscriber);
             return Ok(UdfSubscription {
                 receiver: entry.live.subscribe(),
+                shadow: entry.shadow.subscribe(),
                 _alive: alive,
             });
         }
@@ -219,17 +295,13 @@ impl UdfRegistry {
         self.archive(&module, &bytes);
         let previous = self.load_history(name, &module);
         let (live, receiver) = watch::channel(module);
-        self.lock().insert(
-            name.to_string(),
-            Entry {
-                live,
-                previous,
-                subscribers: vec![subscriber],
-                last_refusal: None,
-            },
-        );
+        let mut entry = Entry::new(live, previous);
+        entry.subscribers.push(subscriber);
+        let shadow = entry.shadow.subscribe();
+        self.lock().insert(name.to_string(), entry);
         Ok(UdfSubscription {
             receiver,
+            shadow,
             _alive: alive,
         })
     }
@@ -318,8 +390,20 @@ impl UdfRegistry {
     /// Loads and tries `wasm`; `None` when it is already live.
     fn try_candidate(&self, name: &str, wasm: &[u8]) -> Result<Option<UdfModule>, RegistryError> {
         let module = self.runtime.load(name, wasm)?;
+        if self
+            .lock()
+            .get(name)
+            .is_some_and(|entry| entry.live.borrow().sha256() == module.sha256())
+        {
+            return Ok(None);
+        }
+        self.try_with_subscribers(name, &module)?;
+        Ok(Some(module))
+    }
+
+    /// Instantiates and `init`s `module` with each distinct config of the live users of `name`.
+    fn try_with_subscribers(&self, name: &str, module: &UdfModule) -> Result<(), RegistryError> {
         let subscribers = match self.lock().get(name) {
-            Some(entry) if entry.live.borrow().sha256() == module.sha256() => return Ok(None),
             Some(entry) => entry.subscribers.clone(),
             None => Vec::new(),
         };
@@ -336,7 +420,185 @@ impl UdfRegistry {
             // Instantiate and init exactly as the transform will; dropped right after.
             module.instantiate(subscriber.config, subscriber.limits)?;
         }
-        Ok(Some(module))
+        Ok(())
+    }
+
+    fn shadow_exclusive(
+        &self,
+        name: &str,
+        module_name: &str,
+        wasm: &[u8],
+        options: ShadowOptions,
+    ) -> Result<String, RegistryError> {
+        let module = self.runtime.load(module_name, wasm)?;
+        let version = module.version();
+        {
+            let entries = self.lock();
+            let entry = entries
+                .get(name)
+                .ok_or_else(|| RegistryError::Unknown(name.to_string()))?;
+            if entry.live.borrow().sha256() == module.sha256() {
+                return Err(RegistryError::Shadow(format!(
+                    "{version} is the live version of `{name}`: nothing to compare"
+                )));
+            }
+            let running = entry.shadow.borrow().clone();
+            if let Some(running) = running {
+                if running.module.sha256() == module.sha256() && running.options == options {
+                    return Ok(version);
+                }
+            }
+        }
+        let shadow = Shadow::new(module.clone(), options)?;
+        self.try_with_subscribers(name, &module)?;
+        self.archive(&module, wasm);
+        let mut entries = self.lock();
+        let entry = entries
+            .get_mut(name)
+            .ok_or_else(|| RegistryError::Unknown(name.to_string()))?;
+        entry.end_shadow(
+            name,
+            None,
+            ShadowState::Dropped,
+            &format!("replaced by {version}"),
+        );
+        tracing::info!(udf = name, live = %entry.live.borrow().version(), shadow = %version, "shadow started");
+        entry.shadow.send_replace(Some(Arc::new(shadow)));
+        Ok(version)
+    }
+
+    /// Runs version `shadow_name@sha` (the current file or the archive) as the shadow of
+    /// `name`, as a `udf` transform's `shadow` line asks: unless that version is live already, a
+    /// shadow runs already (it stays), or that very version was the last shadow and ended (a
+    /// rebuilt pipeline does not bring back what an operator dropped or promoted).
+    pub fn shadow_version(
+        &self,
+        name: &str,
+        shadow_name: &str,
+        sha: &str,
+        options: ShadowOptions,
+    ) -> Result<Option<String>, RegistryError> {
+        let change = self.change();
+        let (_, bytes) = find_version(&self.dir, shadow_name, sha)?;
+        let sha256 = crate::udf_runtime::sha256_hex(&bytes);
+        {
+            let entries = self.lock();
+            let entry = entries
+                .get(name)
+                .ok_or_else(|| RegistryError::Unknown(name.to_string()))?;
+            let running = entry.shadow.borrow().clone();
+            if entry.live.borrow().sha256() == sha256
+                || entry
+                    .ended_shadow
+                    .as_ref()
+                    .is_some_and(|s| s.module.sha256() == sha256)
+            {
+                return Ok(None);
+            }
+            if let Some(running) = running {
+                if running.module.sha256() != sha256 {
+                    tracing::warn!(udf = name, running = %running.version(), "shadow {shadow_name}@{sha} not started: another shadow runs");
+                }
+                return Ok(None);
+            }
+        }
+        let version = self.shadow_exclusive(name, shadow_name, &bytes, options)?;
+        drop(change);
+        Ok(Some(version))
+    }
+
+    fn promote_exclusive(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        reason: &str,
+    ) -> Result<String, RegistryError> {
+        let mut entries = self.lock();
+        let entry = entries
+            .get_mut(name)
+            .ok_or_else(|| RegistryError::Unknown(name.to_string()))?;
+        let Some(shadow) = entry.shadow.borrow().clone() else {
+            return Err(RegistryError::NoShadow(name.to_string()));
+        };
+        if version.is_some_and(|v| v != shadow.version()) {
+            return Err(RegistryError::NoShadow(name.to_string()));
+        }
+        let promoted = shadow.version();
+        // The evidence is logged by `end_shadow`, against the version it was compared with.
+        entry.end_shadow(name, None, ShadowState::Promoted, reason);
+        let old = entry.live.send_replace(shadow.module.clone());
+        tracing::info!(udf = name, from = %old.version(), to = %promoted, "shadow promoted: udf version live");
+        self.swaps.fetch_add(1, Ordering::Relaxed);
+        entry.previous.insert(0, old);
+        entry.previous.truncate(MAX_PREVIOUS);
+        self.save_history(name, &entry.previous);
+        drop(entries);
+        if let Some(hook) = self.on_promote.get() {
+            hook(name, &promoted);
+        }
+        Ok(promoted)
+    }
+
+    /// Promotes the shadow of `name` if it still is `version` (a rule fired).
+    pub fn promote_shadow_if(&self, name: &str, version: &str, reason: &str) {
+        let _change = self.change();
+        if let Err(err) = self.promote_exclusive(name, Some(version), reason) {
+            tracing::warn!(udf = name, shadow = version, "shadow not promoted: {err}");
+        }
+    }
+
+    /// Stops the shadow of `name` if it still is `version` (a rule fired, or it fell behind).
+    pub fn drop_shadow_if(&self, name: &str, version: &str, reason: &str) -> bool {
+        let mut entries = self.lock();
+        entries.get_mut(name).is_some_and(|entry| {
+            entry
+                .end_shadow(name, Some(version), ShadowState::Dropped, reason)
+                .is_some()
+        })
+    }
+
+    /// Stops the shadow of `name`; its final report.
+    pub fn unshadow(&self, name: &str, reason: &str) -> Result<ShadowReport, RegistryError> {
+        let mut entries = self.lock();
+        let entry = entries
+            .get_mut(name)
+            .ok_or_else(|| RegistryError::Unknown(name.to_string()))?;
+        let ended = entry
+            .end_shadow(name, None, ShadowState::Dropped, reason)
+            .ok_or_else(|| RegistryError::NoShadow(name.to_string()))?;
+        let live = entry.live.borrow().version();
+        Ok(ended.report(name, &live))
+    }
+
+    /// The report of the shadow of `name`: the running one, else the last that ended.
+    pub fn shadow_report(&self, name: &str) -> Result<ShadowReport, RegistryError> {
+        let entries = self.lock();
+        let entry = entries
+            .get(name)
+            .ok_or_else(|| RegistryError::Unknown(name.to_string()))?;
+        let shadow = entry
+            .shadow
+            .borrow()
+            .clone()
+            .or_else(|| entry.ended_shadow.clone())
+            .ok_or_else(|| RegistryError::NoShadow(name.to_string()))?;
+        let live = entry.live.borrow().version();
+        Ok(shadow.report(name, &live))
+    }
+
+    /// The reports of every shadow running or ended, by name.
+    pub fn shadow_reports(&self) -> Vec<ShadowReport> {
+        let mut names = self.names();
+        names.sort();
+        names
+            .iter()
+            .filter_map(|name| self.shadow_report(name).ok())
+            .collect()
+    }
+
+    /// Sets what runs after a promotion (once; later calls are ignored).
+    pub fn on_promote(&self, hook: PromotionHook) {
+        let _ = self.on_promote.set(hook);
     }
 
     fn rollback_exclusive(&self, name: &str) -> Result<String, RegistryError> {
@@ -369,6 +631,7 @@ impl UdfRegistry {
                 language: entry.live.borrow().language().name(),
                 previous: entry.previous.iter().map(UdfModule::version).collect(),
                 last_refusal: entry.last_refusal.clone(),
+                shadow: entry.shadow.borrow().as_ref().map(|s| s.version()),
             })
             .collect();
         status.sort_by(|a, b| a.name.cmp(&b.name));

@@ -43,7 +43,7 @@ impl ModuleRef {
 pub(super) const VERSIONS_DIR: &str = ".versions";
 
 /// Where version `NAME@SHA8` is archived in the UDF directory `dir`.
-pub(super) fn archived_file(dir: &Path, version: &str) -> PathBuf {
+pub fn archived_file(dir: &Path, version: &str) -> PathBuf {
     dir.join(VERSIONS_DIR).join(format!("{version}.wasm"))
 }
 

@@ -1,6 +1,13 @@
-//! The `udf` transform: runs each batch through a Wasm UDF (see `udf_runtime`).
+//! The `udf` transform: runs each batch through a Wasm UDF (see `udf_runtime`), and through its
+//! shadow version when one runs (`shadow.rs`).
+
+pub mod shadow;
 
 use crate::udf_runtime::{RecordResult, UdfWorker};
+use crate::udf_shadow::compare::Judge;
+use crate::udf_shadow::{Shadow, ShadowOptions};
+use shadow::{ShadowContext, ShadowRun};
+use std::sync::Arc;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -27,6 +34,20 @@ pub struct UdfTransformConfig {
     /// cores available). Outputs leave in input order whatever the count.
     #[serde(default)]
     pub workers: Workers,
+    /// A version `NAME@SHA8` (the UDF directory's file or its archive) to run beside the live
+    /// one as its shadow: given every live batch, compared record by record, never delivered
+    /// (see `sluice udf shadow`). Needs `module` to be a name.
+    #[serde(default)]
+    pub shadow: Option<String>,
+    /// A CEL rule over the shadow's figures; when it holds, the shadow is promoted (made live).
+    #[serde(default)]
+    pub shadow_promote_when: Option<String>,
+    /// A CEL rule over the shadow's figures; when it holds, the shadow is dropped.
+    #[serde(default)]
+    pub shadow_drop_when: Option<String>,
+    /// Records the shadow may fall behind before it is dropped (default 10000).
+    #[serde(default)]
+    pub shadow_max_lag: Option<u64>,
 }
 
 /// `workers = N` or `workers = "auto"`.
@@ -113,7 +134,61 @@ impl UdfTransformConfig {
                 format!("must be 1..=65536, not {}", self.batch_size),
             ));
         }
+        use crate::udf_registry::ModuleRef;
+        match &self.shadow {
+            Some(shadow) => {
+                if !matches!(ModuleRef::parse(shadow), ModuleRef::Pinned { .. }) {
+                    problems.push((
+                        "shadow",
+                        format!("expected a version NAME@SHA8, found {shadow:?}"),
+                    ));
+                }
+                if !matches!(ModuleRef::parse(&self.module), ModuleRef::Name(_)) {
+                    problems.push((
+                        "shadow",
+                        "a shadow runs beside a module given by name (not NAME@SHA8 or a path)"
+                            .into(),
+                    ));
+                }
+            }
+            None => {
+                for (field, set) in [
+                    ("shadow_promote_when", self.shadow_promote_when.is_some()),
+                    ("shadow_drop_when", self.shadow_drop_when.is_some()),
+                    ("shadow_max_lag", self.shadow_max_lag.is_some()),
+                ] {
+                    if set {
+                        problems.push((field, "applies only with `shadow`".into()));
+                    }
+                }
+            }
+        }
+        for (field, rule) in [
+            ("shadow_promote_when", &self.shadow_promote_when),
+            ("shadow_drop_when", &self.shadow_drop_when),
+        ] {
+            if let Some(Err(err)) = rule
+                .as_deref()
+                .map(|rule| crate::udf_shadow::rules::check(field, rule))
+            {
+                problems.push((field, err.reason));
+            }
+        }
+        if self.shadow_max_lag == Some(0) {
+            problems.push(("shadow_max_lag", "must be at least 1".into()));
+        }
         problems
+    }
+
+    /// The shadow options the `shadow_*` fields give.
+    pub fn shadow_options(&self) -> ShadowOptions {
+        ShadowOptions {
+            promote_when: self.shadow_promote_when.clone(),
+            drop_when: self.shadow_drop_when.clone(),
+            max_lag: self
+                .shadow_max_lag
+                .unwrap_or(crate::udf_shadow::report::DEFAULT_MAX_LAG),
+        }
     }
 }
 
@@ -130,13 +205,20 @@ pub struct UdfTransform {
     updates: Option<crate::udf_registry::UdfSubscription>,
     init: Vec<(String, String)>,
     limits: crate::udf_runtime::UdfLimits,
+    /// Where a shadow of the module would run (`None` when the module is pinned or a path).
+    shadow: Option<Arc<ShadowContext>>,
 }
 
 impl UdfTransform {
     /// Loads (compiles or fetches from the cache) and instantiates the module; `init` runs here.
+    /// `judge`: the pipeline's filter on this transform's output, which a shadow is judged by;
+    /// `component`: `PIPELINE/TRANSFORM`.
     pub fn build(
         config: &UdfTransformConfig,
         context: &crate::flow::RunContext,
+        judge: Judge,
+        pipeline: &str,
+        component: &str,
     ) -> Result<Self, String> {
         use crate::udf_registry::ModuleRef;
         let limits = crate::udf_runtime::UdfLimits {
@@ -170,12 +252,34 @@ impl UdfTransform {
         };
         let workers = instantiate_all(&module, config.workers.count(), &init, &limits)
             .map_err(|e| e.to_string())?;
+        let shadow = match (ModuleRef::parse(&config.module), updates.is_some()) {
+            (ModuleRef::Name(name), true) => {
+                if let Some(ModuleRef::Pinned {
+                    name: shadow_name,
+                    sha,
+                }) = config.shadow.as_deref().map(ModuleRef::parse)
+                {
+                    registry
+                        .shadow_version(&name, &shadow_name, &sha, config.shadow_options())
+                        .map_err(|e| format!("shadow {shadow_name}@{sha}: {e}"))?;
+                }
+                Some(Arc::new(ShadowContext {
+                    registry: registry.clone(),
+                    name,
+                    pipeline: pipeline.to_string(),
+                    component: component.to_string(),
+                    judge,
+                }))
+            }
+            _ => None,
+        };
         Ok(UdfTransform {
             workers,
             batch_size: config.batch_size,
             updates,
             init,
             limits,
+            shadow,
         })
     }
 
@@ -196,7 +300,16 @@ impl UdfTransform {
                 mut updates,
                 init,
                 limits,
+                shadow: shadow_context,
             } = self;
+            // The shadow of the module: announced on the subscription, started in the
+            // background on instances of its own, fed every live batch once it is done.
+            let mut shadows = updates.as_ref().map(|u| u.shadow.clone());
+            let mut shadow_start: Option<tokio::task::JoinHandle<_>> = None;
+            let mut shadow_run: Option<ShadowRun> = None;
+            if let Some(shadow) = shadows.as_mut().and_then(|s| s.borrow_and_update().clone()) {
+                shadow_start = Some(start_shadow(shadow, workers.len(), &init, &limits));
+            }
             let count = workers.len();
             let mut version = workers
                 .first()
@@ -236,6 +349,15 @@ impl UdfTransform {
                             pool.idle = next;
                         }
                     }
+                    Some(next) = next_shadow(&mut shadows) => {
+                        shadow_run = None;
+                        shadow_start = next.map(|s| start_shadow(s, count, &init, &limits));
+                    }
+                    started = wait_for(&mut shadow_start) => {
+                        shadow_run = shadow_context
+                            .as_ref()
+                            .and_then(|context| run_shadow(started, context));
+                    }
                     Some(worker) = returned.recv() => {
                         // An instance of a replaced version is dropped when it comes back; a
                         // current one takes what is queued at once, even while an older batch
@@ -247,6 +369,11 @@ impl UdfTransform {
                     }
                     done = oldest(&mut pool.running) => {
                         let Some(batch) = done else { return };
+                        if let Some(run) = &shadow_run {
+                            if !run.offer(&batch.messages, &batch.results, batch.elapsed) {
+                                shadow_run = None;
+                            }
+                        }
                         deliver(batch, &outputs, &ctx).await;
                     }
                     record = input.recv(), if input_open && !pool.idle.is_empty() => match record {
@@ -316,6 +443,61 @@ fn instantiate_all(
         .collect()
 }
 
+/// Instantiates and `init`s `count` instances of a shadow off the async threads.
+fn start_shadow(
+    shadow: Arc<Shadow>,
+    count: usize,
+    init: &[(String, String)],
+    limits: &crate::udf_runtime::UdfLimits,
+) -> tokio::task::JoinHandle<(Arc<Shadow>, Result<Vec<UdfWorker>, crate::udf_runtime::LoadError>)>
+{
+    let (init, limits) = (init.to_vec(), limits.clone());
+    tokio::task::spawn_blocking(move || {
+        let workers = instantiate_all(&shadow.module, count, &init, &limits);
+        (shadow, workers)
+    })
+}
+
+/// The shadow run once its instances started; a refusal is counted on the shadow and logged.
+fn run_shadow(
+    started: Result<
+        (Arc<Shadow>, Result<Vec<UdfWorker>, crate::udf_runtime::LoadError>),
+        tokio::task::JoinError,
+    >,
+    context: &Arc<ShadowContext>,
+) -> Option<ShadowRun> {
+    match started {
+        Ok((shadow, Ok(workers))) if !shadow.has_ended() => {
+            Some(ShadowRun::start(shadow, workers, context.clone()))
+        }
+        Ok((_, Ok(_))) => None,
+        Ok((shadow, Err(err))) => {
+            tracing::error!(component = %context.component, shadow = %shadow.version(), "shadow refused here: {err}");
+            shadow.stats.refused(&context.component, &err.to_string());
+            None
+        }
+        Err(err) => {
+            tracing::error!(component = %context.component, "shadow failed to start: {err}");
+            None
+        }
+    }
+}
+
+/// The next shadow announced (`None`: the shadow ended); pending forever when there are none
+/// to come.
+async fn next_shadow(
+    shadows: &mut Option<tokio::sync::watch::Receiver<Option<Arc<Shadow>>>>,
+) -> Option<Option<Arc<Shadow>>> {
+    let Some(receiver) = shadows else {
+        return std::future::pending().await;
+    };
+    if receiver.changed().await.is_err() {
+        *shadows = None;
+        return std::future::pending().await;
+    }
+    Some(receiver.borrow_and_update().clone())
+}
+
 /// A batch on its way through an instance.
 type Running = tokio::task::JoinHandle<Batch>;
 
@@ -326,6 +508,8 @@ struct Batch {
     acks: Vec<crate::flow::Ack>,
     results: Vec<RecordResult>,
     version: String,
+    /// How long the instance took.
+    elapsed: std::time::Duration,
 }
 
 /// The oldest running batch once it is done; pending forever when none runs; `None` when its
@@ -377,7 +561,8 @@ fn process(
             records.into_iter().map(|r| (r.msg, r.ack)).unzip();
         let started = std::time::Instant::now();
         let results = worker.process(&messages);
-        metrics.batch_latency.observe(started.elapsed());
+        let elapsed = started.elapsed();
+        metrics.batch_latency.observe(elapsed);
         let version = worker.module().version();
         // The transform may have stopped; then the instance is simply dropped.
         let _ = back.send(worker);
@@ -386,6 +571,7 @@ fn process(
             acks,
             results,
             version,
+            elapsed,
         }
     })
 }
@@ -403,6 +589,7 @@ async fn deliver(
         acks,
         results,
         version,
+        ..
     } = batch;
     let version = version.as_str();
     for ((message, ack), result) in messages.into_iter().zip(acks).zip(results) {
