@@ -106,3 +106,12 @@ fn read_leb(bytes: &[u8]) -> (usize, usize) {
     }
     (value, bytes.len())
 }
+
+/// The sha256 of `bytes` in lower-case hex: a UDF version is `NAME@` and its first 8 digits.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -228,23 +228,24 @@ fn build(host: HostBuild) -> Result<PathBuf> {
         eprintln!("xtask: {}", to.display());
     }
     // Second builds of two guests, with a feature: the hot-reload tests need the tagger with
-    // another tag; the benchmark needs the anomaly crate's per-stage UDF.
+    // another tag; the benchmark needs the anomaly crate's per-stage UDF; the shadow tests a
+    // scorer whose scores differ.
     let variants = [
         ("tagger", "variant-b", "tagger-b.wasm"),
         ("anomaly", "bench-stages", "anomaly-stages.wasm"),
+        ("anomaly", "double-score", "anomaly-double.wasm"),
     ];
-    let mut cmd = cargo();
-    cmd.args(["build", "--release", "--target", WASM_TARGET]);
-    for (package, feature, _) in variants {
+    // One build each: two features of one package in one build would be unified.
+    for (package, feature, file) in variants {
+        let mut cmd = cargo();
+        cmd.args(["build", "--release", "--target", WASM_TARGET]);
         cmd.args([
             "--package",
             package,
             "--features",
             &format!("{package}/{feature}"),
         ]);
-    }
-    run(&mut cmd)?;
-    for (package, feature, file) in variants {
+        run(&mut cmd)?;
         let to = target.join("test-udfs").join(file);
         std::fs::copy(built.join(format!("{package}.wasm")), &to)
             .map_err(|e| format!("copying {package} ({feature}) to {}: {e}", to.display()))?;

@@ -20,4 +20,5 @@ mod scale_out;
 mod security;
 mod udf_hot_reload;
 mod udf_languages;
+mod udf_shadow;
 mod udf_tutorial;
