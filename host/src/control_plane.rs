@@ -366,14 +366,14 @@ impl ControlPlane {
         if !is_valid_name(name) {
             return Err(ChangeError::BadName(name.to_string()));
         }
-        Ok(self.udfs.change().promote(name, "promoted by the operator")?)
+        Ok(self
+            .udfs
+            .change()
+            .promote(name, "promoted by the operator")?)
     }
 
     /// Stops the shadow of `name`; its final report.
-    pub fn unshadow_udf(
-        &self,
-        name: &str,
-    ) -> Result<crate::udf_shadow::ShadowReport, ChangeError> {
+    pub fn unshadow_udf(&self, name: &str) -> Result<crate::udf_shadow::ShadowReport, ChangeError> {
         if !is_valid_name(name) {
             return Err(ChangeError::BadName(name.to_string()));
         }

@@ -34,15 +34,19 @@ impl Message {
 /// A record's id for people: the JSON document's `eventid`, `id` or `event_id` field, else the
 /// message key (as text).
 pub fn event_id(doc: Option<&serde_json::Value>, message: Option<&Message>) -> Option<String> {
-    doc.and_then(|doc| ["eventid", "id", "event_id"].iter().find_map(|k| doc.get(*k)))
-        .map(|v| match v {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .or_else(|| {
-            message?
-                .key
-                .as_ref()
-                .map(|k| String::from_utf8_lossy(k).into_owned())
-        })
+    doc.and_then(|doc| {
+        ["eventid", "id", "event_id"]
+            .iter()
+            .find_map(|k| doc.get(*k))
+    })
+    .map(|v| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+    .or_else(|| {
+        message?
+            .key
+            .as_ref()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+    })
 }

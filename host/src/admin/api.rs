@@ -8,9 +8,9 @@ use crate::api::{
 use crate::control_plane::{Origin, UdfPushed};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use std::collections::HashMap;
 use axum::http::StatusCode;
 use axum::Json;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 type Shared = State<Arc<AdminState>>;
@@ -106,13 +106,13 @@ pub async fn put_udf(
         Some(options) => control.shadow_udf(&name, &body, options),
         None => control.push_udf(&name, &body),
     })
-        .await
-        .map_err(|err| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("UDF upload failed: {err}"),
-            )
-        })??;
+    .await
+    .map_err(|err| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("UDF upload failed: {err}"),
+        )
+    })??;
     Ok(Json(pushed))
 }
 
@@ -140,7 +140,11 @@ fn shadow_options(
     let shadow = match query.get("shadow").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
-        Some(other) => return Err(bad(format!("shadow: expected true or false, found {other:?}"))),
+        Some(other) => {
+            return Err(bad(format!(
+                "shadow: expected true or false, found {other:?}"
+            )))
+        }
     };
     if !shadow {
         return match query.keys().find(|k| *k != "shadow") {
@@ -152,7 +156,11 @@ fn shadow_options(
     if let Some(max_lag) = query.get("max_lag") {
         options.max_lag = match max_lag.parse::<u64>() {
             Ok(n) if n >= 1 => n,
-            _ => return Err(bad(format!("max_lag: expected a number of records >= 1, found {max_lag:?}"))),
+            _ => {
+                return Err(bad(format!(
+                    "max_lag: expected a number of records >= 1, found {max_lag:?}"
+                )))
+            }
         };
     }
     options.promote_when = query.get("promote_when").cloned();

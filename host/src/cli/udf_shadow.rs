@@ -153,15 +153,31 @@ pub fn table(r: &ShadowReport) -> String {
     let (a, w) = (&r.since_start, &r.window);
     let rows: [(&str, String, String); 9] = [
         ("records", a.records.to_string(), w.records.to_string()),
-        ("identical", a.identical.to_string(), w.identical.to_string()),
-        ("differing", a.differing.to_string(), w.differing.to_string()),
-        ("live errors", errors(&a.live_errors), errors(&w.live_errors)),
+        (
+            "identical",
+            a.identical.to_string(),
+            w.identical.to_string(),
+        ),
+        (
+            "differing",
+            a.differing.to_string(),
+            w.differing.to_string(),
+        ),
+        (
+            "live errors",
+            errors(&a.live_errors),
+            errors(&w.live_errors),
+        ),
         (
             "shadow errors",
             errors(&a.shadow_errors),
             errors(&w.shadow_errors),
         ),
-        ("alerts both", a.alerts.both.to_string(), w.alerts.both.to_string()),
+        (
+            "alerts both",
+            a.alerts.both.to_string(),
+            w.alerts.both.to_string(),
+        ),
         (
             "alerts live only",
             a.alerts.live_only.to_string(),
@@ -292,7 +308,10 @@ mod tests {
         }))
         .expect("a report");
         let text = table(&report);
-        assert!(text.contains("ecg event 106: shadow only (live 1.1, shadow 2.2)"), "{text}");
+        assert!(
+            text.contains("ecg event 106: shadow only (live 1.1, shadow 2.2)"),
+            "{text}"
+        );
         assert!(text.contains("2 (trap 2)"), "{text}");
         assert!(text.contains("drop when `shadow_errors > 5`"), "{text}");
         report.state = ShadowState::Dropped;

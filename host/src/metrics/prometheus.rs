@@ -282,7 +282,11 @@ pub fn render_shadows(reports: &[crate::udf_shadow::ShadowReport]) -> String {
     use crate::udf_shadow::ShadowState;
     let mut out = String::new();
     let base = |r: &crate::udf_shadow::ShadowReport| {
-        format!("udf=\"{}\",shadow=\"{}\"", escape(&r.name), escape(&r.shadow))
+        format!(
+            "udf=\"{}\",shadow=\"{}\"",
+            escape(&r.name),
+            escape(&r.shadow)
+        )
     };
     let mut running = Vec::new();
     let mut records = Vec::new();
@@ -295,7 +299,10 @@ pub fn render_shadows(reports: &[crate::udf_shadow::ShadowReport]) -> String {
     for r in reports {
         let l = base(r);
         let f = &r.since_start;
-        running.push((l.clone(), u8::from(r.state == ShadowState::Running).to_string()));
+        running.push((
+            l.clone(),
+            u8::from(r.state == ShadowState::Running).to_string(),
+        ));
         for (outcome, n) in [("identical", f.identical), ("differing", f.differing)] {
             records.push((format!("{l},outcome=\"{outcome}\""), n.to_string()));
         }
@@ -317,10 +324,22 @@ pub fn render_shadows(reports: &[crate::udf_shadow::ShadowReport]) -> String {
         }
         for field in &f.fields {
             let fl = format!("{l},field=\"{}\"", escape(&field.field));
-            delta_max.push((format!("{fl},delta=\"abs\""), field.max_abs_delta.to_string()));
-            delta_max.push((format!("{fl},delta=\"rel\""), field.max_rel_delta.to_string()));
-            delta_p99.push((format!("{fl},delta=\"abs\""), field.p99_abs_delta.to_string()));
-            delta_p99.push((format!("{fl},delta=\"rel\""), field.p99_rel_delta.to_string()));
+            delta_max.push((
+                format!("{fl},delta=\"abs\""),
+                field.max_abs_delta.to_string(),
+            ));
+            delta_max.push((
+                format!("{fl},delta=\"rel\""),
+                field.max_rel_delta.to_string(),
+            ));
+            delta_p99.push((
+                format!("{fl},delta=\"abs\""),
+                field.p99_abs_delta.to_string(),
+            ));
+            delta_p99.push((
+                format!("{fl},delta=\"rel\""),
+                field.p99_rel_delta.to_string(),
+            ));
         }
         for (side, value) in [
             ("live", f.live_latency_us.p99),

@@ -15,8 +15,8 @@
 //! directory watch; this file: the live registry (subscriptions, trial `init`, swaps, history).
 
 use crate::state_dir::write_atomically;
-use crate::udf_shadow::{Shadow, ShadowOptions, ShadowReport, ShadowState};
 use crate::udf_runtime::{LoadError, UdfLimits, UdfModule, UdfRuntime};
+use crate::udf_shadow::{Shadow, ShadowOptions, ShadowReport, ShadowState};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -115,9 +115,8 @@ pub fn compare(
         })
     });
     let scores = judge.score_field.as_deref().and_then(|field| {
-        let score = |docs: &[Option<serde_json::Value>]| {
-            docs.first()?.as_ref()?.get(field)?.as_f64()
-        };
+        let score =
+            |docs: &[Option<serde_json::Value>]| docs.first()?.as_ref()?.get(field)?.as_f64();
         Some((score(&live_json)?, score(&shadow_json)?))
     });
     let id = live_json

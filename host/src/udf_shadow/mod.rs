@@ -171,11 +171,7 @@ impl Shadow {
     pub fn report(&self, name: &str, live: &str) -> ShadowReport {
         let now = now_unix();
         let snapshot = self.stats.snapshot(now);
-        let ended = self
-            .ended
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner()).clone();
         ShadowReport {
             name: name.to_string(),
             live: live.to_string(),

@@ -7,19 +7,43 @@ use super::report::ShadowFigures;
 pub const VARIABLES: &[(&str, &str)] = &[
     ("records", "records compared (int)"),
     ("identical", "records with byte-identical outputs (int)"),
-    ("differing", "records where both succeeded with different outputs (int)"),
+    (
+        "differing",
+        "records where both succeeded with different outputs (int)",
+    ),
     ("live_errors", "records the live version failed (int)"),
     ("shadow_errors", "records the shadow failed (int)"),
     ("alerts_both", "records both sides alert on (int)"),
-    ("alerts_live_only", "alerts only the live version raises (int)"),
-    ("alerts_shadow_only", "alerts only the shadow would raise (int)"),
+    (
+        "alerts_live_only",
+        "alerts only the live version raises (int)",
+    ),
+    (
+        "alerts_shadow_only",
+        "alerts only the shadow would raise (int)",
+    ),
     ("alerts_neither", "records neither side alerts on (int)"),
-    ("max_abs_delta", "largest |shadow - live| of any numeric field (double)"),
-    ("p99_abs_delta", "largest per-field p99 of |shadow - live| (double)"),
+    (
+        "max_abs_delta",
+        "largest |shadow - live| of any numeric field (double)",
+    ),
+    (
+        "p99_abs_delta",
+        "largest per-field p99 of |shadow - live| (double)",
+    ),
     ("max_rel_delta", "largest |shadow - live| / |live| (double)"),
-    ("p99_rel_delta", "largest per-field p99 of the relative delta (double)"),
-    ("live_p99_us", "p99 per-record latency of the live version, µs (double)"),
-    ("shadow_p99_us", "p99 per-record latency of the shadow, µs (double)"),
+    (
+        "p99_rel_delta",
+        "largest per-field p99 of the relative delta (double)",
+    ),
+    (
+        "live_p99_us",
+        "p99 per-record latency of the live version, µs (double)",
+    ),
+    (
+        "shadow_p99_us",
+        "p99 per-record latency of the shadow, µs (double)",
+    ),
     ("seconds", "seconds since the shadow started (int)"),
 ];
 
@@ -55,7 +79,10 @@ pub fn evaluate(rule: &str, figures: &ShadowFigures, seconds: u64) -> Result<boo
         ("identical", figures.identical),
         ("differing", figures.differing),
         ("live_errors", ShadowFigures::errors(&figures.live_errors)),
-        ("shadow_errors", ShadowFigures::errors(&figures.shadow_errors)),
+        (
+            "shadow_errors",
+            ShadowFigures::errors(&figures.shadow_errors),
+        ),
         ("alerts_both", figures.alerts.both),
         ("alerts_live_only", figures.alerts.live_only),
         ("alerts_shadow_only", figures.alerts.shadow_only),
@@ -66,10 +93,22 @@ pub fn evaluate(rule: &str, figures: &ShadowFigures, seconds: u64) -> Result<boo
         context.add_variable_from_value(name, int(value));
     }
     let doubles = [
-        ("max_abs_delta", figures.max_over_fields(|f| f.max_abs_delta)),
-        ("p99_abs_delta", figures.max_over_fields(|f| f.p99_abs_delta)),
-        ("max_rel_delta", figures.max_over_fields(|f| f.max_rel_delta)),
-        ("p99_rel_delta", figures.max_over_fields(|f| f.p99_rel_delta)),
+        (
+            "max_abs_delta",
+            figures.max_over_fields(|f| f.max_abs_delta),
+        ),
+        (
+            "p99_abs_delta",
+            figures.max_over_fields(|f| f.p99_abs_delta),
+        ),
+        (
+            "max_rel_delta",
+            figures.max_over_fields(|f| f.max_rel_delta),
+        ),
+        (
+            "p99_rel_delta",
+            figures.max_over_fields(|f| f.p99_rel_delta),
+        ),
         ("live_p99_us", figures.live_latency_us.p99),
         ("shadow_p99_us", figures.shadow_latency_us.p99),
     ];

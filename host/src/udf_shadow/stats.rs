@@ -114,9 +114,8 @@ impl Tally {
     }
 
     fn figures(&self) -> ShadowFigures {
-        let errors = |m: &BTreeMap<&'static str, u64>| {
-            m.iter().map(|(k, n)| (k.to_string(), *n)).collect()
-        };
+        let errors =
+            |m: &BTreeMap<&'static str, u64>| m.iter().map(|(k, n)| (k.to_string(), *n)).collect();
         let latency = |h: &LogHist| Latency {
             mean: h.mean(),
             p99: h.quantile(0.99),
@@ -197,11 +196,7 @@ impl ShadowStats {
         let mut inner = self.lock();
         inner.batches += 1;
         inner.total.add(&batch);
-        while inner
-            .slots
-            .front()
-            .is_some_and(|(s, _)| *s + SLOTS <= slot)
-        {
+        while inner.slots.front().is_some_and(|(s, _)| *s + SLOTS <= slot) {
             inner.slots.pop_front();
         }
         match inner.slots.back_mut() {
@@ -225,10 +220,7 @@ impl ShadowStats {
                     id: c.id.clone(),
                     live,
                     shadow,
-                    disagree: matches!(
-                        c.decision,
-                        Some(Decision::LiveOnly | Decision::ShadowOnly)
-                    ),
+                    disagree: matches!(c.decision, Some(Decision::LiveOnly | Decision::ShadowOnly)),
                 });
             }
         }
@@ -327,11 +319,7 @@ mod tests {
             1_000,
         );
         stats.add(
-            batch(vec![record(
-                Verdict::ShadowError("trap"),
-                None,
-                0.0,
-            )]),
+            batch(vec![record(Verdict::ShadowError("trap"), None, 0.0)]),
             1_100,
         );
         let snap = stats.snapshot(1_100);

@@ -6,10 +6,10 @@ pub mod shadow;
 use crate::udf_runtime::{RecordResult, UdfWorker};
 use crate::udf_shadow::compare::Judge;
 use crate::udf_shadow::{Shadow, ShadowOptions};
-use shadow::{ShadowContext, ShadowRun};
-use std::sync::Arc;
 use serde::Deserialize;
+use shadow::{ShadowContext, ShadowRun};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// `[transforms.NAME] type = "udf"`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -449,8 +449,10 @@ fn start_shadow(
     count: usize,
     init: &[(String, String)],
     limits: &crate::udf_runtime::UdfLimits,
-) -> tokio::task::JoinHandle<(Arc<Shadow>, Result<Vec<UdfWorker>, crate::udf_runtime::LoadError>)>
-{
+) -> tokio::task::JoinHandle<(
+    Arc<Shadow>,
+    Result<Vec<UdfWorker>, crate::udf_runtime::LoadError>,
+)> {
     let (init, limits) = (init.to_vec(), limits.clone());
     tokio::task::spawn_blocking(move || {
         let workers = instantiate_all(&shadow.module, count, &init, &limits);
@@ -461,7 +463,10 @@ fn start_shadow(
 /// The shadow run once its instances started; a refusal is counted on the shadow and logged.
 fn run_shadow(
     started: Result<
-        (Arc<Shadow>, Result<Vec<UdfWorker>, crate::udf_runtime::LoadError>),
+        (
+            Arc<Shadow>,
+            Result<Vec<UdfWorker>, crate::udf_runtime::LoadError>,
+        ),
         tokio::task::JoinError,
     >,
     context: &Arc<ShadowContext>,

@@ -51,7 +51,11 @@ pub struct ShadowRun {
 
 impl ShadowRun {
     /// Starts one thread per instance in `workers`.
-    pub fn start(shadow: Arc<Shadow>, workers: Vec<UdfWorker>, context: Arc<ShadowContext>) -> Self {
+    pub fn start(
+        shadow: Arc<Shadow>,
+        workers: Vec<UdfWorker>,
+        context: Arc<ShadowContext>,
+    ) -> Self {
         let (jobs, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
         let cancelled = Arc::new(AtomicBool::new(false));
@@ -65,7 +69,9 @@ impl ShadowRun {
                 cancelled.clone(),
                 context.clone(),
             );
-            tokio::task::spawn_blocking(move || work(worker, &receiver, &shadow, &cancelled, &context));
+            tokio::task::spawn_blocking(move || {
+                work(worker, &receiver, &shadow, &cancelled, &context)
+            });
         }
         tracing::info!(component = %context.component, shadow = %shadow.version(), "shadow running beside the live version");
         ShadowRun {
@@ -93,9 +99,11 @@ impl ShadowRun {
         if behind > max {
             self.shadow.lag().fetch_sub(n, Ordering::Relaxed);
             let reason = format!("fell behind the live version by more than {max} records");
-            self.context
-                .registry
-                .drop_shadow_if(&self.context.name, &self.shadow.version(), &reason);
+            self.context.registry.drop_shadow_if(
+                &self.context.name,
+                &self.shadow.version(),
+                &reason,
+            );
             return false;
         }
         let job = Job {
