@@ -443,16 +443,19 @@ fn instantiate_all(
         .collect()
 }
 
+/// A shadow and its instances for one transform, or why they did not start.
+type ShadowStarted = (
+    Arc<Shadow>,
+    Result<Vec<UdfWorker>, crate::udf_runtime::LoadError>,
+);
+
 /// Instantiates and `init`s `count` instances of a shadow off the async threads.
 fn start_shadow(
     shadow: Arc<Shadow>,
     count: usize,
     init: &[(String, String)],
     limits: &crate::udf_runtime::UdfLimits,
-) -> tokio::task::JoinHandle<(
-    Arc<Shadow>,
-    Result<Vec<UdfWorker>, crate::udf_runtime::LoadError>,
-)> {
+) -> tokio::task::JoinHandle<ShadowStarted> {
     let (init, limits) = (init.to_vec(), limits.clone());
     tokio::task::spawn_blocking(move || {
         let workers = instantiate_all(&shadow.module, count, &init, &limits);
@@ -462,13 +465,7 @@ fn start_shadow(
 
 /// The shadow run once its instances started; a refusal is counted on the shadow and logged.
 fn run_shadow(
-    started: Result<
-        (
-            Arc<Shadow>,
-            Result<Vec<UdfWorker>, crate::udf_runtime::LoadError>,
-        ),
-        tokio::task::JoinError,
-    >,
+    started: Result<ShadowStarted, tokio::task::JoinError>,
     context: &Arc<ShadowContext>,
 ) -> Option<ShadowRun> {
     match started {
