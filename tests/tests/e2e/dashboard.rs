@@ -168,6 +168,15 @@ const PAGE_STATE: &str = r#"return {
   live: document.getElementById('connection').textContent,
 };"#;
 
+/// What the page shows of a shadow: its rings, the ids of those marked as disagreeing, the
+/// rows of alerts that would change, the summary line.
+const SHADOW_STATE: &str = r#"return {
+  rings: document.querySelectorAll('svg.score-chart circle.shadow').length,
+  disagree: Array.from(new Set(Array.from(document.querySelectorAll('svg.score-chart circle.shadow.disagree')).map(c => c.dataset.id))),
+  changes: Array.from(new Set(Array.from(document.querySelectorAll('#shadow-changes tbody tr')).map(r => r.dataset.id))),
+  summary: document.getElementById('shadow-summary').textContent,
+};"#;
+
 fn alert_ids(upto: usize) -> BTreeSet<String> {
     expected_scores()
         .iter()
@@ -241,6 +250,44 @@ fn the_dashboard_charts_scores_and_lists_alerts_live() {
         s["points"] == messages.len() && rows(s) == all
     });
     assert_eq!(last["alertPoints"], all.len());
+
+    // A retrained model (every score doubled) as the shadow: its scores are drawn beside the
+    // live ones, and the alerts it would add are marked and listed.
+    let double = sluice_harness::fixture_dir().join("anomaly-double.wasm");
+    let pushed = serve.cli(&[
+        "udf",
+        "push",
+        double.to_str().expect("utf-8 path"),
+        "--name",
+        "anomaly",
+        "--shadow",
+    ]);
+    assert!(pushed.status.success(), "{pushed:?}");
+    serve.wait_for_log("shadow running beside the live version");
+    publish_all(broker.port, "electric-temperature", &messages);
+    let would_alert: BTreeSet<String> = expected_scores()
+        .iter()
+        .filter_map(|line| {
+            let (id, mse) = line.split_once(',')?;
+            let mse: f64 = mse.parse().ok()?;
+            (mse <= 1.5 && mse * 2.0 > 1.5).then(|| id.to_string())
+        })
+        .collect();
+    assert!(!would_alert.is_empty());
+    let ids = |state: &serde_json::Value, key: &str| -> BTreeSet<String> {
+        state[key]
+            .as_array()
+            .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    let shadowed = browser.wait_for("the shadow drawn and its changed alerts listed", SHADOW_STATE, |s| {
+        ids(s, "changes") == would_alert && ids(s, "disagree") == would_alert
+    });
+    assert!(shadowed["rings"].as_u64() >= Some(messages.len() as u64), "{shadowed}");
+    assert!(
+        shadowed["summary"].as_str().is_some_and(|t| t.contains("shadow only")),
+        "{shadowed}"
+    );
 
     let png = browser.screenshot();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
