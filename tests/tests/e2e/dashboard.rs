@@ -277,15 +277,26 @@ fn the_dashboard_charts_scores_and_lists_alerts_live() {
     let ids = |state: &serde_json::Value, key: &str| -> BTreeSet<String> {
         state[key]
             .as_array()
-            .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_string)).collect())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| id.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
-    let shadowed = browser.wait_for("the shadow drawn and its changed alerts listed", SHADOW_STATE, |s| {
-        ids(s, "changes") == would_alert && ids(s, "disagree") == would_alert
-    });
-    assert!(shadowed["rings"].as_u64() >= Some(messages.len() as u64), "{shadowed}");
+    let shadowed = browser.wait_for(
+        "the shadow drawn and its changed alerts listed",
+        SHADOW_STATE,
+        |s| ids(s, "changes") == would_alert && ids(s, "disagree") == would_alert,
+    );
     assert!(
-        shadowed["summary"].as_str().is_some_and(|t| t.contains("shadow only")),
+        shadowed["rings"].as_u64() >= Some(messages.len() as u64),
+        "{shadowed}"
+    );
+    assert!(
+        shadowed["summary"]
+            .as_str()
+            .is_some_and(|t| t.contains("shadow only")),
         "{shadowed}"
     );
 
