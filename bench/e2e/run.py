@@ -227,15 +227,15 @@ def main():
     parser.add_argument("--model", required=True)
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--out", default=None)
-    parser.add_argument("--only", choices=["bridge", "scale"], default=None, help="run one part")
+    parser.add_argument("--only", choices=["bridge", "scale", "shadow"], default=None, help="run one part")
     args = parser.parse_args()
     events = [line.split(",", 1)[1] for line in open(args.data).read().splitlines() if line.strip()]
     workdir = tempfile.mkdtemp(prefix="sluice-bench-")
     servers = Servers(args.tansu, workdir)
     try:
 
-        def sluice(out_topic, ready):
-            pipeline = os.path.join(workdir, "detect.toml")
+        def sluice(out_topic, ready, udf_dir=None, shadow_line="", tag="sluice"):
+            pipeline = os.path.join(workdir, f"detect-{tag}.toml")
             with open(pipeline, "w") as f:
                 f.write(
                     f"""
@@ -248,6 +248,7 @@ topics = ["{TOPIC}"]
 type = "udf"
 inputs = ["sensors"]
 module = "anomaly"
+{shadow_line}
 
 [sinks.scores]
 type = "kafka"
@@ -257,11 +258,13 @@ topic = "{out_topic}"
 encoding = {{ codec = "delimited", fields = ["eventid", "anomaly_val"] }}
 """
                 )
-            state = os.path.join(workdir, "sluice-state")
+            state = os.path.join(workdir, f"state-{tag}")
             return subprocess.Popen(
-                [args.sluice, "run", pipeline, "--udf-dir", args.udf_dir, "--state-dir", state, "--ready-file", ready],
+                [args.sluice, "run", pipeline, "--udf-dir", udf_dir or args.udf_dir, "--state-dir", state, "--ready-file", ready],
                 stdout=subprocess.DEVNULL,
-                stderr=open(os.path.join(workdir, "sluice.log"), "w"),
+                stderr=open(os.path.join(workdir, f"{tag}.log"), "w"),
+                # The registry's lines say when a shadow started and ended.
+                env={**os.environ, "SLUICE_LOG": "warn,sluice::udf_registry=info"},
             )
 
         def python(out_topic, ready):
@@ -273,7 +276,18 @@ encoding = {{ codec = "delimited", fields = ["eventid", "anomaly_val"] }}
             )
 
         results = {}
-        if args.only != "scale":
+        if args.only == "shadow":
+            import shadow
+
+            results["shadow"] = shadow.measure(args, sluice, measure, servers, events, workdir)
+            servers.stop()
+            shadow.report(results["shadow"], args.records)
+            if args.out:
+                os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+                with open(args.out, "w") as f:
+                    json.dump(results, f, indent=2)
+            return
+        if args.only not in ("scale",):
             for name, start in [("python", python), ("sluice", sluice)]:
                 results[name] = measure(name, start, servers, events, args.records, workdir)
                 print(f"{name}: {json.dumps(results[name])}", flush=True)
