@@ -188,8 +188,9 @@ fn alert_ids(upto: usize) -> BTreeSet<String> {
         .collect()
 }
 
-fn rows(state: &serde_json::Value) -> BTreeSet<String> {
-    state["alertRows"]
+/// The ids the page lists under `key` of its state.
+fn ids(state: &serde_json::Value, key: &str) -> BTreeSet<String> {
+    state[key]
         .as_array()
         .map(|ids| {
             ids.iter()
@@ -239,7 +240,9 @@ fn the_dashboard_charts_scores_and_lists_alerts_live() {
     assert_eq!(first["threshold"], 1);
     let want = alert_ids(10);
     assert!(!want.is_empty());
-    let first = browser.wait_for("the first alerts listed", PAGE_STATE, |s| rows(s) == want);
+    let first = browser.wait_for("the first alerts listed", PAGE_STATE, |s| {
+        ids(s, "alertRows") == want
+    });
     assert_eq!(first["alertPoints"], want.len());
 
     // The rest: the chart and the alert table update.
@@ -247,7 +250,7 @@ fn the_dashboard_charts_scores_and_lists_alerts_live() {
     let all = alert_ids(messages.len());
     assert!(all.len() > want.len());
     let last = browser.wait_for("every score and alert", PAGE_STATE, |s| {
-        s["points"] == messages.len() && rows(s) == all
+        s["points"] == messages.len() && ids(s, "alertRows") == all
     });
     assert_eq!(last["alertPoints"], all.len());
 
@@ -274,16 +277,6 @@ fn the_dashboard_charts_scores_and_lists_alerts_live() {
         })
         .collect();
     assert!(!would_alert.is_empty());
-    let ids = |state: &serde_json::Value, key: &str| -> BTreeSet<String> {
-        state[key]
-            .as_array()
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(|id| id.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let shadowed = browser.wait_for(
         "the shadow drawn and its changed alerts listed",
         SHADOW_STATE,
