@@ -140,7 +140,7 @@ impl Shadow {
             }
             *last = Some(Instant::now());
         }
-        let figures = self.stats.snapshot(now_unix()).since_start;
+        let figures = self.stats.since_start();
         let seconds = self.seconds();
         let rules = [
             (&self.options.drop_when, "drop_when", false),

@@ -257,6 +257,11 @@ impl ShadowStats {
         self.lock().decision_filters.insert(filter.to_string());
     }
 
+    /// The figures since start only (what the rules read).
+    pub fn since_start(&self) -> ShadowFigures {
+        self.lock().total.figures()
+    }
+
     /// The figures since start and over the window ending at `now_unix`.
     pub fn snapshot(&self, now_unix: u64) -> StatsSnapshot {
         let slot = now_unix / SLOT_SECONDS;

@@ -82,11 +82,6 @@ impl ShadowRun {
         }
     }
 
-    /// The shadow this runs.
-    pub fn shadow(&self) -> &Arc<Shadow> {
-        &self.shadow
-    }
-
     /// Hands a finished live batch to the shadow without waiting; `false` when the shadow is
     /// gone (it ended, or it was too far behind and is dropped now).
     pub fn offer(&self, messages: &[Message], live: &[RecordResult], elapsed: Duration) -> bool {
