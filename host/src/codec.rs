@@ -5,6 +5,11 @@
 //! sinks encode the flowing value for the wire. `delimited` on a sink turns the JSON score
 //! `{"eventid":106,"anomaly_val":2.2}` into `106,2.2`; on a source it turns `106,2.2` into that
 //! JSON object.
+//!
+//! A schema (`fields` with `types`, as SQL's `CREATE STREAM ... (col type, ...)` compiles to)
+//! makes a source decode strictly: `delimited` converts each column to its type, and `json`
+//! picks the declared fields out of the document, matching names case-insensitively as ksqlDB
+//! does. A value that does not fit names the field and what was found.
 
 use serde::Deserialize;
 
@@ -33,6 +38,80 @@ pub struct EncodingConfig {
     pub fields: Vec<String>,
     /// For `delimited`: the separator (default `,`).
     pub delimiter: Option<String>,
+    /// On a source, the type of each of `fields`, in the same order: `string`, `integer`,
+    /// `double`, `boolean` or `any` (default: `any` for all, numbers and booleans recognised).
+    /// With `json`, `fields` and `types` select the declared fields, case-insensitively.
+    #[serde(default)]
+    pub types: Vec<FieldType>,
+}
+
+/// The type of a decoded field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    /// Numbers and booleans recognised, anything else text.
+    #[default]
+    Any,
+    /// Text, kept as it is.
+    String,
+    /// A 64-bit integer.
+    Integer,
+    /// A double.
+    Double,
+    /// `true` or `false`.
+    Boolean,
+}
+
+impl FieldType {
+    /// `text` (one delimited column, trimmed) as this type.
+    fn from_text(self, text: &str) -> Result<serde_json::Value, String> {
+        use serde_json::Value;
+        let trimmed = text.trim();
+        match self {
+            FieldType::Any => Ok(serde_json::from_str::<Value>(trimmed)
+                .ok()
+                .filter(|v| v.is_number() || v.is_boolean())
+                .unwrap_or_else(|| Value::String(trimmed.to_string()))),
+            FieldType::String => Ok(Value::String(text.to_string())),
+            FieldType::Integer => trimmed
+                .parse::<i64>()
+                .map(Value::from)
+                .map_err(|_| format!("expected an integer, found {trimmed:?}")),
+            FieldType::Double => trimmed
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+                .ok_or_else(|| format!("expected a double, found {trimmed:?}")),
+            FieldType::Boolean => match trimmed.to_ascii_lowercase().as_str() {
+                "true" => Ok(Value::Bool(true)),
+                "false" => Ok(Value::Bool(false)),
+                _ => Err(format!("expected true or false, found {trimmed:?}")),
+            },
+        }
+    }
+
+    /// A JSON field as this type (null stays null).
+    fn from_json(self, value: serde_json::Value) -> Result<serde_json::Value, String> {
+        use serde_json::Value;
+        let wrong = |what: &str, value: &Value| Err(format!("expected {what}, found {value}"));
+        match (self, value) {
+            (_, Value::Null) => Ok(Value::Null),
+            (FieldType::Any, value) => Ok(value),
+            (FieldType::String, Value::String(s)) => Ok(Value::String(s)),
+            (FieldType::String, value) => Ok(Value::String(value.to_string())),
+            (FieldType::Integer, Value::Number(n)) if n.is_i64() => Ok(Value::Number(n)),
+            (FieldType::Integer, value) => wrong("an integer", &value),
+            (FieldType::Double, Value::Number(n)) => n
+                .as_f64()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+                .ok_or_else(|| format!("expected a double, found {n}")),
+            (FieldType::Double, value) => wrong("a double", &value),
+            (FieldType::Boolean, Value::Bool(b)) => Ok(Value::Bool(b)),
+            (FieldType::Boolean, value) => wrong("true or false", &value),
+        }
+    }
 }
 
 impl EncodingConfig {
@@ -44,15 +123,25 @@ impl EncodingConfig {
                 "fields",
                 "the delimited codec needs a non-empty field list".into(),
             )),
-            Codec::Raw | Codec::Json if !self.fields.is_empty() => problems.push((
+            Codec::Raw if !self.fields.is_empty() => problems.push((
                 "fields",
-                "only the delimited codec takes a field list".into(),
+                "only the delimited and json codecs take a field list".into(),
             )),
             Codec::Raw | Codec::Json if self.delimiter.is_some() => problems.push((
                 "delimiter",
                 "only the delimited codec takes a delimiter".into(),
             )),
             _ => {}
+        }
+        if !self.types.is_empty() && self.types.len() != self.fields.len() {
+            problems.push((
+                "types",
+                format!(
+                    "give one type per field: {} types for {} fields",
+                    self.types.len(),
+                    self.fields.len()
+                ),
+            ));
         }
         if self.delimiter.as_deref() == Some("") {
             problems.push(("delimiter", "the delimiter cannot be empty".into()));
@@ -64,10 +153,41 @@ impl EncodingConfig {
         self.delimiter.as_deref().unwrap_or(",")
     }
 
+    /// The type of field `i`.
+    fn field_type(&self, i: usize) -> FieldType {
+        self.types.get(i).copied().unwrap_or_default()
+    }
+
+    /// A JSON object with the declared fields only, found case-insensitively and typed.
+    fn pick_fields(&self, wire: &[u8]) -> Result<Vec<u8>, String> {
+        let doc: serde_json::Value =
+            serde_json::from_slice(wire).map_err(|e| format!("not valid JSON: {e}"))?;
+        let serde_json::Value::Object(mut found) = doc else {
+            return Err(format!("expected a JSON object, found {doc}"));
+        };
+        let mut object = serde_json::Map::new();
+        for (i, name) in self.fields.iter().enumerate() {
+            let key = found
+                .keys()
+                .find(|key| key.eq_ignore_ascii_case(name))
+                .cloned();
+            let value = key
+                .and_then(|key| found.remove(&key))
+                .unwrap_or(serde_json::Value::Null);
+            let value = self
+                .field_type(i)
+                .from_json(value)
+                .map_err(|e| format!("field `{name}`: {e}"))?;
+            object.insert(name.clone(), value);
+        }
+        serde_json::to_vec(&object).map_err(|e| e.to_string())
+    }
+
     /// Source side: wire bytes into the flowing value.
     pub fn decode(&self, wire: &[u8]) -> Result<Vec<u8>, String> {
         match self.codec {
             Codec::Raw => Ok(wire.to_vec()),
+            Codec::Json if !self.fields.is_empty() => self.pick_fields(wire),
             Codec::Json => serde_json::from_slice::<serde_json::Value>(wire)
                 .map(|_| wire.to_vec())
                 .map_err(|e| format!("not valid JSON: {e}")),
@@ -83,12 +203,11 @@ impl EncodingConfig {
                     ));
                 }
                 let mut object = serde_json::Map::new();
-                for (name, part) in self.fields.iter().zip(parts) {
-                    let part = part.trim();
-                    let value = serde_json::from_str::<serde_json::Value>(part)
-                        .ok()
-                        .filter(|v| v.is_number() || v.is_boolean())
-                        .unwrap_or_else(|| serde_json::Value::String(part.to_string()));
+                for (i, (name, part)) in self.fields.iter().zip(parts).enumerate() {
+                    let value = self
+                        .field_type(i)
+                        .from_text(part)
+                        .map_err(|e| format!("field `{name}`: {e}"))?;
                     object.insert(name.clone(), value);
                 }
                 serde_json::to_vec(&object).map_err(|e| e.to_string())
@@ -100,6 +219,16 @@ impl EncodingConfig {
     pub fn encode(&self, value: &[u8]) -> Result<Vec<u8>, String> {
         match self.codec {
             Codec::Raw => Ok(value.to_vec()),
+            Codec::Json if !self.fields.is_empty() => {
+                let doc: serde_json::Value = serde_json::from_slice(value)
+                    .map_err(|e| format!("value is not valid JSON: {e}"))?;
+                let mut object = serde_json::Map::new();
+                for name in &self.fields {
+                    let field = doc.get(name).cloned().unwrap_or(serde_json::Value::Null);
+                    object.insert(name.clone(), field);
+                }
+                serde_json::to_vec(&object).map_err(|e| e.to_string())
+            }
             Codec::Json => serde_json::from_slice::<serde_json::Value>(value)
                 .map(|_| value.to_vec())
                 .map_err(|e| format!("value is not valid JSON: {e}")),
@@ -134,7 +263,47 @@ mod tests {
             codec: Codec::Delimited,
             fields: vec!["eventid".into(), "anomaly_val".into()],
             delimiter: None,
+            types: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_schema_types_each_column_and_names_the_field_that_does_not_fit() {
+        let typed = EncodingConfig {
+            fields: vec!["EVENTID".into(), "SENSORINPUT".into()],
+            types: vec![FieldType::Integer, FieldType::String],
+            ..delimited()
+        };
+        assert_eq!(
+            typed.decode(b"7, 1.5# 2").unwrap(),
+            br#"{"EVENTID":7,"SENSORINPUT":" 1.5# 2"}"#
+        );
+        assert_eq!(
+            typed.decode(b"x,1").unwrap_err(),
+            r#"field `EVENTID`: expected an integer, found "x""#
+        );
+        let doubles = EncodingConfig {
+            types: vec![FieldType::Integer, FieldType::Double],
+            ..delimited()
+        };
+        assert_eq!(
+            doubles.decode(b"1,2").unwrap(),
+            br#"{"eventid":1,"anomaly_val":2.0}"#
+        );
+        let json = EncodingConfig {
+            codec: Codec::Json,
+            fields: vec!["EVENTID".into(), "NAME".into()],
+            types: vec![FieldType::Integer, FieldType::String],
+            ..Default::default()
+        };
+        assert_eq!(
+            json.decode(br#"{"eventId":3,"other":1}"#).unwrap(),
+            br#"{"EVENTID":3,"NAME":null}"#
+        );
+        assert_eq!(
+            json.decode(br#"{"eventid":"3"}"#).unwrap_err(),
+            r#"field `EVENTID`: expected an integer, found "3""#
+        );
     }
 
     #[test]

@@ -494,7 +494,7 @@ fn pipeline_status(view: &PipelineView, udfs: &[UdfStatus]) -> PipelineStatus {
         .iter()
         .filter_map(|t| match &t.config {
             TransformConfig::Udf(config) => Some((t, config)),
-            TransformConfig::Filter(_) => None,
+            TransformConfig::Filter(_) | TransformConfig::Select(_) => None,
         })
         .map(|(t, config)| PipelineUdf {
             transform: t.name.clone(),

@@ -2,6 +2,7 @@
 //!
 //! - [`message`]: the record type that flows through pipelines and into UDFs.
 //! - [`pipeline`]: the pipeline model (TOML → validated `PipelineSpec`), pure.
+//! - [`sql`]: ksqlDB's `CREATE STREAM` statements compiled into pipeline TOML, pure.
 //! - [`sources`], [`transforms`], [`sinks`]: one file per component kind.
 //! - [`codec`]: encodings at the edges (raw, json, delimited).
 //! - [`mqtt_common`], [`kafka_common`]: what the MQTT and Kafka sources and sinks share.
@@ -34,6 +35,7 @@ pub mod pipeline;
 pub mod pipelines_dir;
 pub mod sinks;
 pub mod sources;
+pub mod sql;
 pub mod state_dir;
 pub mod topology;
 pub mod transforms;

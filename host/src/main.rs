@@ -21,6 +21,9 @@ enum Command {
     /// Work with UDF modules.
     #[command(subcommand)]
     Udf(UdfCommand),
+    /// SQL pipelines (ksqlDB's CREATE STREAM statements).
+    #[command(subcommand)]
+    Sql(SqlCommand),
     /// Check pipeline files without connecting to anything; reports every error at once.
     Validate(cli::validate::ValidateArgs),
     /// Run pipelines until Ctrl-C or SIGTERM, then drain in-flight records.
@@ -42,6 +45,12 @@ enum Command {
         #[arg(long)]
         fuel: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum SqlCommand {
+    /// Print the pipeline TOML a SQL file compiles to.
+    Explain(cli::sql::ExplainArgs),
 }
 
 #[derive(Subcommand)]
@@ -74,6 +83,7 @@ fn main() -> ExitCode {
         Command::Udf(UdfCommand::New(args)) => cli::udf_kit::new(args),
         Command::Udf(UdfCommand::Build(args)) => cli::udf_kit::build(args),
         Command::Udf(UdfCommand::Bench(args)) => cli::udf_bench::run(args),
+        Command::Sql(SqlCommand::Explain(args)) => cli::sql::explain(args),
         Command::Validate(args) => cli::validate::run(args),
         Command::Run(args) => cli::run::run(args),
         Command::Serve(args) => cli::serve::run(args),

@@ -31,22 +31,32 @@ impl Message {
     }
 }
 
-/// A record's id for people: the JSON document's `eventid`, `id` or `event_id` field, else the
+/// A record's id for people: the JSON document's `eventid`, `id` or `event_id` field (in any
+/// case: SQL's `EVENTID` too), else the
 /// message key (as text).
 pub fn event_id(doc: Option<&serde_json::Value>, message: Option<&Message>) -> Option<String> {
-    doc.and_then(|doc| {
-        ["eventid", "id", "event_id"]
-            .iter()
-            .find_map(|k| doc.get(*k))
-    })
-    .map(|v| match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    })
-    .or_else(|| {
-        message?
-            .key
-            .as_ref()
-            .map(|k| String::from_utf8_lossy(k).into_owned())
-    })
+    doc.and_then(serde_json::Value::as_object)
+        .and_then(event_id_in)
+        .or_else(|| {
+            message?
+                .key
+                .as_ref()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+        })
+}
+
+/// The `eventid`, `id` or `event_id` field of a JSON object (in any case), as text.
+pub fn event_id_in(fields: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    ["eventid", "id", "event_id"]
+        .iter()
+        .find_map(|k| {
+            fields
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v)
+        })
+        .map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
 }

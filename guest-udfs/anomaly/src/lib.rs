@@ -11,7 +11,7 @@ pub mod payload;
 mod short_decimal;
 pub mod stages;
 
-use sluice_udf::{export_udf, Config, Message, Udf, UdfError};
+use sluice_udf::{export_udf, Config, Message, Udf, UdfError, Value};
 
 /// Scores one payload: the event id in decimal (the record's key) and the JSON score, or what
 /// was wrong with the payload.
@@ -21,20 +21,38 @@ use sluice_udf::{export_udf, Config, Message, Udf, UdfError};
 pub fn score_payload(value: &[u8]) -> Result<(String, String), payload::PayloadError> {
     let mut readings = [0.0f64; model::INPUTS];
     let event_id = payload::parse_into(value, &mut readings)?;
-    let mse = model::reconstruction_mse(&readings);
+    let mse = score(&readings, Some(event_id))?;
+    // Formatted once, for the key and the JSON.
+    let key = payload::decimal(event_id);
+    let json = payload::score_json(&key, mse);
+    Ok((key, json))
+}
+
+/// Scores the readings alone, `v1#v2#...#v210` (the SQL column `SENSORINPUT`): the SQL
+/// function `ANOMALY`. The same model and the same parsing as [`score_payload`], so the same
+/// bits.
+pub fn score_readings(readings_text: &[u8]) -> Result<f64, payload::PayloadError> {
+    let mut readings = [0.0f64; model::INPUTS];
+    payload::parse_readings(readings_text, None, &mut readings)?;
+    score(&readings, None)
+}
+
+/// The reconstruction error of `readings`, or an error naming `event_id` when it is not finite.
+fn score(
+    readings: &[f64; model::INPUTS],
+    event_id: Option<i64>,
+) -> Result<f64, payload::PayloadError> {
+    let mse = model::reconstruction_mse(readings);
     // The shadow tests' stand-in for a retrained model whose scores differ.
     #[cfg(feature = "double-score")]
     let mse = mse * 2.0;
     if !mse.is_finite() {
         return Err(payload::PayloadError {
-            event_id: Some(event_id),
+            event_id,
             reason: format!("readings out of range: the reconstruction error is {mse}"),
         });
     }
-    // Formatted once, for the key and the JSON.
-    let key = payload::decimal(event_id);
-    let json = payload::score_json(&key, mse);
-    Ok((key, json))
+    Ok(mse)
 }
 
 /// The UDF: stateless, no config.
@@ -53,6 +71,29 @@ impl Udf for AnomalyUdf {
     fn process(&mut self, msg: Message) -> Result<Vec<Message>, UdfError> {
         let (key, json) = score_payload(&msg.value).map_err(UdfError::invalid_input)?;
         Ok(vec![msg.with_key(key).with_value(json)])
+    }
+
+    /// `ANOMALY(SENSORINPUT)`: the score of one reading string, as a DOUBLE (NULL in, NULL out).
+    fn call(&mut self, function: &str, args: Vec<Value>) -> Result<Value, UdfError> {
+        if !function.eq_ignore_ascii_case("ANOMALY") {
+            return Err(UdfError::invalid_input(format!(
+                "no scalar function {function} in the anomaly UDF (it offers ANOMALY)"
+            )));
+        }
+        match args.as_slice() {
+            [Value::Text(readings)] => score_readings(readings.as_bytes())
+                .map(Value::Double)
+                .map_err(UdfError::invalid_input),
+            [Value::Null] => Ok(Value::Null),
+            [other] => Err(UdfError::invalid_input(format!(
+                "ANOMALY takes the readings as VARCHAR, not {}",
+                other.type_name()
+            ))),
+            _ => Err(UdfError::invalid_input(format!(
+                "ANOMALY takes one argument (the readings), not {}",
+                args.len()
+            ))),
+        }
     }
 }
 
@@ -105,5 +146,31 @@ mod tests {
         readings[3] = "1e150";
         let (_, json) = score_payload(format!("5,{}", readings.join("#")).as_bytes()).unwrap();
         assert!(json.ends_with("e297}"), "{json}");
+    }
+
+    #[test]
+    fn the_sql_function_scores_the_readings_alone_with_the_same_bits() {
+        let readings = vec!["0.25"; model::INPUTS].join("#");
+        let (_, json) = score_payload(format!("7, {readings}").as_bytes()).unwrap();
+        let mse = score_readings(format!(" {readings}").as_bytes()).unwrap();
+        assert_eq!(json, payload::score_json("7", mse));
+        let mut udf = AnomalyUdf;
+        let called = udf.call("anomaly", vec![Value::Text(readings.clone())]);
+        assert_eq!(called.unwrap(), Value::Double(mse));
+        assert_eq!(udf.call("ANOMALY", vec![Value::Null]).unwrap(), Value::Null);
+        let err = udf.call("ANOMALY", vec![Value::Integer(1)]).unwrap_err();
+        assert_eq!(
+            err.reason(),
+            "ANOMALY takes the readings as VARCHAR, not BIGINT"
+        );
+        let err = udf.call("OTHER", vec![]).unwrap_err();
+        assert!(err.reason().contains("no scalar function OTHER"), "{err:?}");
+        let err = udf
+            .call("ANOMALY", vec![Value::Text("1#2".into())])
+            .unwrap_err();
+        assert_eq!(
+            err.reason(),
+            "expected 210 readings separated by '#', found 2"
+        );
     }
 }

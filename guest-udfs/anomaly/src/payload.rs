@@ -85,9 +85,18 @@ pub fn parse_into(payload: &[u8], readings: &mut [f64; INPUTS]) -> Result<i64, P
     let event_id: i64 = id_text
         .parse()
         .map_err(|_| error(None, format!("EVENTID {id_text:?} is not an integer")))?;
-    let here = Some(event_id);
+    parse_readings(&payload[comma + 1..], Some(event_id), readings)?;
+    Ok(event_id)
+}
 
-    let fields = &payload[comma + 1..];
+/// The readings part, `v1#v2#...#v210`, into `readings`; errors name `here`, the event id
+/// when known. What the SQL function `ANOMALY(SENSORINPUT)` parses.
+#[inline(always)]
+pub fn parse_readings(
+    fields: &[u8],
+    here: Option<i64>,
+    readings: &mut [f64; INPUTS],
+) -> Result<(), PayloadError> {
     let mut i = 0; // the reading being parsed
     let mut at = 0; // where its field starts
     while i < INPUTS {
@@ -136,7 +145,7 @@ pub fn parse_into(payload: &[u8], readings: &mut [f64; INPUTS]) -> Result<i64, P
         }
         i += 1;
     }
-    Ok(event_id)
+    Ok(())
 }
 
 /// A field [`short_decimal`] declines (eight bytes or longer, or not a plain decimal): its value

@@ -22,6 +22,11 @@
 //!
 //! export_udf!(Shout);
 //! ```
+//!
+//! A UDF can also offer **scalar functions** to SQL (`SELECT ANOMALY(SENSORINPUT) ...`):
+//! implement [`Udf::call`], which gets the function's name (upper-cased) and one row of
+//! argument [`Value`]s. Every module built with this SDK exports the `scalar-udf` world; one
+//! that does not implement `call` answers every SQL call with "no scalar function".
 
 mod config;
 mod message;
@@ -33,13 +38,15 @@ pub use config::Config;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "sluice:udf/udf",
+        world: "sluice:udf/scalar-udf",
         pub_export_macro: true,
         export_macro_name: "export",
         default_bindings_module: "sluice_udf::bindings",
+        additional_derives: [PartialEq],
     });
 }
 
+pub use bindings::exports::sluice::udf::scalar::Value;
 pub use bindings::sluice::udf::host::Level;
 pub use bindings::sluice::udf::types::{Message, UdfError};
 
@@ -51,6 +58,29 @@ pub trait Udf: Sized + 'static {
     /// Turns one message into zero (filter), one (map) or several (flat-map) messages,
     /// or an error for this message alone.
     fn process(&mut self, message: Message) -> Result<Vec<Message>, UdfError>;
+
+    /// The scalar function `function` (upper-cased, as SQL writes identifiers: `ANOMALY`)
+    /// on one row of arguments: a value, or an error for this row alone. The default offers
+    /// no functions.
+    fn call(&mut self, function: &str, args: Vec<Value>) -> Result<Value, UdfError> {
+        let _ = args;
+        Err(UdfError::invalid_input(format!(
+            "no scalar function {function} in this UDF"
+        )))
+    }
+}
+
+impl Value {
+    /// The SQL type name of this value (`VARCHAR`, `DOUBLE`...), for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "NULL",
+            Value::Boolean(_) => "BOOLEAN",
+            Value::Integer(_) => "BIGINT",
+            Value::Double(_) => "DOUBLE",
+            Value::Text(_) => "VARCHAR",
+        }
+    }
 }
 
 impl UdfError {
@@ -100,7 +130,20 @@ macro_rules! export_udf {
                 }
             }
 
-    $crate::bindings::export!(SluiceUdfExport with_types_in $crate::bindings);
+            impl $crate::bindings::exports::sluice::udf::scalar::Guest for SluiceUdfExport {
+                fn call(
+                    function: ::std::string::String,
+                    rows: ::std::vec::Vec<::std::vec::Vec<$crate::Value>>,
+                ) -> ::std::vec::Vec<::core::result::Result<$crate::Value, $crate::UdfError>>
+                {
+                    $crate::__private::call::<$ty>(&function, rows)
+                }
+            }
+
+            // Only a Wasm build exports: a native build (a crate's unit tests, the native
+            // benchmark) cannot link the interface's `sluice:udf/scalar@...` symbol names.
+    #[cfg(target_arch = "wasm32")]
+            $crate::bindings::export!(SluiceUdfExport with_types_in $crate::bindings);
         };
     };
 }
@@ -108,7 +151,7 @@ macro_rules! export_udf {
 /// Glue used by [`export_udf!`]; not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    use super::{Config, Message, Udf, UdfError};
+    use super::{Config, Message, Udf, UdfError, Value};
     use std::any::Any;
     use std::cell::RefCell;
 
@@ -124,13 +167,30 @@ pub mod __private {
     }
 
     pub fn process<T: Udf>(batch: Vec<Message>) -> Vec<Result<Vec<Message>, UdfError>> {
+        each::<T, _, _>(batch, "process", |udf, msg| udf.process(msg))
+    }
+
+    pub fn call<T: Udf>(function: &str, rows: Vec<Vec<Value>>) -> Vec<Result<Value, UdfError>> {
+        each::<T, _, _>(rows, "call", |udf, row| udf.call(function, row))
+    }
+
+    /// `f` on each item with the instance `init` built, or an error per item without one.
+    fn each<T: Udf, I, O>(
+        items: Vec<I>,
+        what: &str,
+        mut f: impl FnMut(&mut T, I) -> Result<O, UdfError>,
+    ) -> Vec<Result<O, UdfError>> {
         INSTANCE.with(|slot| {
             let mut slot = slot.borrow_mut();
             match slot.as_mut().and_then(|udf| udf.downcast_mut::<T>()) {
-                Some(udf) => batch.into_iter().map(|msg| udf.process(msg)).collect(),
-                None => batch
+                Some(udf) => items.into_iter().map(|item| f(udf, item)).collect(),
+                None => items
                     .iter()
-                    .map(|_| Err(UdfError::failed("process called before a successful init")))
+                    .map(|_| {
+                        Err(UdfError::failed(format!(
+                            "{what} called before a successful init"
+                        )))
+                    })
                     .collect(),
             }
         })

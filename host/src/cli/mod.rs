@@ -3,6 +3,7 @@
 pub mod admin_client;
 pub mod run;
 pub mod serve;
+pub mod sql;
 pub mod udf_bench;
 pub mod udf_kit;
 pub mod udf_shadow;
@@ -79,15 +80,46 @@ pub fn private_files() {
     }
 }
 
-/// Reads and parses one pipeline file with the process environment for `${VAR}`.
-/// `Err` is the message to print: the file could not be read, or every config error in it.
-pub fn load_pipeline(file: &Path) -> Result<sluice::pipeline::PipelineSpec, LoadFailure> {
+/// How `.sql` pipelines are compiled: what the SQL does not say.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct SqlArgs {
+    /// For `.sql` pipelines: the Kafka bootstrap servers [default: $KAFKA_BROKERS, else
+    /// 127.0.0.1:9092].
+    #[arg(long, value_name = "HOST:PORT,...")]
+    pub kafka_brokers: Option<String>,
+    /// For `.sql` pipelines: the UDF module serving a SQL function, `NAME=MODULE` (repeat for
+    /// more) [default: the module named like the function, lower-cased].
+    #[arg(long = "function", value_name = "NAME=MODULE", value_parser = parse_key_value)]
+    pub functions: Vec<(String, String)>,
+}
+
+impl SqlArgs {
+    /// The compiler's options.
+    pub fn options(&self) -> sluice::sql::SqlOptions {
+        sluice::sql::SqlOptions {
+            kafka_brokers: self.kafka_brokers.clone(),
+            functions: self.functions.iter().cloned().collect(),
+        }
+    }
+}
+
+/// Reads and parses one pipeline file (TOML, or SQL compiled with `sql`) with the process
+/// environment for `${VAR}`. `Err` is the message to print: the file could not be read, or
+/// every config error in it.
+pub fn load_pipeline(
+    file: &Path,
+    sql: &SqlArgs,
+) -> Result<sluice::pipeline::PipelineSpec, LoadFailure> {
     let text = std::fs::read_to_string(file).map_err(|err| {
         LoadFailure::Unreadable(format!("{}: cannot read: {err}", file.display()))
     })?;
     let env = |name: &str| std::env::var(name).ok();
-    sluice::pipeline::parse_pipeline(file, &text, &env)
-        .map_err(|errors| LoadFailure::Invalid(errors.to_string()))
+    let parsed = if sluice::sql::is_sql(file) {
+        sluice::sql::parse_sql_pipeline(file, &text, &sql.options(), &env)
+    } else {
+        sluice::pipeline::parse_pipeline(file, &text, &env)
+    };
+    parsed.map_err(|errors| LoadFailure::Invalid(errors.to_string()))
 }
 
 /// Why a pipeline file could not be loaded.

@@ -17,9 +17,11 @@ use std::sync::Arc;
 /// Arguments of `sluice run`.
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Pipeline TOML files.
+    /// Pipeline files: TOML, or SQL (`.sql`, compiled as `sluice sql explain` shows).
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    sql: super::SqlArgs,
     /// Where UDF module names are looked up [default: $SLUICE_UDF_DIR or target/udfs].
     #[arg(long, value_name = "DIR")]
     udf_dir: Option<PathBuf>,
@@ -105,7 +107,7 @@ pub fn run(args: RunArgs) -> ExitCode {
     let mut specs = Vec::new();
     let mut invalid = false;
     for file in &args.files {
-        match load_pipeline(file) {
+        match load_pipeline(file, &args.sql) {
             Ok(spec) if !args.allow_any_kafka_option => {
                 let text = std::fs::read_to_string(file).unwrap_or_default();
                 let refused = sluice::kafka_common::pipeline_option_problems(

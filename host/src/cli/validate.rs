@@ -9,16 +9,18 @@ use std::process::ExitCode;
 /// Arguments of `sluice validate`.
 #[derive(clap::Args)]
 pub struct ValidateArgs {
-    /// Pipeline TOML files.
+    /// Pipeline files: TOML, or SQL (`.sql`).
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    sql: super::SqlArgs,
 }
 
 /// Runs the command.
 pub fn run(args: ValidateArgs) -> ExitCode {
     let mut invalid = false;
     for file in &args.files {
-        match load_pipeline(file) {
+        match load_pipeline(file, &args.sql) {
             Ok(spec) => {
                 for warning in spec.warnings() {
                     eprintln!("{warning}");

@@ -23,7 +23,7 @@ use crate::sinks::{
     mqtt::MqttSinkConfig,
 };
 use crate::sources::{kafka::KafkaSourceConfig, mqtt::MqttSourceConfig};
-use crate::transforms::{filter::FilterConfig, udf::UdfTransformConfig};
+use crate::transforms::{filter::FilterConfig, select::SelectConfig, udf::UdfTransformConfig};
 use std::path::PathBuf;
 
 /// A validated pipeline.
@@ -211,6 +211,8 @@ component_kinds! {
         Udf(UdfTransformConfig) = "udf", client = false;
         /// `type = "filter"`.
         Filter(FilterConfig) = "filter", client = false;
+        /// `type = "select"`.
+        Select(SelectConfig) = "select", client = false;
     }
 }
 

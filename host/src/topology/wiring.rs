@@ -240,6 +240,9 @@ pub fn build_pipeline(
             TransformConfig::Filter(config) => crate::transforms::filter::Filter::build(config)
                 .map_err(|reason| fail(&transform.name, reason))?
                 .run(input, out, c),
+            TransformConfig::Select(config) => crate::transforms::select::Select::build(config)
+                .map_err(|reason| fail(&transform.name, reason))?
+                .run(input, out, c),
         };
         tasks.push(task);
     }

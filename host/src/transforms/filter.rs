@@ -39,17 +39,7 @@ impl Filter {
     pub fn keep(&self, value: &[u8]) -> Result<bool, String> {
         let doc: serde_json::Value =
             serde_json::from_slice(value).map_err(|e| format!("filter: value is not JSON: {e}"))?;
-        let mut context = cel::Context::default();
-        if let serde_json::Value::Object(fields) = &doc {
-            for (name, field) in fields {
-                context
-                    .add_variable(name.as_str(), field.clone())
-                    .map_err(|e| format!("filter: field `{name}`: {e}"))?;
-            }
-        }
-        context
-            .add_variable("value", doc)
-            .map_err(|e| format!("filter: {e}"))?;
+        let context = super::cel_row::context(doc).map_err(|e| format!("filter: {e}"))?;
         match self.program.execute(&context) {
             Ok(cel::Value::Bool(keep)) => Ok(keep),
             Ok(other) => Err(format!("filter: the condition gave {other:?}, not a bool")),

@@ -24,7 +24,7 @@ pub use compile_process::{
 };
 pub use language::GuestLanguage;
 pub use sandbox::UdfLimits;
-pub use worker::{RecordResult, UdfWorker};
+pub use worker::{RecordResult, ScalarResult, ScalarValue, UdfWorker};
 
 use artifact_cache::ArtifactCache;
 use sandbox::{HostState, EPOCH_TICK};
@@ -146,7 +146,7 @@ pub enum LoadError {
         reason: String,
     },
     /// The component does not fit the `sluice:udf` world or imports what the host does not grant.
-    #[error("UDF module `{name}` does not fit the sluice:udf@0.1.0 world: {reason}")]
+    #[error("UDF module `{name}` does not fit the sluice:udf@0.1.1 world: {reason}")]
     World {
         /// The module name.
         name: String,
@@ -258,6 +258,8 @@ impl UdfRuntime {
                 name: name.to_string(),
                 reason: format!("{e:#}"),
             })?;
+        // `None`: a module of the plain `udf` world (no scalar functions for SQL).
+        let scalar = bindings::ScalarIndices::new(&pre).ok();
         let pre = bindings::UdfPre::new(pre).map_err(|e| LoadError::World {
             name: name.to_string(),
             reason: format!("{e:#}"),
@@ -268,6 +270,7 @@ impl UdfRuntime {
                 sha256,
                 language: GuestLanguage::detect(wasm),
                 pre,
+                scalar,
                 shared: self.shared.clone(),
             }),
         })
@@ -450,6 +453,8 @@ struct ModuleInner {
     sha256: String,
     language: GuestLanguage,
     pre: bindings::UdfPre<HostState>,
+    /// Where the `scalar` export is, when the module has one.
+    scalar: Option<bindings::ScalarIndices>,
     shared: Arc<Shared>,
 }
 
@@ -467,6 +472,11 @@ impl UdfModule {
     /// What built the module, for its default limits.
     pub fn language(&self) -> GuestLanguage {
         self.inner.language
+    }
+
+    /// Whether the module exports scalar functions (`sluice:udf/scalar`, for SQL).
+    pub fn has_scalar(&self) -> bool {
+        self.inner.scalar.is_some()
     }
 
     /// `NAME@SHA8`: the version tag of this exact module.

@@ -8,7 +8,7 @@
 //! 3. A batch that faults, or answers with the wrong number of results, is retried record by
 //!    record, so only the poison record comes back as an error and every other record is processed.
 
-use super::bindings::{self, WitMessage, WitMessageIn, WitUdfError};
+use super::bindings::{self, WitMessage, WitMessageIn, WitUdfError, WitValue, WitValueIn};
 use super::sandbox::HostState;
 use super::sandbox::{arm, overslept};
 use super::{RecordError, UdfLimits, UdfModule};
@@ -17,6 +17,24 @@ use wasmtime::{Store, Trap};
 
 /// What one input record became: zero or more output messages, or why it failed.
 pub type RecordResult = Result<Vec<Message>, RecordError>;
+
+/// A SQL value crossing into or out of a scalar function (`sluice:udf/scalar`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScalarValue {
+    /// SQL NULL.
+    Null,
+    /// BOOLEAN.
+    Boolean(bool),
+    /// INTEGER, BIGINT.
+    Integer(i64),
+    /// DOUBLE.
+    Double(f64),
+    /// VARCHAR.
+    Text(String),
+}
+
+/// What one row of a scalar call gave: a value, or why it failed.
+pub type ScalarResult = Result<ScalarValue, RecordError>;
 
 /// A live UDF instance that processes batches. Not shared between threads: use one per worker.
 pub struct UdfWorker {
@@ -30,6 +48,7 @@ pub struct UdfWorker {
 struct Live {
     store: Store<HostState>,
     udf: bindings::Udf,
+    scalar: Option<bindings::ScalarGuest>,
 }
 
 impl UdfWorker {
@@ -62,10 +81,27 @@ impl UdfWorker {
 
     /// Processes a batch: one result per input record, in order. Never panics, never drops a record.
     pub fn process(&mut self, batch: &[Message]) -> Vec<RecordResult> {
+        self.isolated(batch, Self::call)
+    }
+
+    /// Calls the scalar function `function` on each row of arguments: one result per row, in
+    /// order, with the same isolation as [`Self::process`]. A module without the `scalar`
+    /// export answers every row with that error.
+    pub fn call_scalar(&mut self, function: &str, rows: &[Vec<ScalarValue>]) -> Vec<ScalarResult> {
+        self.isolated(rows, |worker, rows| worker.call_scalar_once(function, rows))
+    }
+
+    /// `call` on the whole batch; when the call faults, again record by record, so only the
+    /// poison record comes back as an error.
+    fn isolated<I, O>(
+        &mut self,
+        batch: &[I],
+        mut call: impl FnMut(&mut Self, &[I]) -> Result<Vec<Result<O, RecordError>>, RecordError>,
+    ) -> Vec<Result<O, RecordError>> {
         if batch.is_empty() {
             return Vec::new();
         }
-        match self.call(batch) {
+        match call(self, batch) {
             Ok(results) => results,
             Err(fault) if batch.len() == 1 => vec![Err(fault)],
             Err(fault) => {
@@ -76,7 +112,7 @@ impl UdfWorker {
                 );
                 batch
                     .iter()
-                    .map(|record| match self.call(std::slice::from_ref(record)) {
+                    .map(|record| match call(self, std::slice::from_ref(record)) {
                         Ok(mut one) => one.pop().unwrap_or_else(|| {
                             Err(RecordError::BadOutput {
                                 reason: "no result for the record".into(),
@@ -89,18 +125,108 @@ impl UdfWorker {
         }
     }
 
-    /// One `process` call. `Err` is a fault of the whole call (trap, timeout, contract breach).
-    fn call(&mut self, batch: &[Message]) -> Result<Vec<RecordResult>, RecordError> {
+    /// The live instance, started again if a fault discarded it, armed for one call.
+    fn live(&mut self) -> Result<&mut Live, RecordError> {
         if self.live.is_none() {
             self.restarts += 1;
             self.live = Some(self.instantiate()?);
         }
-        let Some(live) = self.live.as_mut() else {
-            return Err(RecordError::Trap {
+        let limits = self.limits.clone();
+        match self.live.as_mut() {
+            Some(live) => {
+                arm(&mut live.store, &limits);
+                Ok(live)
+            }
+            None => Err(RecordError::Trap {
                 reason: "the UDF instance is gone".into(),
-            });
+            }),
+        }
+    }
+
+    /// What a finished guest call means for the instance: a timeout if it overslept (the
+    /// instance is discarded), a warning if it hit its memory cap and recovered.
+    fn after_call(&mut self, called_ok: bool) -> Result<(), RecordError> {
+        let Some(live) = self.live.as_ref() else {
+            return Ok(());
         };
-        arm(&mut live.store, &self.limits);
+        if overslept(&live.store) {
+            // It waited past its deadline (and woke up there): a timeout, whatever it answered.
+            self.live = None;
+            return Err(RecordError::Timeout {
+                deadline: self.limits.deadline,
+            });
+        }
+        if called_ok && live.store.data().memory.hit {
+            // An interpreter turns a refused growth into an exception (Python's MemoryError)
+            // and carries on: the cap held, the records that hit it failed alone.
+            tracing::warn!(
+                udf = %self.module.version(),
+                limit_bytes = self.limits.memory_cap(),
+                "the UDF reached its memory cap in this batch and recovered; raise memory_mib if it needs more"
+            );
+        }
+        Ok(())
+    }
+
+    /// One `scalar.call`. `Err` is a fault of the whole call.
+    fn call_scalar_once(
+        &mut self,
+        function: &str,
+        rows: &[Vec<ScalarValue>],
+    ) -> Result<Vec<ScalarResult>, RecordError> {
+        let version = self.module.version();
+        let live = self.live()?;
+        let Some(scalar) = live.scalar.as_ref() else {
+            return Ok(rows
+                .iter()
+                .map(|_| {
+                    Err(RecordError::InvalidInput(format!(
+                        "{version} has no scalar functions: it does not export sluice:udf/scalar (rebuild it with the current SDK and implement Udf::call)"
+                    )))
+                })
+                .collect());
+        };
+        let input: Vec<Vec<WitValueIn>> = rows
+            .iter()
+            .map(|row| row.iter().map(to_wit_value).collect())
+            .collect();
+        let input: Vec<&[WitValueIn]> = input.iter().map(Vec::as_slice).collect();
+        let called = scalar.call_call(&mut live.store, function, &input);
+        self.after_call(called.is_ok())?;
+        match called {
+            Ok(results) if results.len() == rows.len() => Ok(results
+                .into_iter()
+                .map(|result| match result {
+                    Ok(value) => Ok(from_wit_value(value)),
+                    Err(WitUdfError::InvalidInput(reason)) => {
+                        Err(RecordError::InvalidInput(reason))
+                    }
+                    Err(WitUdfError::Failed(reason)) => Err(RecordError::Failed(reason)),
+                })
+                .collect()),
+            Ok(results) => Err(RecordError::BadOutput {
+                reason: format!(
+                    "scalar call returned {} results for {} rows",
+                    results.len(),
+                    rows.len()
+                ),
+            }),
+            Err(err) => Err(self.fault(&err)),
+        }
+    }
+
+    /// Classifies a guest error and discards the instance: after a trap it may be half-updated.
+    fn fault(&mut self, err: &wasmtime::Error) -> RecordError {
+        match self.live.take() {
+            Some(live) => classify(err, &live.store, &self.limits),
+            None => RecordError::Trap {
+                reason: format!("{err:#}"),
+            },
+        }
+    }
+
+    /// One `process` call. `Err` is a fault of the whole call (trap, timeout, contract breach).
+    fn call(&mut self, batch: &[Message]) -> Result<Vec<RecordResult>, RecordError> {
         // Headers as borrowed pairs (no allocation for a record without headers).
         let headers: Vec<Vec<(&str, &[u8])>> = batch.iter().map(borrowed_headers).collect();
         let input: Vec<WitMessageIn> = batch
@@ -113,23 +239,9 @@ impl UdfWorker {
                 timestamp_ms: message.timestamp_ms,
             })
             .collect();
+        let live = self.live()?;
         let called = live.udf.call_process(&mut live.store, &input);
-        if overslept(&live.store) {
-            // It waited past its deadline (and woke up there): a timeout, whatever it answered.
-            self.live = None;
-            return Err(RecordError::Timeout {
-                deadline: self.limits.deadline,
-            });
-        }
-        if called.is_ok() && live.store.data().memory.hit {
-            // An interpreter turns a refused growth into an exception (Python's MemoryError)
-            // and carries on: the cap held, the records that hit it failed alone.
-            tracing::warn!(
-                udf = %self.module.version(),
-                limit_bytes = self.limits.memory_cap(),
-                "the UDF reached its memory cap in this batch and recovered; raise memory_mib if it needs more"
-            );
-        }
+        self.after_call(called.is_ok())?;
         match called {
             Ok(results) if results.len() == batch.len() => Ok(results
                 .into_iter()
@@ -148,12 +260,7 @@ impl UdfWorker {
                     batch.len()
                 ),
             }),
-            Err(err) => {
-                let fault = classify(&err, &live.store, &self.limits);
-                // After a trap the instance may be half-updated: never call it again.
-                self.live = None;
-                Err(fault)
-            }
+            Err(err) => Err(self.fault(&err)),
         }
     }
 
@@ -165,10 +272,21 @@ impl UdfWorker {
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_trap();
         arm(&mut store, &self.limits);
-        let udf = inner
+        let instance = inner
             .pre
+            .instance_pre()
             .instantiate(&mut store)
             .map_err(|err| classify(&err, &store, &self.limits))?;
+        let udf = bindings::Udf::new(&mut store, &instance)
+            .map_err(|err| classify(&err, &store, &self.limits))?;
+        let scalar = match &inner.scalar {
+            Some(indices) => Some(
+                indices
+                    .load(&mut store, &instance)
+                    .map_err(|err| classify(&err, &store, &self.limits))?,
+            ),
+            None => None,
+        };
         arm(&mut store, &self.limits);
         let config: Vec<(&str, &str)> = self
             .config
@@ -182,7 +300,7 @@ impl UdfWorker {
             });
         }
         match called {
-            Ok(Ok(())) => Ok(Live { store, udf }),
+            Ok(Ok(())) => Ok(Live { store, udf, scalar }),
             Ok(Err(WitUdfError::InvalidInput(reason))) => Err(RecordError::InvalidInput(reason)),
             Ok(Err(WitUdfError::Failed(reason))) => Err(RecordError::Failed(reason)),
             Err(err) => Err(classify(&err, &store, &self.limits)),
@@ -233,5 +351,25 @@ fn from_wit(message: WitMessage) -> Message {
         value: message.value,
         headers: message.headers,
         timestamp_ms: message.timestamp_ms,
+    }
+}
+
+fn to_wit_value(value: &ScalarValue) -> WitValueIn<'_> {
+    match value {
+        ScalarValue::Null => WitValueIn::Null,
+        ScalarValue::Boolean(b) => WitValueIn::Boolean(*b),
+        ScalarValue::Integer(i) => WitValueIn::Integer(*i),
+        ScalarValue::Double(d) => WitValueIn::Double(*d),
+        ScalarValue::Text(t) => WitValueIn::Text(t),
+    }
+}
+
+fn from_wit_value(value: WitValue) -> ScalarValue {
+    match value {
+        WitValue::Null => ScalarValue::Null,
+        WitValue::Boolean(b) => ScalarValue::Boolean(b),
+        WitValue::Integer(i) => ScalarValue::Integer(i),
+        WitValue::Double(d) => ScalarValue::Double(d),
+        WitValue::Text(t) => ScalarValue::Text(t),
     }
 }

@@ -17,9 +17,13 @@
 //! `init` obeys the config key `init`: `trap` panics, `fail` returns an error, `print` writes to
 //! stdout and stderr and succeeds, `sleep` sleeps 30 s.
 //! It implements the raw world (not `sluice_udf::Udf`) so it can break the contract.
+//!
+//! Its scalar function `HOSTILE(command)` (for SQL) obeys `panic`, `loop` and `wrong-count`
+//! the same way, answers `fail` with an error for that row, and echoes anything else as text.
 
+use sluice_udf::bindings::exports::sluice::udf::scalar;
 use sluice_udf::bindings::{export, Guest};
-use sluice_udf::{Level, Message, UdfError};
+use sluice_udf::{Level, Message, UdfError, Value};
 
 struct Hostile;
 
@@ -107,4 +111,32 @@ fn one(msg: Message) -> Result<Vec<Message>, UdfError> {
     }
 }
 
+impl scalar::Guest for Hostile {
+    fn call(_function: String, rows: Vec<Vec<Value>>) -> Vec<Result<Value, UdfError>> {
+        let mut results = Vec::with_capacity(rows.len() + 1);
+        for row in rows {
+            let command = match row.first() {
+                Some(Value::Text(text)) => text.clone(),
+                _ => String::new(),
+            };
+            match command.as_str() {
+                "panic" => panic!("hostile scalar call panicked on purpose"),
+                "loop" => loop {
+                    std::hint::black_box(0);
+                },
+                "wrong-count" => results.push(Ok(Value::Null)),
+                "fail" => {
+                    results.push(Err(UdfError::failed("hostile scalar refused on purpose")));
+                    continue;
+                }
+                _ => {}
+            }
+            results.push(Ok(Value::Text(command)));
+        }
+        results
+    }
+}
+
+// A native build (the workspace's `cargo build`) cannot link the scalar export's symbol names.
+#[cfg(target_arch = "wasm32")]
 export!(Hostile with_types_in sluice_udf::bindings);

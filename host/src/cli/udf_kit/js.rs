@@ -13,7 +13,7 @@ const ENTRY: &str = "\
 // Written by `sluice udf build`: the `sluice:udf` world around app.js's default export.
 import Udf from '../app.js';
 import { exportUdf } from '../sluice_udf.js';
-import { log } from 'sluice:udf/host@0.1.0';
+import { log } from 'sluice:udf/host@0.1.1';
 
 const udf = exportUdf(Udf, log);
 

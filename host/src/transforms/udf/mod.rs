@@ -1,6 +1,7 @@
 //! The `udf` transform: runs each batch through a Wasm UDF (see `udf_runtime`), and through its
 //! shadow version when one runs (`shadow.rs`).
 
+pub mod scalar;
 pub mod shadow;
 
 use crate::udf_runtime::{RecordResult, UdfWorker};
@@ -48,6 +49,16 @@ pub struct UdfTransformConfig {
     /// Records the shadow may fall behind before it is dropped (default 10000).
     #[serde(default)]
     pub shadow_max_lag: Option<u64>,
+    /// Call this scalar function of the module (its `sluice:udf/scalar` export, e.g.
+    /// `"ANOMALY"`) on each record instead of `process`: what SQL's function calls compile to.
+    #[serde(default)]
+    pub function: Option<String>,
+    /// With `function`: its arguments, CEL expressions over the record's JSON fields.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// With `function`: the field of the record's JSON object the result is written to.
+    #[serde(default)]
+    pub output: Option<String>,
 }
 
 /// `workers = N` or `workers = "auto"`.
@@ -177,6 +188,40 @@ impl UdfTransformConfig {
         if self.shadow_max_lag == Some(0) {
             problems.push(("shadow_max_lag", "must be at least 1".into()));
         }
+        match &self.function {
+            Some(function) => {
+                if function.trim().is_empty() {
+                    problems.push(("function", "name the scalar function".into()));
+                }
+                if self.output.as_deref().is_none_or(str::is_empty) {
+                    problems.push(("output", "name the field the result goes to".into()));
+                }
+                if self.shadow.is_some() {
+                    problems.push((
+                        "shadow",
+                        "shadows run beside `process` only, not beside a scalar `function`".into(),
+                    ));
+                }
+                for arg in &self.args {
+                    if let Err(err) = cel::Program::compile(arg) {
+                        problems.push((
+                            "args",
+                            format!("{arg:?} is not a valid CEL expression: {err}"),
+                        ));
+                    }
+                }
+            }
+            None => {
+                for (field, set) in [
+                    ("args", !self.args.is_empty()),
+                    ("output", self.output.is_some()),
+                ] {
+                    if set {
+                        problems.push((field, "applies only with `function`".into()));
+                    }
+                }
+            }
+        }
         problems
     }
 
@@ -207,6 +252,8 @@ pub struct UdfTransform {
     limits: crate::udf_runtime::UdfLimits,
     /// Where a shadow of the module would run (`None` when the module is pinned or a path).
     shadow: Option<Arc<ShadowContext>>,
+    /// The scalar function called instead of `process`, if any.
+    scalar: Option<Arc<scalar::ScalarCall>>,
 }
 
 impl UdfTransform {
@@ -250,10 +297,18 @@ impl UdfTransform {
                 None,
             ),
         };
+        let scalar = scalar::ScalarCall::build(config)?.map(Arc::new);
+        if let (Some(function), false) = (&config.function, module.has_scalar()) {
+            return Err(format!(
+                "module {} has no scalar functions (it does not export sluice:udf/scalar), so \
+                 it cannot serve {function}: rebuild it with the current SDK and implement Udf::call",
+                module.version()
+            ));
+        }
         let workers = instantiate_all(&module, config.workers.count(), &init, &limits)
             .map_err(|e| e.to_string())?;
         let shadow = match (ModuleRef::parse(&config.module), updates.is_some()) {
-            (ModuleRef::Name(name), true) => {
+            (ModuleRef::Name(name), true) if scalar.is_none() => {
                 if let Some(ModuleRef::Pinned {
                     name: shadow_name,
                     sha,
@@ -280,6 +335,7 @@ impl UdfTransform {
             init,
             limits,
             shadow,
+            scalar,
         })
     }
 
@@ -301,6 +357,7 @@ impl UdfTransform {
                 init,
                 limits,
                 shadow: shadow_context,
+                scalar,
             } = self;
             // The shadow of the module: announced on the subscription, started in the
             // background on instances of its own, fed every live batch once it is done.
@@ -322,6 +379,7 @@ impl UdfTransform {
                 running: Default::default(),
                 back,
                 batch_size,
+                scalar,
             };
             let mut upgrade: Option<tokio::task::JoinHandle<_>> = None;
             let mut input_open = true;
@@ -395,6 +453,8 @@ struct Pool {
     /// Where a busy instance is sent back when its batch is done.
     back: tokio::sync::mpsc::UnboundedSender<UdfWorker>,
     batch_size: usize,
+    /// The scalar function called instead of `process`, if any.
+    scalar: Option<Arc<scalar::ScalarCall>>,
 }
 
 impl Pool {
@@ -407,8 +467,13 @@ impl Pool {
     ) {
         let records = take_batch(first, input, self.batch_size);
         if let Some(worker) = self.idle.pop() {
-            self.running
-                .push_back(process(worker, records, &self.back, ctx));
+            self.running.push_back(process(
+                worker,
+                records,
+                &self.back,
+                self.scalar.clone(),
+                ctx,
+            ));
         }
     }
 
@@ -554,6 +619,7 @@ fn process(
     mut worker: UdfWorker,
     records: Vec<crate::flow::Record>,
     back: &tokio::sync::mpsc::UnboundedSender<UdfWorker>,
+    scalar: Option<Arc<scalar::ScalarCall>>,
     ctx: &crate::flow::ComponentContext,
 ) -> Running {
     let back = back.clone();
@@ -562,7 +628,10 @@ fn process(
         let (messages, acks): (Vec<_>, Vec<_>) =
             records.into_iter().map(|r| (r.msg, r.ack)).unzip();
         let started = std::time::Instant::now();
-        let results = worker.process(&messages);
+        let results = match &scalar {
+            Some(call) => call.run(&mut worker, &messages),
+            None => worker.process(&messages),
+        };
         let elapsed = started.elapsed();
         metrics.batch_latency.observe(elapsed);
         let version = worker.module().version();
