@@ -352,7 +352,7 @@ impl Scope<'_> {
                 cast(operand, target, at)
             }
             Expr::Function(function) => self.function(function, at),
-            Expr::Subquery(_) | Expr::Exists { .. } | Expr::In { .. } => refuse("subqueries"),
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::In { .. } => refuse("a subquery"),
             other => Err(SqlError::at(
                 at,
                 format!("the expression `{other}` is not supported"),

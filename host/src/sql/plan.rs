@@ -221,16 +221,16 @@ fn from_of(query: &Query) -> Result<(Ident, Vec<String>), SqlError> {
         return refuse(limit.span().start, "LIMIT");
     }
     if query.fetch.is_some() || !query.locks.is_empty() {
-        return refuse(at, "FETCH and FOR UPDATE");
+        return refuse(at, "FETCH or FOR UPDATE");
     }
     let SetExpr::Select(select) = query.body.as_ref() else {
-        return refuse(at, "UNION, INTERSECT, EXCEPT and VALUES");
+        return refuse(at, "UNION, INTERSECT, EXCEPT or VALUES");
     };
     if select.distinct.is_some() {
         return refuse(at, "SELECT DISTINCT");
     }
     if select.top.is_some() || select.into.is_some() {
-        return refuse(at, "TOP and SELECT INTO");
+        return refuse(at, "TOP or SELECT INTO");
     }
     match &select.group_by {
         GroupByExpr::Expressions(exprs, _) if exprs.is_empty() => {}
@@ -240,23 +240,23 @@ fn from_of(query: &Query) -> Result<(Ident, Vec<String>), SqlError> {
         return refuse(having.span().start, "HAVING");
     }
     if !select.named_window.is_empty() || select.qualify.is_some() {
-        return refuse(at, "WINDOW and QUALIFY");
+        return refuse(at, "WINDOW or QUALIFY");
     }
     if !select.lateral_views.is_empty()
         || !select.sort_by.is_empty()
         || !select.cluster_by.is_empty()
         || !select.distribute_by.is_empty()
     {
-        return refuse(at, "LATERAL VIEW, SORT BY, CLUSTER BY and DISTRIBUTE BY");
+        return refuse(at, "LATERAL VIEW, SORT BY, CLUSTER BY or DISTRIBUTE BY");
     }
     let [from] = select.from.as_slice() else {
         return match select.from.get(1) {
-            Some(second) => refuse(second.relation.span().start, "joins (FROM a, b)"),
+            Some(second) => refuse(second.relation.span().start, "a join (FROM a, b)"),
             None => Err(SqlError::at(at, "a query needs FROM a stream")),
         };
     };
     if let Some(join) = from.joins.first() {
-        return refuse(join.relation.span().start, "joins (JOIN)");
+        return refuse(join.relation.span().start, "JOIN");
     }
     match &from.relation {
         TableFactor::Table {
@@ -266,7 +266,7 @@ fn from_of(query: &Query) -> Result<(Ident, Vec<String>), SqlError> {
             ..
         } => {
             let [sqlparser::ast::ObjectNamePart::Identifier(ident)] = name.0.as_slice() else {
-                return refuse(name.span().start, "qualified stream names");
+                return refuse(name.span().start, "a qualified stream name");
             };
             let mut qualifiers = vec![canonical(ident)];
             if let Some(alias) = alias {
@@ -274,7 +274,7 @@ fn from_of(query: &Query) -> Result<(Ident, Vec<String>), SqlError> {
             }
             Ok((ident.clone(), qualifiers))
         }
-        TableFactor::Derived { .. } => refuse(from.relation.span().start, "subqueries in FROM"),
+        TableFactor::Derived { .. } => refuse(from.relation.span().start, "a subquery in FROM"),
         other => refuse(other.span().start, "this FROM clause"),
     }
 }

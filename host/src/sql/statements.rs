@@ -135,6 +135,12 @@ fn statement(mut tokens: Vec<TokenWithSpan>) -> Result<Option<Statement>, SqlErr
     // ksqlDB's constructs that sqlparser would misread: refused by name, where they are.
     for (i, token) in tokens.iter().enumerate() {
         let next = tokens.get(i + 1);
+        if is_word(Some(token), "JOIN") {
+            return Err(SqlError::at(
+                token.span.start,
+                "JOIN is not supported: a query reads one stream",
+            ));
+        }
         if is_word(Some(token), "WINDOW") {
             return Err(SqlError::at(
                 token.span.start,

@@ -7,15 +7,34 @@ pub fn context(doc: serde_json::Value) -> Result<cel::Context<'static, 'static>,
     let mut context = cel::Context::default();
     if let serde_json::Value::Object(fields) = &doc {
         for (name, field) in fields {
-            context
-                .add_variable(name.as_str(), field.clone())
-                .map_err(|e| format!("field `{name}`: {e}"))?;
+            match scalar(field) {
+                Some(value) => {
+                    context.add_variable_from_value(name.as_str(), value);
+                }
+                None => context
+                    .add_variable(name.as_str(), field.clone())
+                    .map_err(|e| format!("field `{name}`: {e}"))?,
+            }
         }
     }
     context
         .add_variable("value", doc)
         .map_err(|e| e.to_string())?;
     Ok(context)
+}
+
+/// A JSON scalar as CEL sees it in SQL: a whole number is an `int` (CEL's own conversion makes a
+/// positive one a `uint`, which CEL will not add to or compare with an `int` literal).
+fn scalar(json: &serde_json::Value) -> Option<cel::Value> {
+    match json {
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Some(cel::Value::Int(i)),
+            (None, Some(u), _) => Some(cel::Value::UInt(u)),
+            (_, _, Some(f)) => Some(cel::Value::Float(f)),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// A CEL result as a JSON value: numbers, text, booleans and null (a SQL value), or why not.

@@ -151,6 +151,16 @@ mod tests {
     }
 
     #[test]
+    fn a_null_check_before_a_cast_lets_values_through_and_keeps_null() {
+        let s = select(&[("V", "(_F == null ? null : double(_F))")]);
+        assert_eq!(s.project(br#"{"_F":2.5}"#).unwrap(), br#"{"V":2.5}"#);
+        assert_eq!(s.project(br#"{"_F":"2.5"}"#).unwrap(), br#"{"V":2.5}"#);
+        assert_eq!(s.project(br#"{"_F":null}"#).unwrap(), br#"{"V":null}"#);
+        let mixed = select(&[("B", "double(A) > 1.5"), ("C", "(A + 1)")]);
+        assert_eq!(mixed.project(br#"{"A":2}"#).unwrap(), br#"{"B":true,"C":3}"#);
+    }
+
+    #[test]
     fn says_which_column_failed() {
         let s = select(&[("X", "MISSING + 1")]);
         let err = s.project(br#"{"A":1}"#).unwrap_err();
