@@ -200,6 +200,11 @@ impl ControlPlane {
         })
     }
 
+    /// The prefix of the environment variables a deployed pipeline may read.
+    pub fn var_prefix(&self) -> &str {
+        &self.var_prefix
+    }
+
     /// Parses `toml` (errors name `file`), checks its name against `expected` when given, and
     /// deploys it; an API deployment is then saved in the state directory.
     pub async fn deploy_toml(

@@ -21,7 +21,12 @@ fn check_snapshot(file: &Path, actual: &str) {
     }
     let expected = std::fs::read_to_string(file)
         .unwrap_or_else(|e| panic!("{}: {e} (SLUICE_BLESS=1 writes it)", file.display()));
-    assert_eq!(actual, expected, "{} differs (SLUICE_BLESS=1 rewrites it)", file.display());
+    assert_eq!(
+        actual,
+        expected,
+        "{} differs (SLUICE_BLESS=1 rewrites it)",
+        file.display()
+    );
 }
 
 #[test]
@@ -115,6 +120,10 @@ fn push_queries_name_their_stream_and_compile_their_where_and_columns() {
     );
     let all = push_query("SELECT * FROM S EMIT CHANGES").unwrap();
     assert!(all.columns.is_empty() && all.condition.is_none());
-    assert!(push_query("SELECT * FROM S").unwrap_err().contains("pull queries"));
-    assert!(push_query("SELECT F(X) FROM S EMIT CHANGES").unwrap_err().contains("function calls"));
+    assert!(push_query("SELECT * FROM S")
+        .unwrap_err()
+        .contains("pull queries"));
+    assert!(push_query("SELECT F(X) FROM S EMIT CHANGES")
+        .unwrap_err()
+        .contains("function calls"));
 }

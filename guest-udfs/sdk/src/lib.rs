@@ -142,8 +142,8 @@ macro_rules! export_udf {
 
             // Only a Wasm build exports: a native build (a crate's unit tests, the native
             // benchmark) cannot link the interface's `sluice:udf/scalar@...` symbol names.
-    #[cfg(target_arch = "wasm32")]
-            $crate::bindings::export!(SluiceUdfExport with_types_in $crate::bindings);
+            #[cfg(target_arch = "wasm32")]
+    $crate::bindings::export!(SluiceUdfExport with_types_in $crate::bindings);
         };
     };
 }

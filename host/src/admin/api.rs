@@ -40,20 +40,57 @@ pub async fn get_pipeline(
     Ok(Json(PipelineDetail { status, toml }))
 }
 
-/// `PUT /pipelines/{name}` with a TOML body: 201 created, 200 replaced or unchanged,
-/// 400 invalid (every error), 422 a component cannot be built. Nothing changes on an error.
+/// `PUT /pipelines/{name}` with a TOML body, or SQL (`Content-Type: application/sql`, compiled
+/// as `sluice sql explain` shows; `?kafka_brokers=` and `?function=NAME=MODULE,...` fill in what
+/// the SQL does not say, brokers defaulting to `${PREFIX}KAFKA_BROKERS`, else 127.0.0.1:9092):
+/// 201 created, 200 replaced or unchanged, 400 invalid (every error), 422 a component cannot be
+/// built. Nothing changes on an error.
 pub async fn put_pipeline(
     State(state): Shared,
     Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<DeployAnswer>), ApiError> {
-    let Ok(toml) = std::str::from_utf8(&body) else {
+    let is_sql = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let v = v.split(';').next().unwrap_or("").trim();
+            ["application/sql", "text/sql", "application/x-sql"].contains(&v)
+        });
+    let Ok(text) = std::str::from_utf8(&body) else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "the body is not UTF-8 TOML",
+            "the body is not UTF-8 text",
         ));
     };
-    let file = std::path::PathBuf::from(format!("{name}.toml"));
+    let compiled;
+    let (file, toml) = if is_sql {
+        let file = std::path::PathBuf::from(format!("{name}.sql"));
+        let options = crate::sql::SqlOptions {
+            kafka_brokers: Some(params.get("kafka_brokers").cloned().unwrap_or_else(|| {
+                format!(
+                    "${{{}KAFKA_BROKERS:-127.0.0.1:9092}}",
+                    state.control.var_prefix()
+                )
+            })),
+            functions: params
+                .get("function")
+                .map(|list| {
+                    list.split(',')
+                        .filter_map(|pair| pair.split_once('='))
+                        .map(|(f, m)| (f.trim().to_ascii_uppercase(), m.trim().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        compiled = crate::sql::compile(&file, text, &options)
+            .map_err(|errors| crate::control_plane::ChangeError::Invalid(errors.0))?;
+        (file, compiled.as_str())
+    } else {
+        (std::path::PathBuf::from(format!("{name}.toml")), text)
+    };
     let (spec, deployed) = state
         .control
         .deploy_toml(&file, toml, Some(&name), Origin::Api)

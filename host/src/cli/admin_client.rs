@@ -38,9 +38,12 @@ pub struct AdminArgs {
 /// Arguments of `sluice deploy`.
 #[derive(clap::Args)]
 pub struct DeployArgs {
-    /// Pipeline TOML files; each is deployed (or replaces the pipeline of the same name).
+    /// Pipeline files, TOML or SQL (`.sql`, compiled by the host); each is deployed (or
+    /// replaces the pipeline of the same name).
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    sql: super::SqlArgs,
     #[command(flatten)]
     admin: AdminArgs,
 }
@@ -104,8 +107,13 @@ pub struct UdfRollbackArgs {
 /// Arguments of `sluice tap`.
 #[derive(clap::Args)]
 pub struct TapArgs {
-    /// `PIPELINE.COMPONENT`: what leaves a source or transform, or enters a sink.
+    /// `PIPELINE.COMPONENT`: what leaves a source or transform, or enters a sink. Or a push
+    /// query on a stream of a SQL pipeline, `"SELECT cols FROM STREAM [WHERE cond] EMIT
+    /// CHANGES"`: one JSON row per record.
     target: String,
+    /// With a push query: the pipeline whose stream it reads [default: the one that has it].
+    #[arg(long)]
+    pipeline: Option<String>,
     /// Stop after this many messages.
     #[arg(long)]
     limit: Option<u64>,
@@ -265,6 +273,25 @@ fn pipeline_name(file: &Path, text: &str) -> String {
         })
 }
 
+/// The name of a SQL pipeline: its `-- sluice: name = ...` comment, else the file stem.
+fn sql_pipeline_name(file: &Path, text: &str) -> String {
+    text.lines()
+        .filter_map(|line| {
+            line.trim()
+                .strip_prefix("--")?
+                .trim()
+                .strip_prefix("sluice:")
+        })
+        .filter_map(|rest| rest.split_once('='))
+        .find(|(key, _)| key.trim().eq_ignore_ascii_case("name"))
+        .map(|(_, value)| value.trim().to_string())
+        .unwrap_or_else(|| {
+            file.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+}
+
 /// `sluice deploy FILE...`
 pub fn deploy(args: DeployArgs) -> ExitCode {
     finish((|| {
@@ -273,12 +300,40 @@ pub fn deploy(args: DeployArgs) -> ExitCode {
         for file in &args.files {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| Failure(2, format!("{}: cannot read: {e}", file.display())))?;
-            let name = pipeline_name(file, &text);
+            let (path, content_type) = if sluice::sql::is_sql(file) {
+                let mut query = Vec::new();
+                if let Some(brokers) = &args.sql.kafka_brokers {
+                    query.push(format!(
+                        "kafka_brokers={}",
+                        super::udf_shadow::url_encode(brokers)
+                    ));
+                }
+                if !args.sql.functions.is_empty() {
+                    let pairs: Vec<String> = args
+                        .sql
+                        .functions
+                        .iter()
+                        .map(|(f, m)| format!("{f}={m}"))
+                        .collect();
+                    query.push(format!(
+                        "function={}",
+                        super::udf_shadow::url_encode(&pairs.join(","))
+                    ));
+                }
+                let name = sql_pipeline_name(file, &text);
+                (
+                    format!("/pipelines/{name}?{}", query.join("&")),
+                    "application/sql",
+                )
+            } else {
+                let name = pipeline_name(file, &text);
+                (format!("/pipelines/{name}"), "application/toml")
+            };
             match admin.call::<DeployAnswer>(
                 reqwest::Method::PUT,
-                &format!("/pipelines/{name}"),
+                &path,
                 Some(text.into_bytes()),
-                "application/toml",
+                content_type,
             ) {
                 Ok(answer) => println!("{}: {}", answer.name, deployed_word(answer.deployed)),
                 Err(Failure(code, message)) => {
@@ -522,19 +577,38 @@ pub fn udf_rollback(args: UdfRollbackArgs) -> ExitCode {
     })())
 }
 
-/// `sluice tap PIPELINE.COMPONENT`: prints each message's JSON line as it arrives.
+/// `sluice tap PIPELINE.COMPONENT`: prints each message's JSON line as it arrives. With a push
+/// query, each record of the stream that passes its WHERE, as a JSON row of its columns.
 pub fn tap(args: TapArgs) -> ExitCode {
     finish((|| {
-        let (pipeline, component) = args.target.split_once('.').ok_or_else(|| {
-            Failure(
-                2,
-                format!("expected PIPELINE.COMPONENT, found {:?}", args.target),
-            )
-        })?;
         let admin = Admin::connect(&args.admin)?;
+        let push = args
+            .target
+            .trim_start()
+            .get(..6)
+            .is_some_and(|w| w.eq_ignore_ascii_case("select"));
+        let (pipeline, component, mut rows) = if push {
+            let query = PushRows::new(&args.target)?;
+            let component = sluice::sql::component_name(&query.stream);
+            let pipeline = match &args.pipeline {
+                Some(pipeline) => pipeline.clone(),
+                None => pipeline_with(&admin, &component, &query.stream)?,
+            };
+            (pipeline, component, Some(query))
+        } else {
+            let (pipeline, component) = args.target.split_once('.').ok_or_else(|| {
+                Failure(
+                    2,
+                    format!("expected PIPELINE.COMPONENT, found {:?}", args.target),
+                )
+            })?;
+            (pipeline.to_string(), component.to_string(), None)
+        };
         let mut query = Vec::new();
-        if let Some(limit) = args.limit {
-            query.push(format!("limit={limit}"));
+        match (&mut rows, args.limit) {
+            (Some(rows), limit) => rows.limit = limit,
+            (None, Some(limit)) => query.push(format!("limit={limit}")),
+            (None, None) => {}
         }
         if let Some(sample) = args.sample {
             query.push(format!("sample={sample}"));
@@ -562,22 +636,152 @@ pub fn tap(args: TapArgs) -> ExitCode {
             }
             use std::io::Write;
             let mut stdout = std::io::stdout();
+            let mut pending = Vec::new();
             while let Some(chunk) = response
                 .chunk()
                 .await
                 .map_err(|e| Failure(2, format!("tap {}: {e}", args.target)))?
             {
-                if stdout
-                    .write_all(&chunk)
-                    .and_then(|_| stdout.flush())
-                    .is_err()
-                {
+                let out = match &mut rows {
+                    None => chunk.to_vec(),
+                    Some(rows) => {
+                        pending.extend_from_slice(&chunk);
+                        rows.lines(&mut pending)
+                    }
+                };
+                if stdout.write_all(&out).and_then(|_| stdout.flush()).is_err() {
                     break; // stdout closed (e.g. piped into head)
+                }
+                if rows.as_ref().is_some_and(PushRows::done) {
+                    break;
                 }
             }
             Ok(())
         })
     })())
+}
+
+/// The pipeline that has a component named `component` (a SQL stream), or why none or which.
+fn pipeline_with(admin: &Admin, component: &str, stream: &str) -> Result<String, Failure> {
+    let list: sluice::api::PipelineList =
+        admin.call(reqwest::Method::GET, "/pipelines", None, "")?;
+    let found: Vec<String> = list
+        .pipelines
+        .iter()
+        .filter(|p| p.components.iter().any(|c| c.counters.name == component))
+        .map(|p| p.name.clone())
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Failure(
+            1,
+            format!("no deployed pipeline has the stream {stream} (component `{component}`)"),
+        )),
+        several => Err(Failure(
+            2,
+            format!(
+                "the stream {stream} is in several pipelines ({}): choose one with --pipeline",
+                several.join(", ")
+            ),
+        )),
+    }
+}
+
+/// A push query applied to tapped lines: its WHERE as a filter and its columns as a select.
+struct PushRows {
+    stream: String,
+    filter: Option<sluice::transforms::filter::Filter>,
+    select: Option<sluice::transforms::select::Select>,
+    limit: Option<u64>,
+    printed: u64,
+}
+
+impl PushRows {
+    fn new(text: &str) -> Result<Self, Failure> {
+        let query =
+            sluice::sql::push_query(text).map_err(|e| Failure(2, format!("push query: {e}")))?;
+        let filter = query
+            .condition
+            .map(|condition| {
+                sluice::transforms::filter::Filter::build(
+                    &sluice::transforms::filter::FilterConfig { condition },
+                )
+            })
+            .transpose()
+            .map_err(|e| Failure(2, format!("push query: WHERE: {e}")))?;
+        let select = (!query.columns.is_empty())
+            .then(|| {
+                sluice::transforms::select::Select::build(
+                    &sluice::transforms::select::SelectConfig {
+                        columns: query
+                            .columns
+                            .into_iter()
+                            .map(|(name, expr)| sluice::transforms::select::SelectColumn {
+                                name,
+                                expr,
+                            })
+                            .collect(),
+                    },
+                )
+            })
+            .transpose()
+            .map_err(|e| Failure(2, format!("push query: {e}")))?;
+        Ok(PushRows {
+            stream: query.stream,
+            filter,
+            select,
+            limit: None,
+            printed: 0,
+        })
+    }
+
+    fn done(&self) -> bool {
+        self.limit.is_some_and(|limit| self.printed >= limit)
+    }
+
+    /// The rows of the complete lines in `pending` (taken out of it), one JSON row per line;
+    /// a record the query cannot evaluate is shown with the reason.
+    fn lines(&mut self, pending: &mut Vec<u8>) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            if self.done() {
+                continue;
+            }
+            let Ok(tapped) = serde_json::from_slice::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let Some(value) = tapped.get("value").and_then(|v| v.as_str()) else {
+                continue; // a note such as {"skipped": N}
+            };
+            let row = match &self.filter {
+                Some(filter) => match filter.keep(value.as_bytes()) {
+                    Ok(true) => self.row(value),
+                    Ok(false) => continue,
+                    Err(reason) => Err(reason),
+                },
+                None => self.row(value),
+            };
+            match row {
+                Ok(row) => out.extend_from_slice(&row),
+                Err(reason) => out.extend_from_slice(
+                    serde_json::json!({ "error": reason, "value": value })
+                        .to_string()
+                        .as_bytes(),
+                ),
+            }
+            out.push(b'\n');
+            self.printed += 1;
+        }
+        out
+    }
+
+    fn row(&self, value: &str) -> Result<Vec<u8>, String> {
+        match &self.select {
+            Some(select) => select.project(value.as_bytes()),
+            None => Ok(value.as_bytes().to_vec()),
+        }
+    }
 }
 
 #[cfg(test)]

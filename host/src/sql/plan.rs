@@ -773,7 +773,7 @@ fn encoding(format: &Format, names: &[String], types: Option<&[String]>) -> Stri
 }
 
 /// A component name for a stream: lower-case, anything but letters, digits and `_` as `_`.
-fn component_name(stream: &str) -> String {
+pub fn component_name(stream: &str) -> String {
     stream
         .chars()
         .map(|c| {

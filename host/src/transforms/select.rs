@@ -157,7 +157,10 @@ mod tests {
         assert_eq!(s.project(br#"{"_F":"2.5"}"#).unwrap(), br#"{"V":2.5}"#);
         assert_eq!(s.project(br#"{"_F":null}"#).unwrap(), br#"{"V":null}"#);
         let mixed = select(&[("B", "double(A) > 1.5"), ("C", "(A + 1)")]);
-        assert_eq!(mixed.project(br#"{"A":2}"#).unwrap(), br#"{"B":true,"C":3}"#);
+        assert_eq!(
+            mixed.project(br#"{"A":2}"#).unwrap(),
+            br#"{"B":true,"C":3}"#
+        );
     }
 
     #[test]
