@@ -64,7 +64,7 @@ pub enum FieldType {
 
 impl FieldType {
     /// `text` (one delimited column, trimmed) as this type.
-    fn from_text(self, text: &str) -> Result<serde_json::Value, String> {
+    fn parse_text(self, text: &str) -> Result<serde_json::Value, String> {
         use serde_json::Value;
         let trimmed = text.trim();
         match self {
@@ -92,7 +92,7 @@ impl FieldType {
     }
 
     /// A JSON field as this type (null stays null).
-    fn from_json(self, value: serde_json::Value) -> Result<serde_json::Value, String> {
+    fn convert_json(self, value: serde_json::Value) -> Result<serde_json::Value, String> {
         use serde_json::Value;
         let wrong = |what: &str, value: &Value| Err(format!("expected {what}, found {value}"));
         match (self, value) {
@@ -176,7 +176,7 @@ impl EncodingConfig {
                 .unwrap_or(serde_json::Value::Null);
             let value = self
                 .field_type(i)
-                .from_json(value)
+                .convert_json(value)
                 .map_err(|e| format!("field `{name}`: {e}"))?;
             object.insert(name.clone(), value);
         }
@@ -206,7 +206,7 @@ impl EncodingConfig {
                 for (i, (name, part)) in self.fields.iter().zip(parts).enumerate() {
                     let value = self
                         .field_type(i)
-                        .from_text(part)
+                        .parse_text(part)
                         .map_err(|e| format!("field `{name}`: {e}"))?;
                     object.insert(name.clone(), value);
                 }

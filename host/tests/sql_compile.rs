@@ -46,12 +46,12 @@ fn the_demo_statements_compile_to_the_snapshot_and_a_valid_pipeline() {
         .filter(|l| !l.starts_with("--"))
         .collect::<Vec<_>>()
         .join("\n")
-        .to_lowercase()
-        .replace("'electric-temperature'", "'electric-temperature'");
+        .to_lowercase();
     let lowered = compile(shown, &lower, &SqlOptions::default()).unwrap();
+    let body = |toml: &str| toml[toml.find("[pipeline]").unwrap_or(0)..].to_string();
     assert_eq!(
-        lowered.replace("Compiled", ""),
-        toml.replace("Compiled", ""),
+        body(&lowered),
+        body(&toml),
         "lower-case identifiers must mean the same streams and columns"
     );
 }
@@ -108,7 +108,7 @@ fn refused_constructs_name_the_construct_and_where_it_is() {
 
 #[test]
 fn push_queries_name_their_stream_and_compile_their_where_and_columns() {
-    let q = push_query("select eventid, anomaly_val * 2 as twice from AnomalyDetectionWithFilter where anomaly_val > 2 emit changes;").unwrap();
+    let q = push_query("select eventid, anomaly_val * 2 as twice from AnomalyDetectionWithFilter where anomaly_val > 2 emit changes;", None).unwrap();
     assert_eq!(q.stream, "ANOMALYDETECTIONWITHFILTER");
     assert_eq!(q.condition.as_deref(), Some("(ANOMALY_VAL > 2)"));
     assert_eq!(
@@ -118,12 +118,33 @@ fn push_queries_name_their_stream_and_compile_their_where_and_columns() {
             ("TWICE".to_string(), "(ANOMALY_VAL * 2)".to_string())
         ]
     );
-    let all = push_query("SELECT * FROM S EMIT CHANGES").unwrap();
+    let all = push_query("SELECT * FROM S EMIT CHANGES", None).unwrap();
     assert!(all.columns.is_empty() && all.condition.is_none());
-    assert!(push_query("SELECT * FROM S")
+    assert!(push_query("SELECT * FROM S", None)
         .unwrap_err()
         .contains("pull queries"));
-    assert!(push_query("SELECT F(X) FROM S EMIT CHANGES")
+    // Typed against the pipeline's SQL (as `sluice tap` does with the host's copy): a double
+    // column times an integer literal is double arithmetic in CEL.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sql = std::fs::read_to_string(root.join("pipelines/ecg-anomaly.sql")).unwrap();
+    let toml = compile(Path::new("ecg-anomaly.sql"), &sql, &SqlOptions::default()).unwrap();
+    assert_eq!(
+        sluice::sql::source_of(&toml).as_deref(),
+        Some(sql.trim_end())
+    );
+    let typed = push_query(
+        "SELECT ANOMALY_VAL * 2 AS TWICE FROM ANOMALYDETECTIONWITHFILTER EMIT CHANGES",
+        Some(&sql),
+    )
+    .unwrap();
+    assert_eq!(typed.columns[0].1, "(ANOMALY_VAL * double(2))");
+    assert!(push_query(
+        "SELECT NOPE FROM ANOMALYDETECTIONWITHFILTER EMIT CHANGES",
+        Some(&sql)
+    )
+    .unwrap_err()
+    .contains("unknown column NOPE"));
+    assert!(push_query("SELECT F(X) FROM S EMIT CHANGES", None)
         .unwrap_err()
         .contains("function calls"));
 }

@@ -145,6 +145,18 @@ macro_rules! export_udf {
             #[cfg(target_arch = "wasm32")]
     $crate::bindings::export!(SluiceUdfExport with_types_in $crate::bindings);
         };
+
+        /// Natively the exports are not linked (a crate's unit tests, the native benchmark):
+        /// this keeps the UDF's entry points reachable, so its type counts as used.
+        #[cfg(not(target_arch = "wasm32"))]
+        #[doc(hidden)]
+        pub fn __sluice_udf_entry_points() -> $crate::__private::EntryPoints {
+            (
+                $crate::__private::init::<$ty>,
+                $crate::__private::process::<$ty>,
+                $crate::__private::call::<$ty>,
+            )
+        }
     };
 }
 
@@ -154,6 +166,13 @@ pub mod __private {
     use super::{Config, Message, Udf, UdfError, Value};
     use std::any::Any;
     use std::cell::RefCell;
+
+    /// `init`, `process` and `call` of one UDF type.
+    pub type EntryPoints = (
+        fn(Vec<(String, String)>) -> Result<(), UdfError>,
+        fn(Vec<Message>) -> Vec<Result<Vec<Message>, UdfError>>,
+        fn(&str, Vec<Vec<Value>>) -> Vec<Result<Value, UdfError>>,
+    );
 
     thread_local! {
         // One UDF per component instance; the guest is single-threaded.

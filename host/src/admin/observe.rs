@@ -136,6 +136,7 @@ pub async fn tap(
     let probe = view.probe(&component).ok_or_else(not_found)?;
     let mut messages = probe.tap.subscribe();
     drop(view);
+    tracing::info!(pipeline = %name, %component, "tap opened");
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, Infallible>>(64);
     let limit = params.limit.unwrap_or(u64::MAX);
     tokio::spawn(async move {

@@ -588,12 +588,23 @@ pub fn tap(args: TapArgs) -> ExitCode {
             .get(..6)
             .is_some_and(|w| w.eq_ignore_ascii_case("select"));
         let (pipeline, component, mut rows) = if push {
-            let query = PushRows::new(&args.target)?;
-            let component = sluice::sql::component_name(&query.stream);
+            // Untyped first, to learn the stream; then typed against the pipeline's own SQL.
+            let stream = sluice::sql::push_query(&args.target, None)
+                .map_err(|e| Failure(2, format!("push query: {e}")))?
+                .stream;
+            let component = sluice::sql::component_name(&stream);
             let pipeline = match &args.pipeline {
                 Some(pipeline) => pipeline.clone(),
-                None => pipeline_with(&admin, &component, &query.stream)?,
+                None => pipeline_with(&admin, &component, &stream)?,
             };
+            let detail: sluice::api::PipelineDetail = admin.call(
+                reqwest::Method::GET,
+                &format!("/pipelines/{pipeline}"),
+                None,
+                "",
+            )?;
+            let sql = detail.toml.as_deref().and_then(sluice::sql::source_of);
+            let query = PushRows::new(&args.target, sql.as_deref())?;
             (pipeline, component, Some(query))
         } else {
             let (pipeline, component) = args.target.split_once('.').ok_or_else(|| {
@@ -689,7 +700,6 @@ fn pipeline_with(admin: &Admin, component: &str, stream: &str) -> Result<String,
 
 /// A push query applied to tapped lines: its WHERE as a filter and its columns as a select.
 struct PushRows {
-    stream: String,
     filter: Option<sluice::transforms::filter::Filter>,
     select: Option<sluice::transforms::select::Select>,
     limit: Option<u64>,
@@ -697,9 +707,9 @@ struct PushRows {
 }
 
 impl PushRows {
-    fn new(text: &str) -> Result<Self, Failure> {
-        let query =
-            sluice::sql::push_query(text).map_err(|e| Failure(2, format!("push query: {e}")))?;
+    fn new(text: &str, pipeline_sql: Option<&str>) -> Result<Self, Failure> {
+        let query = sluice::sql::push_query(text, pipeline_sql)
+            .map_err(|e| Failure(2, format!("push query: {e}")))?;
         let filter = query
             .condition
             .map(|condition| {
@@ -727,7 +737,6 @@ impl PushRows {
             .transpose()
             .map_err(|e| Failure(2, format!("push query: {e}")))?;
         Ok(PushRows {
-            stream: query.stream,
             filter,
             select,
             limit: None,

@@ -140,6 +140,8 @@ macro_rules! component_kinds {
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq)]
+        // Configs are read once per deployment; boxing the large ones would buy nothing.
+        #[allow(clippy::large_enum_variant)]
         pub enum $enum {
             $( $(#[$vmeta])* $variant($ty), )*
         }

@@ -18,7 +18,7 @@ mod expr;
 mod plan;
 mod statements;
 
-pub use plan::{compile, component_name, push_query, PushQuery, SqlOptions};
+pub use plan::{compile, component_name, push_query, source_of, PushQuery, SqlOptions};
 
 use crate::pipeline::{ConfigError, ConfigErrors};
 use sqlparser::tokenizer::Location;

@@ -61,10 +61,36 @@ struct Plan<'a> {
     errors: Vec<SqlError>,
     counter: usize,
     file: &'a Path,
+    /// The SQL, kept in the TOML's header (`#| ` lines) so a push query can be typed later.
+    source: &'a str,
 }
 
 /// Compiles a SQL file into pipeline TOML, or every error in it.
 pub fn compile(file: &Path, text: &str, options: &SqlOptions) -> Result<String, ConfigErrors> {
+    let plan = plan(file, text, options);
+    if !plan.errors.is_empty() {
+        return Err(errors(file, plan.errors));
+    }
+    Ok(plan.toml())
+}
+
+/// The prefix of the SQL source lines in a compiled pipeline's header.
+pub const SOURCE_PREFIX: &str = "#| ";
+
+/// The SQL a compiled pipeline's TOML came from (its `#| ` header lines), if any.
+pub fn source_of(toml: &str) -> Option<String> {
+    let lines: Vec<&str> = toml
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix(SOURCE_PREFIX)
+                .or_else(|| (l == "#|").then_some(""))
+        })
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// Every statement planned, errors included.
+fn plan<'a>(file: &'a Path, text: &'a str, options: &SqlOptions) -> Plan<'a> {
     let (statements, directives, parse_errors) = statements::parse(text);
     let stem = file
         .file_stem()
@@ -87,6 +113,7 @@ pub fn compile(file: &Path, text: &str, options: &SqlOptions) -> Result<String, 
         errors: parse_errors,
         counter: 0,
         file,
+        source: text,
     };
     for directive in &directives {
         plan.directive(directive);
@@ -133,10 +160,7 @@ pub fn compile(file: &Path, text: &str, options: &SqlOptions) -> Result<String, 
             "nothing to run: the file has no CREATE STREAM ... AS SELECT",
         ));
     }
-    if !plan.errors.is_empty() {
-        return Err(errors(file, plan.errors));
-    }
-    Ok(plan.toml())
+    plan
 }
 
 /// A push query for `sluice tap`: the stream it reads, its WHERE and its columns as CEL
@@ -151,9 +175,10 @@ pub struct PushQuery {
     pub columns: Vec<(String, String)>,
 }
 
-/// Reads `SELECT ... FROM stream [WHERE ...] EMIT CHANGES`. Columns are not checked against the
-/// stream (the tap gives the stream's records as they are); function calls are refused.
-pub fn push_query(text: &str) -> Result<PushQuery, String> {
+/// Reads `SELECT ... FROM stream [WHERE ...] EMIT CHANGES`, typed against the streams of
+/// `pipeline_sql` (the SQL of the pipeline it taps) when given; otherwise every column is of a
+/// type known only at run time. Function calls are refused.
+pub fn push_query(text: &str, pipeline_sql: Option<&str>) -> Result<PushQuery, String> {
     let (mut statements, _, errors) = statements::parse(text);
     let describe = |e: &SqlError| format!("{}:{}: {}", e.line, e.column, e.message);
     if let Some(err) = errors.first() {
@@ -168,15 +193,21 @@ pub fn push_query(text: &str) -> Result<PushQuery, String> {
         }
     };
     let (from, qualifiers) = from_of(&query).map_err(|e| describe(&e))?;
+    let catalog = pipeline_sql
+        .map(|sql| plan(Path::new("pipeline.sql"), sql, &SqlOptions::default()).streams);
+    let columns = catalog
+        .as_ref()
+        .and_then(|streams| streams.get(&canonical(&from)))
+        .map(|stream| stream.columns.clone());
     let functions = BTreeMap::new();
     let mut counter = 0;
     let mut scope = Scope {
-        columns: &[],
+        columns: columns.as_deref().unwrap_or(&[]),
         qualifiers,
         functions: &functions,
         steps: Vec::new(),
         counter: &mut counter,
-        open: true,
+        open: columns.is_none(),
     };
     let projection = project(&query, &mut scope).map_err(|e| describe(&e))?;
     if !scope.steps.is_empty() || !projection.where_steps.is_empty() {
@@ -720,8 +751,20 @@ impl Plan<'_> {
 
     fn toml(&self) -> String {
         let mut out = format!(
-            "# Compiled by Sluice from {}: edit the SQL, not this.\n\n[pipeline]\nname = {}\ndead_letter = \"dead_letters\"\n",
-            self.file.display(),
+            "# Compiled by Sluice from {}: edit the SQL, not this. The SQL:\n",
+            self.file.display()
+        );
+        for line in self.source.lines() {
+            out.push_str(SOURCE_PREFIX.trim_end());
+            if !line.is_empty() {
+                out.push(' ');
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        let _ = write!(
+            out,
+            "\n[pipeline]\nname = {}\ndead_letter = \"dead_letters\"\n",
             toml_string(&self.pipeline)
         );
         for block in &self.blocks {

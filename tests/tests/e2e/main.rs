@@ -18,6 +18,7 @@ mod mqtt_redelivery;
 mod mqtt_v5_tls;
 mod scale_out;
 mod security;
+mod sql_pipeline;
 mod udf_hot_reload;
 mod udf_languages;
 mod udf_shadow;

@@ -22,7 +22,7 @@
 //! the same way, answers `fail` with an error for that row, and echoes anything else as text.
 
 use sluice_udf::bindings::exports::sluice::udf::scalar;
-use sluice_udf::bindings::{export, Guest};
+use sluice_udf::bindings::Guest;
 use sluice_udf::{Level, Message, UdfError, Value};
 
 struct Hostile;
@@ -139,4 +139,11 @@ impl scalar::Guest for Hostile {
 
 // A native build (the workspace's `cargo build`) cannot link the scalar export's symbol names.
 #[cfg(target_arch = "wasm32")]
-export!(Hostile with_types_in sluice_udf::bindings);
+sluice_udf::bindings::export!(Hostile with_types_in sluice_udf::bindings);
+
+// Natively the exports are not linked; this keeps them checked and counted as used.
+#[cfg(not(target_arch = "wasm32"))]
+const _: () = {
+    let _ = <Hostile as Guest>::process;
+    let _ = <Hostile as scalar::Guest>::call;
+};

@@ -1,0 +1,280 @@
+//! SQL pipelines end to end on a real Kafka-protocol broker (tansu):
+//! - the original demo's three statements (`pipelines/ecg-anomaly.sql`) and the shipped TOML
+//!   pipeline (`pipelines/ecg-detect.toml`) each read the same ECG input (23 events, two
+//!   malformed messages, then a marker event and a malformed marker) on a broker of their own,
+//!   and their output topics up to the markers are compared byte for byte, in order (so a
+//!   duplicate or a loss shows), and with H2O's printed scores;
+//! - deployed to `sluice serve` as SQL (`sluice deploy FILE.sql`), a push query
+//!   (`SELECT ... EMIT CHANGES`) run by `sluice tap` prints the stream's rows that pass its
+//!   WHERE, and nothing else.
+
+use sluice_harness::data::expected_score_pairs;
+use sluice_harness::elasticsearch::{FakeElasticsearch, Faults};
+use sluice_harness::kafka::{produce_all, Tansu, TopicReader};
+use sluice_harness::serve::Serve;
+use sluice_harness::{demo_payloads, expected_scores};
+use std::process::{Command, Stdio};
+
+const TOPICS: &[&str] = &[
+    "electric-temperature",
+    "TEMPERATURE_ANOMALY_DETECTION",
+    "ANOMALYDETECTIONWITHFILTER",
+    "sluice-dead-letters",
+];
+
+/// The event id of the last input record: event 23's readings (scored over 1.5), so it ends
+/// both score topics; nothing of the input can come after it on one partition.
+const MARKER_ID: &str = "9999";
+
+/// The last malformed input: it ends the dead-letter topic.
+const MARKER_DEAD: &[u8] = b"the last malformed message";
+
+/// The demo's input (23 events, two malformed messages), then the two markers.
+fn input() -> Vec<Vec<u8>> {
+    let mut payloads = demo_payloads();
+    let last = sluice_harness::ecg_messages().pop().expect("23 events");
+    let (_, readings) = last.split_once(',').expect("EVENTID,readings");
+    payloads.push(format!("{MARKER_ID},{readings}").into_bytes());
+    payloads.push(MARKER_DEAD.to_vec());
+    payloads
+}
+
+/// A tansu broker with the demo's topics (one partition each) and the input on
+/// `electric-temperature`.
+fn broker_with_input() -> Tansu {
+    let kafka = Tansu::start();
+    for topic in TOPICS {
+        kafka.create_topic(topic, 1);
+    }
+    produce_all(&kafka.brokers, "electric-temperature", &input());
+    kafka
+}
+
+/// Every record of `topic` up to the one `last` recognises, without it.
+fn until(
+    kafka: &Tansu,
+    topic: &str,
+    last: impl Fn(&[u8]) -> bool,
+) -> Vec<sluice_harness::kafka::KafkaRecord> {
+    let mut records = TopicReader::new(&kafka.brokers, topic)
+        .read_until(|seen| seen.last().is_some_and(|r| last(&r.value)));
+    records.pop();
+    records
+}
+
+/// The values of `topic` before the score of the marker event.
+fn scores_before_marker(kafka: &Tansu, topic: &str) -> Vec<Vec<u8>> {
+    let marker = format!("{MARKER_ID},");
+    until(kafka, topic, |v| v.starts_with(marker.as_bytes()))
+        .into_iter()
+        .map(|r| r.value)
+        .collect()
+}
+
+/// `sluice run ARGS` until its ready file appears; the child and its log.
+fn run(
+    args: &[&std::ffi::OsStr],
+    kafka: &Tansu,
+    es_url: &str,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    tempfile::TempDir,
+) {
+    let state = tempfile::tempdir().expect("state dir");
+    let ready = state.path().join("ready");
+    let mut child = Command::new(sluice_harness::sluice_bin())
+        .arg("run")
+        .args(args)
+        .arg("--udf-dir")
+        .arg(sluice_harness::udf_dir())
+        .arg("--state-dir")
+        .arg(state.path())
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("SLUICE_LOG", "info")
+        .env("KAFKA_BROKERS", &kafka.brokers)
+        .env("ELASTICSEARCH_URL", es_url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sluice");
+    let log = sluice_harness::log_lines(child.stderr.take().expect("stderr"));
+    if let Err(err) =
+        sluice_harness::process::try_wait_ready(&mut child, &ready, sluice_harness::WAIT)
+    {
+        panic!(
+            "{err}; its log:\n{}",
+            log.try_iter().collect::<Vec<_>>().join("\n")
+        );
+    }
+    (child, log, state)
+}
+
+#[test]
+fn the_demo_statements_write_the_same_topics_as_the_toml_pipeline() {
+    let es = FakeElasticsearch::start(Faults::default()).expect("fake elasticsearch");
+    let toml_kafka = broker_with_input();
+    let sql_kafka = broker_with_input();
+    let root = sluice_harness::root();
+    let toml_file = root.join("pipelines/ecg-detect.toml");
+    let sql_file = root.join("pipelines/ecg-anomaly.sql");
+    let (mut toml_run, _toml_log, _s1) = run(&[toml_file.as_os_str()], &toml_kafka, &es.url);
+    // The brokers from the flag, not the environment (which names the other broker here).
+    let (mut sql_run, _sql_log, _s2) = run(
+        &[
+            sql_file.as_os_str(),
+            "--kafka-brokers".as_ref(),
+            sql_kafka.brokers.as_ref(),
+        ],
+        &toml_kafka,
+        &es.url,
+    );
+
+    // Everything before the marker, so a duplicate would show (one partition, input order).
+    let toml_scores = scores_before_marker(&toml_kafka, "TEMPERATURE_ANOMALY_DETECTION");
+    let sql_scores = scores_before_marker(&sql_kafka, "TEMPERATURE_ANOMALY_DETECTION");
+    assert_eq!(sql_scores, toml_scores, "the same bytes, in the same order");
+    let text: Vec<String> = sql_scores
+        .iter()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert_eq!(
+        text,
+        expected_scores(),
+        "EVENTID,MSE with H2O's digits, e.g. 106,2.2022320685879437"
+    );
+
+    let toml_alerts = scores_before_marker(&toml_kafka, "ANOMALYDETECTIONWITHFILTER");
+    let sql_alerts = scores_before_marker(&sql_kafka, "ANOMALYDETECTIONWITHFILTER");
+    assert_eq!(sql_alerts, toml_alerts, "the same alerts, the same bytes");
+    let over: Vec<String> = expected_score_pairs()
+        .into_iter()
+        .filter(|(_, mse)| mse.parse::<f64>().is_ok_and(|m| m > 1.5))
+        .map(|(id, mse)| format!("{id},{mse}"))
+        .collect();
+    let sql_alerts: Vec<String> = sql_alerts
+        .iter()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert_eq!(sql_alerts, over, "only the events over 1.5");
+
+    // Both malformed messages are dead-lettered with a reason naming what is wrong.
+    // Source decode errors and UDF errors are dead-lettered by different components, so the
+    // marker is not necessarily last here: read until it and both others are in.
+    let mut dead = TopicReader::new(&sql_kafka.brokers, "sluice-dead-letters")
+        .read_until(|seen| seen.len() >= 3 && seen.iter().any(|r| r.value == MARKER_DEAD));
+    assert_eq!(
+        dead.len(),
+        3,
+        "both malformed messages and the marker, once each"
+    );
+    dead.retain(|r| r.value != MARKER_DEAD);
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|r| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == "sluice-error")
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    for reason in [
+        "event 99: ANOMALY: expected 210 readings",
+        "expected 2 delimited fields (EVENTID, SENSORINPUT), found 1",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(reason)),
+            "{reason}: {reasons:?}"
+        );
+    }
+
+    for child in [&mut toml_run, &mut sql_run] {
+        let status = sluice_harness::process::terminate(child);
+        assert!(status.success(), "SIGTERM drains and exits 0: {status}");
+    }
+}
+
+#[test]
+fn a_push_query_taps_a_stream_of_a_deployed_sql_pipeline() {
+    let kafka = Tansu::start();
+    for topic in TOPICS {
+        kafka.create_topic(topic, 1);
+    }
+    let state = tempfile::tempdir().expect("state dir");
+    let udf_dir = sluice_harness::udf_dir();
+    let serve = Serve::start(
+        state.path(),
+        &["--udf-dir", udf_dir.to_str().expect("UTF-8 path")],
+    );
+    let sql = sluice_harness::root().join("pipelines/ecg-anomaly.sql");
+    let deployed = serve.cli(&[
+        "deploy",
+        sql.to_str().expect("UTF-8 path"),
+        "--kafka-brokers",
+        &kafka.brokers,
+    ]);
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&deployed.stdout).trim(),
+        "ecg-anomaly: created"
+    );
+    // The host keeps the compiled pipeline, which says where it came from.
+    let detail = serve.pipeline("ecg-anomaly");
+    assert!(
+        detail["toml"]
+            .as_str()
+            .is_some_and(|t| t.contains("Compiled by Sluice from ecg-anomaly.sql")),
+        "{detail}"
+    );
+
+    // The demo's own kind of push query, with a WHERE of its own: alerts over 2.
+    let query = "SELECT EVENTID, ANOMALY_VAL * 1 AS MSE FROM anomalydetectionwithfilter WHERE ANOMALY_VAL > 2 EMIT CHANGES;";
+    let over_two: Vec<(String, String)> = expected_score_pairs()
+        .into_iter()
+        .filter(|(_, mse)| mse.parse::<f64>().is_ok_and(|m| m > 2.0))
+        .collect();
+    let mut tap = Command::new(sluice_harness::sluice_bin())
+        .args(["tap", query, "--limit", &over_two.len().to_string()])
+        .env(
+            "SLUICE_ADMIN_URL",
+            format!("http://127.0.0.1:{}", serve.port),
+        )
+        .env("SLUICE_ADMIN_TOKEN", sluice_harness::serve::TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sluice tap");
+    serve.wait_for_log("tap opened");
+    produce_all(&kafka.brokers, "electric-temperature", &demo_payloads());
+    let finished = sluice_harness::process::try_wait_exit(&mut tap, sluice_harness::WAIT);
+    let output = tap.wait_with_output().expect("tap output");
+    assert!(
+        finished.is_ok_and(|s| s.success()),
+        "tap: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let expected: Vec<serde_json::Value> = over_two
+        .iter()
+        .map(|(id, mse)| {
+            serde_json::json!({
+                "EVENTID": id.parse::<i64>().expect("id"),
+                "MSE": mse.parse::<f64>().expect("mse"),
+            })
+        })
+        .collect();
+    assert_eq!(
+        rows, expected,
+        "the stream's rows over 2, its columns as the query names them"
+    );
+    assert!(serve.stop().success());
+}
