@@ -1,18 +1,19 @@
-//! The codecs at a pipeline's edges (raw, json, delimited) on arbitrary wire bytes and
-//! configurations: a valid configuration decodes or refuses with a reason, never panics; raw
+//! The codecs at a pipeline's edges (raw, json, delimited, with or without a typed schema) on
+//! arbitrary wire bytes and configurations: a valid configuration decodes or refuses with a reason, never panics; raw
 //! keeps every byte; what json accepts is valid JSON; a delimited decode is a JSON object whose
 //! keys are the configured fields, and encodes back.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use sluice::codec::{Codec, EncodingConfig};
+use sluice::codec::{Codec, EncodingConfig, FieldType};
 
 #[derive(Debug, Arbitrary)]
 struct Input {
     codec: u8,
     fields: Vec<String>,
     delimiter: Option<String>,
+    types: Vec<u8>,
     wire: Vec<u8>,
 }
 
@@ -25,6 +26,17 @@ fuzz_target!(|input: Input| {
         },
         fields: input.fields,
         delimiter: input.delimiter,
+        types: input
+            .types
+            .iter()
+            .map(|t| match t % 5 {
+                0 => FieldType::Any,
+                1 => FieldType::String,
+                2 => FieldType::Integer,
+                3 => FieldType::Double,
+                _ => FieldType::Boolean,
+            })
+            .collect(),
     };
     if !config.validate().is_empty() {
         return;
@@ -36,6 +48,7 @@ fuzz_target!(|input: Input| {
         Codec::Raw => assert_eq!(value, input.wire),
         Codec::Json => {
             serde_json::from_slice::<serde_json::Value>(&value).expect("json decode gives JSON");
+            let _ = config.encode(&value);
         }
         Codec::Delimited => {
             let object: serde_json::Map<String, serde_json::Value> =

@@ -658,6 +658,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "anomaly_payload",
     "dead_letter",
     "journal_entry",
+    "sql",
 ];
 
 /// Runs every fuzz target for the time asked (per target), one after the other, and prints
@@ -795,6 +796,20 @@ fn seed_corpus(target: &str, corpus: &Path) -> Result<()> {
                     ["${SLUICE_VAR_A}", "$${X}", "${A:-d}", "${", "a$b", "${1X}"]
                         .map(|s| s.as_bytes().to_vec()),
                 );
+            }
+        }
+        "sql" => {
+            for file in files_in("pipelines", "sql") {
+                seeds.push(std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?);
+            }
+            // The refused constructs of the compiler's snapshot test, one case per seed.
+            let refused = root.join("host/tests/sql_specs/refused.txt");
+            let text = std::fs::read_to_string(&refused)
+                .map_err(|e| format!("{}: {e}", refused.display()))?;
+            for case in text.split("### ").skip(1) {
+                let sql = case.split("\n-->\n").next().unwrap_or("");
+                let sql = sql.split_once('\n').map_or("", |(_, sql)| sql);
+                seeds.push(sql.as_bytes().to_vec());
             }
         }
         "anomaly_payload" => {
