@@ -70,6 +70,20 @@ fn flags_and_comments_set_brokers_functions_and_topics() {
     check_snapshot(&specs().join("options.toml"), &toml);
 }
 
+#[test]
+fn nothing_from_the_sql_is_read_as_a_variable_or_breaks_out_of_a_comment() {
+    let text = "CREATE STREAM `A\nB` (X VARCHAR) WITH (KAFKA_TOPIC='t${HOME}\n[x]', VALUE_FORMAT='JSON');\n\
+        CREATE STREAM D AS SELECT X FROM `A\nB` WHERE X = '${HOME}' AND X <> '\u{1}';";
+    let toml = compile(Path::new("x.sql"), text, &SqlOptions::default()).unwrap();
+    let env = |name: &str| (name == "HOME").then(|| "SECRET".to_string());
+    let spec = sluice::pipeline::parse_pipeline(Path::new("x.sql"), &toml, &env)
+        .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let shown = format!("{spec:?}");
+    assert!(!shown.contains("SECRET"), "{shown}");
+    assert!(shown.contains("t${HOME}\\n[x]"), "{shown}");
+    assert!(shown.contains("X == \\\"${HOME}\\\""), "{shown}");
+}
+
 /// Each case: a name and a SQL file that must be refused.
 const REFUSED: &[(&str, &str)] = &[
     ("join", "CREATE STREAM A (X INT) WITH (KAFKA_TOPIC='a', VALUE_FORMAT='JSON');\nCREATE STREAM B (X INT) WITH (KAFKA_TOPIC='b', VALUE_FORMAT='JSON');\nCREATE STREAM C AS SELECT A.X FROM A JOIN B WITHIN 1 HOUR ON A.X = B.X;"),

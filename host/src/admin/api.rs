@@ -69,12 +69,11 @@ pub async fn put_pipeline(
     let (file, toml) = if is_sql {
         let file = std::path::PathBuf::from(format!("{name}.sql"));
         let options = crate::sql::SqlOptions {
-            kafka_brokers: Some(params.get("kafka_brokers").cloned().unwrap_or_else(|| {
-                format!(
-                    "${{{}KAFKA_BROKERS:-127.0.0.1:9092}}",
-                    state.control.var_prefix()
-                )
-            })),
+            kafka_brokers: params.get("kafka_brokers").cloned(),
+            default_brokers: Some(format!(
+                "${{{}KAFKA_BROKERS:-127.0.0.1:9092}}",
+                state.control.var_prefix()
+            )),
             functions: params
                 .get("function")
                 .map(|list| {

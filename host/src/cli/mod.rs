@@ -98,6 +98,7 @@ impl SqlArgs {
     pub fn options(&self) -> sluice::sql::SqlOptions {
         sluice::sql::SqlOptions {
             kafka_brokers: self.kafka_brokers.clone(),
+            default_brokers: None,
             functions: self.functions.iter().cloned().collect(),
         }
     }

@@ -13,8 +13,11 @@ use std::path::Path;
 /// What the SQL does not say: where Kafka is, and which module serves a function.
 #[derive(Debug, Clone, Default)]
 pub struct SqlOptions {
-    /// Kafka bootstrap servers (`--kafka-brokers`); default `${KAFKA_BROKERS:-127.0.0.1:9092}`.
+    /// Kafka bootstrap servers (`--kafka-brokers`), taken literally.
     pub kafka_brokers: Option<String>,
+    /// Without `kafka_brokers`: a `${VAR:-default}` template read when the pipeline is
+    /// (default `${KAFKA_BROKERS:-127.0.0.1:9092}`; `sluice serve` uses its variable prefix).
+    pub default_brokers: Option<String>,
     /// `FUNCTION` (upper-cased) → UDF module, from `--function NAME=MODULE`; a function not
     /// mapped here or by a `-- sluice: function.NAME = MODULE` comment is the module named
     /// like it, lower-cased (`ANOMALY` → `anomaly`).
@@ -99,10 +102,17 @@ fn plan<'a>(file: &'a Path, text: &'a str, options: &SqlOptions) -> Plan<'a> {
         .to_string();
     let mut plan = Plan {
         pipeline: stem,
-        brokers: options
-            .kafka_brokers
-            .clone()
-            .unwrap_or_else(|| DEFAULT_BROKERS.into()),
+        // A value given is taken as it is; the default is interpolated when the TOML is read.
+        brokers: match &options.kafka_brokers {
+            Some(brokers) => toml_string(brokers),
+            None => format!(
+                "\"{}\"",
+                options
+                    .default_brokers
+                    .as_deref()
+                    .unwrap_or(DEFAULT_BROKERS)
+            ),
+        },
         offset_reset: None,
         dead_letter_topic: "sluice-dead-letters".into(),
         workers: "\"auto\"".into(),
@@ -660,7 +670,7 @@ impl Plan<'_> {
         self.blocks.push(block);
         let sink = format!("{base}_to_kafka");
         let mut block = self.header("sinks", &sink, &base, "kafka");
-        let _ = writeln!(block, "brokers = {}", toml_string(&self.brokers));
+        let _ = writeln!(block, "brokers = {}", self.brokers.clone());
         let _ = writeln!(block, "topic = {}", toml_string(&topic));
         let names: Vec<String> = projection
             .columns
@@ -695,13 +705,16 @@ impl Plan<'_> {
             return component.clone();
         }
         let name = component_name(stream);
-        let mut block =
-            format!(
-            "# CREATE STREAM {stream}: the topic {} in {}\n[sources.{name}]\ntype = \"kafka\"\n",
-            info.topic,
-            match info.format.kind { Kind::Delimited => "DELIMITED", Kind::Json => "JSON" }
+        let mut block = format!(
+            "# CREATE STREAM {}: the topic {} in {}\n[sources.{name}]\ntype = \"kafka\"\n",
+            comment(stream),
+            comment(&info.topic),
+            match info.format.kind {
+                Kind::Delimited => "DELIMITED",
+                Kind::Json => "JSON",
+            }
         );
-        let _ = writeln!(block, "brokers = {}", toml_string(&self.brokers));
+        let _ = writeln!(block, "brokers = {}", self.brokers.clone());
         let _ = writeln!(block, "topics = [{}]", toml_string(&info.topic));
         let _ = writeln!(
             block,
@@ -752,13 +765,13 @@ impl Plan<'_> {
     fn toml(&self) -> String {
         let mut out = format!(
             "# Compiled by Sluice from {}: edit the SQL, not this. The SQL:\n",
-            self.file.display()
+            comment(&self.file.display().to_string())
         );
         for line in self.source.lines() {
             out.push_str(SOURCE_PREFIX.trim_end());
             if !line.is_empty() {
                 out.push(' ');
-                out.push_str(line);
+                out.push_str(&comment(line));
             }
             out.push('\n');
         }
@@ -774,7 +787,7 @@ impl Plan<'_> {
         let _ = write!(
             out,
             "\n# Records that cannot be processed, with the reason in headers.\n[sinks.dead_letters]\ntype = \"kafka\"\ninputs = []\nbrokers = {}\ntopic = {}\n",
-            toml_string(&self.brokers),
+            self.brokers.clone(),
             toml_string(&self.dead_letter_topic)
         );
         let unread: Vec<&String> = self
@@ -787,11 +800,13 @@ impl Plan<'_> {
             let _ = writeln!(
                 out,
                 "\n# Declared and not read: {}",
-                unread
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                comment(
+                    &unread
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             );
         }
         out
@@ -829,11 +844,27 @@ pub fn component_name(stream: &str) -> String {
         .collect()
 }
 
-/// A TOML basic string.
+/// `text` fit for a TOML comment: a control character (which a comment may not hold, and a
+/// line break would end it) becomes U+FFFD; tabs stay.
+fn comment(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// A TOML basic string holding `text` literally: `$` is doubled, so that nothing from the SQL
+/// is read as a `${VAR}` reference when the pipeline is interpolated.
 fn toml_string(text: &str) -> String {
     let mut out = String::from("\"");
     for c in text.chars() {
         match c {
+            '$' => out.push_str("$$"),
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
