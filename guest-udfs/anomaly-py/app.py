@@ -34,10 +34,15 @@ def parse(payload):
         event_id = int(id_text.strip())
     except ValueError:
         raise InvalidInput(f"EVENTID {id_text!r} is not an integer") from None
-    fields = rest.split("#")
+    return event_id, parse_readings(rest, f"event {event_id}: ")
+
+
+def parse_readings(text, where=""):
+    """The readings of `v1#...#v210`; errors start with `where`."""
+    fields = text.split("#")
     if len(fields) != INPUTS:
         raise InvalidInput(
-            f"event {event_id}: expected {INPUTS} readings separated by '#', found {len(fields)}"
+            f"{where}expected {INPUTS} readings separated by '#', found {len(fields)}"
         )
     readings = []
     for i, field in enumerate(fields):
@@ -45,14 +50,12 @@ def parse(payload):
             value = float(field)
         except ValueError:
             raise InvalidInput(
-                f"event {event_id}: reading {i + 1} of {INPUTS} is not a number: {field!r}"
+                f"{where}reading {i + 1} of {INPUTS} is not a number: {field!r}"
             ) from None
         if not math.isfinite(value):
-            raise InvalidInput(
-                f"event {event_id}: reading {i + 1} of {INPUTS} is not finite: {field!r}"
-            )
+            raise InvalidInput(f"{where}reading {i + 1} of {INPUTS} is not finite: {field!r}")
         readings.append(value)
-    return event_id, readings
+    return readings
 
 
 def dense_tanh(weights, biases, x):
@@ -99,17 +102,21 @@ def reconstruction_mse(readings):
     return total / INPUTS
 
 
-def score(payload):
-    """(key, JSON) of one payload, or InvalidInput naming the event and the reason."""
-    event_id, readings = parse(payload)
+def checked_mse(readings, where=""):
+    """The score of `readings`, or InvalidInput when it is not finite."""
     try:
         mse = reconstruction_mse(readings)
     except OverflowError:
         mse = math.inf
     if not math.isfinite(mse):
-        raise InvalidInput(
-            f"event {event_id}: readings out of range: the reconstruction error is {mse}"
-        )
+        raise InvalidInput(f"{where}readings out of range: the reconstruction error is {mse}")
+    return mse
+
+
+def score(payload):
+    """(key, JSON) of one payload, or InvalidInput naming the event and the reason."""
+    event_id, readings = parse(payload)
+    mse = checked_mse(readings, f"event {event_id}: ")
     return str(event_id), f'{{"eventid":{event_id},"anomaly_val":{mse!r}}}'
 
 
@@ -122,6 +129,19 @@ class Anomaly(Udf):
     def process(self, message: Message):
         key, json = score(message.value)
         return message.with_key(key).with_value(json)
+
+    def call(self, function, args):
+        """SQL's `ANOMALY(SENSORINPUT)`: the score of the readings string, a DOUBLE."""
+        if function.upper() != "ANOMALY":
+            raise InvalidInput(f"no scalar function {function} in the anomaly UDF (it offers ANOMALY)")
+        if len(args) != 1:
+            raise InvalidInput(f"ANOMALY takes one argument (the readings), not {len(args)}")
+        (readings,) = args
+        if readings is None:
+            return None
+        if not isinstance(readings, str):
+            raise InvalidInput(f"ANOMALY takes the readings as VARCHAR, not {type(readings).__name__}")
+        return checked_mse(parse_readings(readings))
 
 
 WitWorld = export(Anomaly)

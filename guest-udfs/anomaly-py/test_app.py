@@ -30,6 +30,18 @@ class ParityTest(unittest.TestCase):
         with self.assertRaisesRegex(app.InvalidInput, "event 7: reading 2 of 210 is not a number"):
             app.score(b"7,1#x" + b"#1" * 208)
 
+    def test_the_sql_function_scores_the_readings_alone(self):
+        line = (DATA / "ecg_discord_test.msgs").read_text().splitlines()[0]
+        key, json = app.score(line.encode())
+        _, readings = line.split(",", 1)
+        mse = app.Anomaly().call("ANOMALY", [" " + readings])
+        self.assertEqual(json, f'{{"eventid":{key},"anomaly_val":{mse!r}}}')
+        self.assertIsNone(app.Anomaly().call("anomaly", [None]))
+        with self.assertRaisesRegex(app.InvalidInput, "not int"):
+            app.Anomaly().call("ANOMALY", [3])
+        with self.assertRaisesRegex(app.InvalidInput, "no scalar function OTHER"):
+            app.Anomaly().call("OTHER", [])
+
     def test_model_py_is_generated_from_the_json(self):
         generated = (Path(gen_model.__file__).parent / "model.py").read_text()
         self.assertEqual(generated, gen_model.render())

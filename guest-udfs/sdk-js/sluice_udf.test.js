@@ -81,3 +81,41 @@ test('a failing init throws its reason; process before init fails every record',
     { tag: 'err', val: { tag: 'failed', val: 'process called before a successful init' } },
   ]);
 });
+
+class Functions {
+  call(name, args) {
+    if (name === 'TWICE') return args[0] === null ? null : typeof args[0] === 'string' ? args[0] + args[0] : args[0] * 2;
+    if (name === 'BIG') return BigInt(args[0]) * 2n;
+    if (name === 'BAD') return {};
+    throw new InvalidInput(`no scalar function ${name}`);
+  }
+}
+
+test('scalar calls: one result per row, values both ways', () => {
+  const world = exportUdf(Functions);
+  world.init([]);
+  const rows = [
+    [{ tag: 'integer', val: 21n }],
+    [{ tag: 'double', val: 1.25 }],
+    [{ tag: 'text', val: 'ab' }],
+    [{ tag: 'null' }],
+  ];
+  assert.deepEqual(world.call('TWICE', rows), [
+    { tag: 'ok', val: { tag: 'double', val: 42 } },
+    { tag: 'ok', val: { tag: 'double', val: 2.5 } },
+    { tag: 'ok', val: { tag: 'text', val: 'abab' } },
+    { tag: 'ok', val: { tag: 'null' } },
+  ]);
+  assert.deepEqual(world.call('BIG', [[{ tag: 'integer', val: 2n ** 60n }]]), [
+    { tag: 'ok', val: { tag: 'integer', val: 2n ** 61n } },
+  ]);
+  assert.equal(world.call('BAD', [[]])[0].val.tag, 'failed');
+  assert.deepEqual(world.call('NOPE', [[]]), [
+    { tag: 'err', val: { tag: 'invalid-input', val: 'no scalar function NOPE' } },
+  ]);
+  const plain = exportUdf(Shape);
+  plain.init([['mode', '!']]);
+  assert.deepEqual(plain.call('F', [[]]), [
+    { tag: 'err', val: { tag: 'invalid-input', val: 'no scalar function F in this UDF' } },
+  ]);
+});

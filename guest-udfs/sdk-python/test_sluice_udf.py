@@ -63,6 +63,16 @@ class Shape(Udf):
             return 42
         return message.with_value(text + self.mode)
 
+    def call(self, function, args):
+        if function == "TWICE":
+            (x,) = args
+            return None if x is None else x * 2
+        if function == "KIND":
+            return type(args[0]).__name__
+        if function == "BAD":
+            return [1]
+        return super().call(function, args)
+
 
 class ExportTest(unittest.TestCase):
     def world(self, config):
@@ -91,6 +101,31 @@ class ExportTest(unittest.TestCase):
         world = export(Shape)()
         results = world.process([_native.Message(None, b"x", [], None)])
         self.assertEqual(results[0].value, _native.UdfError_Failed("process called before a successful init"))
+
+    def test_scalar_calls_one_result_per_row_values_both_ways(self):
+        world = self.world([("mode", "!")])
+        scalar = type(world).Scalar()
+        V = _native
+        rows = [
+            [V.Value_Integer(21)],
+            [V.Value_Double(1.25)],
+            [V.Value_Text("ab")],
+            [V.Value_Null()],
+        ]
+        results = scalar.call("TWICE", rows)
+        self.assertEqual(
+            [r.value for r in results],
+            [V.Value_Integer(42), V.Value_Double(2.5), V.Value_Text("abab"), V.Value_Null()],
+        )
+        kinds = scalar.call("KIND", [[V.Value_Boolean(True)], [V.Value_Integer(1)]])
+        self.assertEqual([r.value for r in kinds], [V.Value_Text("bool"), V.Value_Text("int")])
+        self.assertIn("call returned list", scalar.call("BAD", [[]])[0].value.value)
+        self.assertEqual(
+            scalar.call("NOPE", [[]])[0].value,
+            V.UdfError_InvalidInput("no scalar function NOPE in this UDF"),
+        )
+        # componentize-py needs the interface's class at the app module's top level.
+        self.assertTrue(callable(globals()["Scalar"]().call), "export() defines Scalar there")
 
 
 if __name__ == "__main__":

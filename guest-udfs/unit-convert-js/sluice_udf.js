@@ -11,6 +11,11 @@
 // not help) or `Failed` for anything else; either fails that message alone, and any other
 // exception counts as `Failed` with its name and text.
 //
+// A UDF can also offer scalar functions to SQL (`SELECT ANOMALY(SENSORINPUT) ...`): define
+// `call(functionName, args)`, which gets the function's name (upper-cased) and one row of
+// arguments (null, booleans, numbers for DOUBLE, numbers or BigInts for INTEGER, strings) and
+// returns one: a number is a DOUBLE, a BigInt an INTEGER.
+//
 // The same code runs natively (Node.js, for unit tests) and in the component. This file has
 // no imports, so `node --test` needs nothing installed.
 
@@ -206,9 +211,36 @@ function outputs(result) {
   });
 }
 
+/** A WIT `value` as a JavaScript value (an INTEGER as a number when it is exact). */
+function fromValue(value) {
+  switch (value.tag) {
+    case 'null':
+      return null;
+    case 'integer': {
+      const n = Number(value.val);
+      return Number.isSafeInteger(n) ? n : value.val;
+    }
+    default:
+      return value.val;
+  }
+}
+
+/** A JavaScript value as a WIT `value`. */
+function toValue(value) {
+  if (value === null || value === undefined) return { tag: 'null' };
+  if (typeof value === 'boolean') return { tag: 'boolean', val: value };
+  if (typeof value === 'bigint') return { tag: 'integer', val: value };
+  if (typeof value === 'number') return { tag: 'double', val: value };
+  if (typeof value === 'string') return { tag: 'text', val: value };
+  throw new Failed(
+    `call returned ${typeof value}: return null, a boolean, number, BigInt or string`
+  );
+}
+
 /**
- * The `init` and `process` exports of the `sluice:udf` world, running `UdfClass`; the
- * entry `sluice udf build` generates calls it (tests can too). `log` is the host's.
+ * The `init`, `process` and `scalar.call` exports of the `sluice:udf` world, running
+ * `UdfClass`; the entry `sluice udf build` generates calls it (tests can too). `log` is the
+ * host's.
  */
 export function exportUdf(UdfClass, log = undefined) {
   if (log) hostLog = log;
@@ -234,6 +266,22 @@ export function exportUdf(UdfClass, log = undefined) {
         try {
           const message = new Message(raw.value, raw);
           return { tag: 'ok', val: outputs(udf.process(message)) };
+        } catch (err) {
+          return { tag: 'err', val: asError(err) };
+        }
+      });
+    },
+    call(functionName, rows) {
+      if (udf === null) {
+        return rows.map(() => ({
+          tag: 'err',
+          val: { tag: 'failed', val: 'call called before a successful init' },
+        }));
+      }
+      return rows.map((row) => {
+        try {
+          if (!udf.call) throw new InvalidInput(`no scalar function ${functionName} in this UDF`);
+          return { tag: 'ok', val: toValue(udf.call(functionName, row.map(fromValue))) };
         } catch (err) {
           return { tag: 'err', val: asError(err) };
         }

@@ -6,6 +6,10 @@ repository's ``wit/`` folder), and ``sluice udf build`` turns the folder into a 
 with componentize-py. The host calls ``init`` once per instance with the pipeline's
 ``config`` table, then ``process`` once per message, in order.
 
+A UDF can also offer scalar functions to SQL (``SELECT ANOMALY(SENSORINPUT) ...``): define
+``call(self, function, args)``, which gets the function's name (upper-cased) and one row of
+arguments as Python values (``None``, ``bool``, ``int``, ``float``, ``str``) and returns one.
+
 ``process`` returns ``None`` or ``[]`` (filter the message out), one :class:`Message` (map)
 or a list of them (flat-map). Raise :class:`InvalidInput` when the message is malformed
 (retrying will not help) or :class:`Failed` for anything else; either fails that message
@@ -15,6 +19,7 @@ The same code runs natively (plain CPython, for unit tests) and in the component
 """
 
 import json as _json
+import sys as _sys
 
 __version__ = "0.1.0"
 
@@ -23,11 +28,16 @@ try:  # Inside the component: the bindings componentize-py generates from the WI
     from wit_world.imports import host as _host
     from componentize_py_types import Ok as _Ok, Err as _Err
 
+    try:  # Built for the `scalar-udf` world (what `sluice udf build` does).
+        from wit_world.exports import scalar as _scalar
+    except ImportError:  # pragma: no cover - a component of the plain `udf` world
+        _scalar = None
     IN_COMPONENT = True
 except ImportError:  # Natively (unit tests): stand-ins with the same shape.
     from . import _native as _types
 
     _host = _types
+    _scalar = _types
     _Ok, _Err = _types.Ok, _types.Err
     IN_COMPONENT = False
 
@@ -193,6 +203,12 @@ class Udf:
         """Returns None or ``[]`` (filter), a :class:`Message` (map) or a list (flat-map)."""
         return message
 
+    def call(self, function, args):
+        """The scalar function ``function`` (upper-cased, ``ANOMALY``) on one row of ``args``
+        (Python values): returns ``None``, a ``bool``, ``int``, ``float`` or ``str``. By
+        default there are none."""
+        raise InvalidInput(f"no scalar function {function} in this UDF")
+
 
 def export(udf_class):
     """The ``WitWorld`` class componentize-py exports, running ``udf_class``:
@@ -223,8 +239,51 @@ def export(udf_class):
                     out.append(_Err(_as_error(err)._wit()))
             return out
 
+    class Scalar:
+        """The ``sluice:udf/scalar`` export: ``udf_class.call`` per row."""
+
+        def call(self, function, rows):
+            udf = WitWorld.udf
+            if udf is None:
+                reason = _types.UdfError_Failed("call called before a successful init")
+                return [_Err(reason) for _ in rows]
+            out = []
+            for row in rows:
+                try:
+                    args = [_from_value(v) for v in row]
+                    out.append(_Ok(_to_value(udf.call(function, args))))
+                except Exception as err:  # noqa: BLE001 - an error for this row alone
+                    out.append(_Err(_as_error(err)._wit()))
+            return out
+
     WitWorld.__name__ = WitWorld.__qualname__ = "WitWorld"
+    WitWorld.Scalar = Scalar
+    # componentize-py takes an exported interface's class from the app module's top level:
+    # `WitWorld = export(MyUdf)` defines `Scalar` there too (unless the module has its own).
+    _sys._getframe(1).f_globals.setdefault("Scalar", Scalar)
     return WitWorld
+
+
+def _from_value(value):
+    if isinstance(value, _scalar.Value_Null):
+        return None
+    return value.value
+
+
+def _to_value(value):
+    if value is None:
+        return _scalar.Value_Null()
+    if isinstance(value, bool):
+        return _scalar.Value_Boolean(value)
+    if isinstance(value, int):
+        return _scalar.Value_Integer(value)
+    if isinstance(value, float):
+        return _scalar.Value_Double(value)
+    if isinstance(value, str):
+        return _scalar.Value_Text(value)
+    raise Failed(
+        f"call returned {type(value).__name__}: return None, a bool, int, float or str"
+    )
 
 
 def _outputs(result):

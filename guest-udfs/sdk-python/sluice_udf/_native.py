@@ -1,6 +1,6 @@
 """Stand-ins for the bindings componentize-py generates, so a UDF's unit tests run on plain
-CPython. Same names and shapes as ``wit_world.imports.types`` and ``.host``; ``log`` prints
-to stderr."""
+CPython. Same names and shapes as ``wit_world.imports.types``, ``.host`` and
+``wit_world.exports.scalar``; ``log`` prints to stderr."""
 
 import sys
 from dataclasses import dataclass
@@ -26,6 +26,31 @@ class UdfError_InvalidInput:
 
 @dataclass
 class UdfError_Failed:
+    value: str
+
+
+@dataclass
+class Value_Null:
+    pass
+
+
+@dataclass
+class Value_Boolean:
+    value: bool
+
+
+@dataclass
+class Value_Integer:
+    value: int
+
+
+@dataclass
+class Value_Double:
+    value: float
+
+
+@dataclass
+class Value_Text:
     value: str
 
 

@@ -1,7 +1,7 @@
 //! JavaScript UDFs: a folder with `package.json` (the name) and `app.js`, an ES module whose
 //! default export is the UDF class, next to its copy of the SDK (`sluice_udf.js`). The build
-//! writes an entry module (`.sluice/entry.js`) that exports the world's `init` and `process`
-//! around that class, and builds it with componentize-js, without `wasi:http` and the
+//! writes an entry module (`.sluice/entry.js`) that exports the `scalar-udf` world's `init`,
+//! `process` and `scalar.call` around that class, and builds it with componentize-js, without `wasi:http` and the
 //! fetch event (the host grants neither).
 
 use super::toolchain;
@@ -24,6 +24,12 @@ export function init(config) {
 export function process(batch) {
   return udf.process(batch);
 }
+
+export const scalar = {
+  call(functionName, rows) {
+    return udf.call(functionName, rows);
+  },
+};
 ";
 
 /// The scaffold's files: `(path, text)`, templates filled by `fill`.
@@ -86,7 +92,7 @@ pub fn build(dir: &Path, name: &str) -> Result<PathBuf, String> {
         .arg(Path::new(".sluice").join("entry.js"))
         .arg("--wit")
         .arg(&wit)
-        .args(["--world-name", "udf", "--disable", "http", "fetch-event"])
+        .args(["--world-name", "scalar-udf", "--disable", "http", "fetch-event"])
         .arg("--out")
         .arg(std::path::absolute(&out).map_err(|e| format!("{}: {e}", out.display()))?)
         .status()

@@ -65,7 +65,7 @@ pub fn build(dir: &Path, name: &str) -> Result<PathBuf, String> {
         .env("RUST_LIB_BACKTRACE", "0")
         .arg("--wit-path")
         .arg(&wit)
-        .args(["--world", "sluice:udf/udf", "componentize", "app"])
+        .args(["--world", "sluice:udf/scalar-udf", "componentize", "app"])
         .arg("--python-path")
         .arg(dir)
         .arg("--python-path")
