@@ -17,3 +17,10 @@ test('a missing field is invalid input', () => {
   udf.init(new Config({ field: 'temp' }));
   assert.throws(() => udf.process(new Message('{"celsius":1}')), InvalidInput);
 });
+
+test('FAHRENHEIT for SQL', () => {
+  const udf = new UnitConvert();
+  assert.equal(udf.call('FAHRENHEIT', [21.5]), 70.7);
+  assert.equal(udf.call('FAHRENHEIT', [null]), null);
+  assert.throws(() => udf.call('KELVIN', [1]), InvalidInput);
+});

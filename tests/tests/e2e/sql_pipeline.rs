@@ -278,3 +278,87 @@ fn a_push_query_taps_a_stream_of_a_deployed_sql_pipeline() {
     );
     assert!(serve.stop().success());
 }
+
+/// The demo's statements with `ANOMALY` served by the pure-Python scorer
+/// (`--function ANOMALY=anomaly-py`): a scalar function written with the Python SDK, run in
+/// Wasm, writes H2O's digits too.
+#[test]
+fn a_python_udf_serves_the_sql_function() {
+    let kafka = broker_with_input();
+    let sql_file = sluice_harness::root().join("pipelines/ecg-anomaly.sql");
+    let (mut child, _log, _state) = run(
+        &[
+            sql_file.as_os_str(),
+            "--kafka-brokers".as_ref(),
+            kafka.brokers.as_ref(),
+            "--function".as_ref(),
+            "ANOMALY=anomaly-py".as_ref(),
+        ],
+        &kafka,
+        "http://127.0.0.1:9",
+    );
+    let scores: Vec<String> = scores_before_marker(&kafka, "TEMPERATURE_ANOMALY_DETECTION")
+        .iter()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert_eq!(scores, expected_scores(), "the Python scorer's bytes are H2O's digits");
+    let status = sluice_harness::process::terminate(&mut child);
+    assert!(status.success(), "{status}");
+}
+
+/// A stream of JSON readings (field names in any case), filtered, through a JavaScript UDF's
+/// scalar function, written as DELIMITED: `FAHRENHEIT` of `guest-udfs/unit-convert-js`.
+#[test]
+fn a_javascript_udf_serves_a_function_on_a_json_stream() {
+    let kafka = Tansu::start();
+    for topic in ["readings", "HOT", "sluice-dead-letters"] {
+        kafka.create_topic(topic, 1);
+    }
+    let input: Vec<Vec<u8>> = [
+        r#"{"sensor":"a","celsius":21.5}"#,
+        r#"{"sensor":"b","celsius":10}"#,
+        r#"{"Sensor":"c","CELSIUS":100}"#,
+        r#"{"sensor":"d","celsius":"warm"}"#,
+        r#"{"sensor":"zz-marker","celsius":50}"#,
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    produce_all(&kafka.brokers, "readings", &input);
+    let dir = tempfile::tempdir().expect("dir");
+    let sql = dir.path().join("hot.sql");
+    std::fs::write(
+        &sql,
+        "-- sluice: function.FAHRENHEIT = unit-convert-js\n\
+         CREATE STREAM READINGS (SENSOR VARCHAR, CELSIUS DOUBLE)\n  \
+         WITH (KAFKA_TOPIC='readings', VALUE_FORMAT='JSON');\n\
+         CREATE STREAM HOT WITH (VALUE_FORMAT='DELIMITED') AS\n  \
+         SELECT SENSOR, FAHRENHEIT(CELSIUS) AS F FROM READINGS WHERE CELSIUS > 20;\n",
+    )
+    .expect("write the SQL");
+    let (mut child, _log, _state) = run(
+        &[
+            sql.as_os_str(),
+            "--kafka-brokers".as_ref(),
+            kafka.brokers.as_ref(),
+        ],
+        &kafka,
+        "http://127.0.0.1:9",
+    );
+    let hot: Vec<String> = until(&kafka, "HOT", |v| v.starts_with(b"zz-marker,"))
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+        .collect();
+    assert_eq!(hot, ["a,70.7", "c,212.0"]);
+    let dead = TopicReader::new(&kafka.brokers, "sluice-dead-letters").read_until(|s| !s.is_empty());
+    assert_eq!(dead[0].value, input[3], "the reading that is not a number");
+    let reason = dead[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "sluice-error")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    assert!(reason.contains("field `CELSIUS`: expected a double"), "{reason}");
+    let status = sluice_harness::process::terminate(&mut child);
+    assert!(status.success(), "{status}");
+}
