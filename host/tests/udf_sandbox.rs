@@ -337,3 +337,56 @@ fn compiled_modules_are_cached_on_disk_by_content_hash() {
         format!("hostile@{}", &module.sha256()[..8])
     );
 }
+
+/// The scalar export (`sluice:udf/scalar`, what SQL calls) under the same rules: a row that
+/// panics, loops or fails gets its own typed error, the rows around it their values, and the
+/// next call works; a wrong number of results is a contract breach isolated the same way.
+#[test]
+fn scalar_calls_isolate_the_poison_row() {
+    use sluice::udf_runtime::ScalarValue::{self, Text};
+    let runtime = UdfRuntime::new(RuntimeOptions::default()).expect("runtime");
+    let mut worker = hostile(&runtime, &[], limits()).expect("starts");
+    let rows = |commands: &[&str]| -> Vec<Vec<ScalarValue>> {
+        commands.iter().map(|c| vec![Text(c.to_string())]).collect()
+    };
+    for (attack, kind) in [
+        ("panic", "trap"),
+        ("loop", "timeout"),
+        ("fail", "failed"),
+        ("wrong-count", "bad-output"),
+    ] {
+        let results = within(Duration::from_secs(30), {
+            let rows = rows(&["a", attack, "b"]);
+            let mut worker = hostile(&runtime, &[], limits()).expect("starts");
+            move || worker.call_scalar("HOSTILE", &rows)
+        });
+        assert_eq!(results.len(), 3, "{attack}");
+        assert_eq!(results[0], Ok(Text("a".into())), "{attack}");
+        assert_eq!(results[1].as_ref().map_err(RecordError::kind), Err(kind), "{attack}");
+        assert_eq!(results[2], Ok(Text("b".into())), "{attack}");
+    }
+    // The worker that saw nothing hostile answers, and a module's own scalar export is used.
+    assert_eq!(
+        worker.call_scalar("HOSTILE", &rows(&["x"])),
+        vec![Ok(Text("x".into()))]
+    );
+}
+
+/// A module built against sluice:udf@0.1.0 (before scalar functions) still loads and processes
+/// on this host; asked for a scalar function, it answers every row with the reason.
+#[test]
+fn a_module_of_the_0_1_0_world_runs_and_has_no_scalar_functions() {
+    let runtime = UdfRuntime::new(RuntimeOptions::default()).expect("runtime");
+    let module = runtime
+        .load_file(&sluice_harness::fixture("plain-udf-world"), None)
+        .expect("a 0.1.0-world module loads");
+    assert!(!module.has_scalar());
+    let mut worker = module.instantiate(Vec::new(), limits()).expect("starts");
+    let processed = worker.process(&batch(&["abc"]));
+    assert_eq!(echoed(&processed[0]), "ABC");
+    let results = worker.call_scalar("F", &[vec![]]);
+    let Err(RecordError::InvalidInput(reason)) = &results[0] else {
+        panic!("{results:?}");
+    };
+    assert!(reason.contains("does not export sluice:udf/scalar"), "{reason}");
+}
