@@ -362,7 +362,11 @@ fn scalar_calls_isolate_the_poison_row() {
         });
         assert_eq!(results.len(), 3, "{attack}");
         assert_eq!(results[0], Ok(Text("a".into())), "{attack}");
-        assert_eq!(results[1].as_ref().map_err(RecordError::kind), Err(kind), "{attack}");
+        assert_eq!(
+            results[1].as_ref().map_err(RecordError::kind),
+            Err(kind),
+            "{attack}"
+        );
         assert_eq!(results[2], Ok(Text("b".into())), "{attack}");
     }
     // The worker that saw nothing hostile answers, and a module's own scalar export is used.
@@ -388,5 +392,8 @@ fn a_module_of_the_0_1_0_world_runs_and_has_no_scalar_functions() {
     let Err(RecordError::InvalidInput(reason)) = &results[0] else {
         panic!("{results:?}");
     };
-    assert!(reason.contains("does not export sluice:udf/scalar"), "{reason}");
+    assert!(
+        reason.contains("does not export sluice:udf/scalar"),
+        "{reason}"
+    );
 }

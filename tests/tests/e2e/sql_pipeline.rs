@@ -301,7 +301,11 @@ fn a_python_udf_serves_the_sql_function() {
         .iter()
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .collect();
-    assert_eq!(scores, expected_scores(), "the Python scorer's bytes are H2O's digits");
+    assert_eq!(
+        scores,
+        expected_scores(),
+        "the Python scorer's bytes are H2O's digits"
+    );
     let status = sluice_harness::process::terminate(&mut child);
     assert!(status.success(), "{status}");
 }
@@ -350,7 +354,8 @@ fn a_javascript_udf_serves_a_function_on_a_json_stream() {
         .map(|r| String::from_utf8_lossy(&r.value).into_owned())
         .collect();
     assert_eq!(hot, ["a,70.7", "c,212.0"]);
-    let dead = TopicReader::new(&kafka.brokers, "sluice-dead-letters").read_until(|s| !s.is_empty());
+    let dead =
+        TopicReader::new(&kafka.brokers, "sluice-dead-letters").read_until(|s| !s.is_empty());
     assert_eq!(dead[0].value, input[3], "the reading that is not a number");
     let reason = dead[0]
         .headers
@@ -358,7 +363,10 @@ fn a_javascript_udf_serves_a_function_on_a_json_stream() {
         .find(|(k, _)| k == "sluice-error")
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_default();
-    assert!(reason.contains("field `CELSIUS`: expected a double"), "{reason}");
+    assert!(
+        reason.contains("field `CELSIUS`: expected a double"),
+        "{reason}"
+    );
     let status = sluice_harness::process::terminate(&mut child);
     assert!(status.success(), "{status}");
 }

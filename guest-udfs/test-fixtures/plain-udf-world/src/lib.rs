@@ -7,8 +7,6 @@ wit_bindgen::generate!({
     world: "sluice:udf/udf",
 });
 
-use sluice::udf::types::{Message, UdfError};
-
 struct Plain;
 
 impl Guest for Plain {

@@ -92,7 +92,13 @@ pub fn build(dir: &Path, name: &str) -> Result<PathBuf, String> {
         .arg(Path::new(".sluice").join("entry.js"))
         .arg("--wit")
         .arg(&wit)
-        .args(["--world-name", "scalar-udf", "--disable", "http", "fetch-event"])
+        .args([
+            "--world-name",
+            "scalar-udf",
+            "--disable",
+            "http",
+            "fetch-event",
+        ])
         .arg("--out")
         .arg(std::path::absolute(&out).map_err(|e| format!("{}: {e}", out.display()))?)
         .status()
