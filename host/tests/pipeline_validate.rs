@@ -83,7 +83,9 @@ fn the_demo_pipeline_validates() {
 
 #[test]
 fn sluice_validate_checks_every_shipped_pipeline_and_reports_errors() {
-    let shipped = toml_files(&sluice_harness::root().join("pipelines"));
+    let mut shipped = toml_files(&sluice_harness::root().join("pipelines"));
+    let sql = sluice_harness::root().join("pipelines/ecg-anomaly.sql");
+    shipped.push(sql.clone());
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("validate")
         .args(&shipped)
@@ -95,6 +97,44 @@ fn sluice_validate_checks_every_shipped_pipeline_and_reports_errors() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!(
+            "{}: ok: pipeline `ecg-anomaly` (1 sources, 4 transforms, 3 sinks)",
+            sql.display()
+        )),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A SQL file with problems: every one of them, with file:line:column, exit 1.
+    let dir = tempfile::tempdir().expect("dir");
+    let bad_sql = dir.path().join("bad.sql");
+    std::fs::write(
+        &bad_sql,
+        "CREATE STREAM A (X INT) WITH (KAFKA_TOPIC='a', VALUE_FORMAT='JSON');\n\
+         CREATE STREAM B AS SELECT Y FROM A;\n\
+         CREATE STREAM C AS SELECT X FROM A GROUP BY X;\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("validate")
+        .arg(&bad_sql)
+        .output()
+        .expect("run sluice");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in [
+        format!(
+            "{}:2:27: unknown column Y (the columns are X)",
+            bad_sql.display()
+        ),
+        format!(
+            "{}:3:45: GROUP BY (aggregation) is not supported",
+            bad_sql.display()
+        ),
+    ] {
+        assert!(stderr.contains(&line), "{line}\n{stderr}");
+    }
 
     let bad = specs().join("invalid/everything-wrong.toml");
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))

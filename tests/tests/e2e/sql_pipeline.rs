@@ -370,3 +370,95 @@ fn a_javascript_udf_serves_a_function_on_a_json_stream() {
     let status = sluice_harness::process::terminate(&mut child);
     assert!(status.success(), "{status}");
 }
+
+/// Hot reload reaches SQL's function calls: on `sluice serve`, a new version of the module
+/// behind `ANOMALY` (the doubling stand-in for a retrained model), pushed while the SQL
+/// pipeline runs, scores every record after the swap; every record is scored once, by one
+/// version or the other. A SQL file with errors is refused by the host, every error with its
+/// place, and nothing is deployed.
+#[test]
+fn a_new_version_of_a_function_s_module_takes_over_in_a_running_sql_pipeline() {
+    let kafka = Tansu::start();
+    for topic in TOPICS {
+        kafka.create_topic(topic, 1);
+    }
+    let state = tempfile::tempdir().expect("state dir");
+    let serve = Serve::start(state.path(), &[]);
+    let path = |p: &std::path::Path| p.to_str().expect("UTF-8 path").to_string();
+    let pushed = serve.cli(&[
+        "udf",
+        "push",
+        &path(&sluice_harness::udf_dir().join("anomaly.wasm")),
+    ]);
+    assert!(pushed.status.success(), "{pushed:?}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let bad = dir.path().join("ecg-anomaly.sql");
+    std::fs::write(
+        &bad,
+        "CREATE STREAM S (X INT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');\n\
+         CREATE STREAM D AS SELECT X FROM S JOIN T ON S.X = T.X;\n",
+    )
+    .expect("write");
+    let refused = serve.cli(&["deploy", &path(&bad), "--kafka-brokers", &kafka.brokers]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("ecg-anomaly.sql:2:36: JOIN is not supported"),
+        "{stderr}"
+    );
+    let list = serve.call("GET", "/pipelines", None).json();
+    assert!(
+        sluice_harness::serve::pipeline_names(&list).is_empty(),
+        "{list}"
+    );
+
+    let sql = sluice_harness::root().join("pipelines/ecg-anomaly.sql");
+    let deployed = serve.cli(&["deploy", &path(&sql), "--kafka-brokers", &kafka.brokers]);
+    assert!(deployed.status.success(), "{deployed:?}");
+    produce_all(&kafka.brokers, "electric-temperature", &input());
+    let first = scores_before_marker(&kafka, "TEMPERATURE_ANOMALY_DETECTION");
+    let first: Vec<String> = first
+        .iter()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert_eq!(first, expected_scores());
+
+    let double = sluice_harness::fixture("anomaly-double");
+    let pushed = serve.cli(&["udf", "push", &path(&double), "--name", "anomaly"]);
+    assert!(pushed.status.success(), "{pushed:?}");
+    serve.wait_for_log("udf swapped between batches");
+    produce_all(&kafka.brokers, "electric-temperature", &input());
+    let marker = format!("{MARKER_ID},");
+    let all =
+        TopicReader::new(&kafka.brokers, "TEMPERATURE_ANOMALY_DETECTION").read_until(|seen| {
+            seen.iter()
+                .filter(|r| r.value.starts_with(marker.as_bytes()))
+                .count()
+                >= 2
+        });
+    let second: Vec<(String, f64)> = all
+        .iter()
+        .skip(expected_scores().len() + 1)
+        .take(expected_scores().len())
+        .map(|r| {
+            let text = String::from_utf8_lossy(&r.value).into_owned();
+            let (id, mse) = text.split_once(',').expect("EVENTID,MSE");
+            (id.to_string(), mse.parse().expect("a number"))
+        })
+        .collect();
+    let doubled: Vec<(String, f64)> = expected_score_pairs()
+        .into_iter()
+        .map(|(id, mse)| (id, 2.0 * mse.parse::<f64>().expect("a number")))
+        .collect();
+    assert_eq!(
+        second, doubled,
+        "the new version scores every record after the swap"
+    );
+    assert_eq!(
+        all.len(),
+        2 * (expected_scores().len() + 1),
+        "two rounds and their markers, nothing twice"
+    );
+    assert!(serve.stop().success());
+}
