@@ -41,9 +41,24 @@ impl SluiceRun {
         Self::start_wrapped(&[], pipelines, args)
     }
 
+    /// Like [`SluiceRun::start_files`], with `env` added to its environment (the pipelines'
+    /// `${VAR}`s).
+    pub fn start_with_env(pipelines: &[&Path], args: &[&OsStr], env: &[(&str, &str)]) -> Self {
+        Self::start_command(&[], pipelines, args, env)
+    }
+
     /// Like [`SluiceRun::start_files`], run through `wrapper` (a command that executes the rest
     /// of its command line, such as `ip netns exec NS`); empty: none.
     pub fn start_wrapped(wrapper: &[&OsStr], pipelines: &[&Path], args: &[&OsStr]) -> Self {
+        Self::start_command(wrapper, pipelines, args, &[])
+    }
+
+    fn start_command(
+        wrapper: &[&OsStr],
+        pipelines: &[&Path],
+        args: &[&OsStr],
+        env: &[(&str, &str)],
+    ) -> Self {
         let ready_dir = tempfile::tempdir().expect("tempdir");
         let mut command = match wrapper.split_first() {
             Some((program, rest)) => {
@@ -63,6 +78,7 @@ impl SluiceRun {
             .arg("--ready-file")
             .arg(ready_dir.path().join("ready"))
             .env("SLUICE_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

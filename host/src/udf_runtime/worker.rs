@@ -193,26 +193,7 @@ impl UdfWorker {
         let input: Vec<&[WitValueIn]> = input.iter().map(Vec::as_slice).collect();
         let called = scalar.call_call(&mut live.store, function, &input);
         self.after_call(called.is_ok())?;
-        match called {
-            Ok(results) if results.len() == rows.len() => Ok(results
-                .into_iter()
-                .map(|result| match result {
-                    Ok(value) => Ok(from_wit_value(value)),
-                    Err(WitUdfError::InvalidInput(reason)) => {
-                        Err(RecordError::InvalidInput(reason))
-                    }
-                    Err(WitUdfError::Failed(reason)) => Err(RecordError::Failed(reason)),
-                })
-                .collect()),
-            Ok(results) => Err(RecordError::BadOutput {
-                reason: format!(
-                    "scalar call returned {} results for {} rows",
-                    results.len(),
-                    rows.len()
-                ),
-            }),
-            Err(err) => Err(self.fault(&err)),
-        }
+        self.answers(called, rows.len(), "scalar call", "rows", from_wit_value)
     }
 
     /// Classifies a guest error and discards the instance: after a trap it may be half-updated.
@@ -242,11 +223,26 @@ impl UdfWorker {
         let live = self.live()?;
         let called = live.udf.call_process(&mut live.store, &input);
         self.after_call(called.is_ok())?;
+        self.answers(called, batch.len(), "process", "messages", |messages| {
+            messages.into_iter().map(from_wit).collect()
+        })
+    }
+
+    /// A guest call's answers as one result per input (`expected` of them, else a contract
+    /// breach naming `call` and `inputs`), or the fault that ended the call.
+    fn answers<W, O>(
+        &mut self,
+        called: wasmtime::Result<Vec<Result<W, WitUdfError>>>,
+        expected: usize,
+        call: &str,
+        inputs: &str,
+        convert: impl Fn(W) -> O,
+    ) -> Result<Vec<Result<O, RecordError>>, RecordError> {
         match called {
-            Ok(results) if results.len() == batch.len() => Ok(results
+            Ok(results) if results.len() == expected => Ok(results
                 .into_iter()
                 .map(|result| match result {
-                    Ok(messages) => Ok(messages.into_iter().map(from_wit).collect()),
+                    Ok(output) => Ok(convert(output)),
                     Err(WitUdfError::InvalidInput(reason)) => {
                         Err(RecordError::InvalidInput(reason))
                     }
@@ -255,9 +251,8 @@ impl UdfWorker {
                 .collect()),
             Ok(results) => Err(RecordError::BadOutput {
                 reason: format!(
-                    "process returned {} results for {} messages",
-                    results.len(),
-                    batch.len()
+                    "{call} returned {} results for {expected} {inputs}",
+                    results.len()
                 ),
             }),
             Err(err) => Err(self.fault(&err)),

@@ -12,7 +12,10 @@ use sluice_harness::data::expected_score_pairs;
 use sluice_harness::elasticsearch::{FakeElasticsearch, Faults};
 use sluice_harness::kafka::{produce_all, Tansu, TopicReader};
 use sluice_harness::serve::Serve;
+use sluice_harness::SluiceRun;
 use sluice_harness::{demo_payloads, expected_scores};
+use std::ffi::OsStr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 const TOPICS: &[&str] = &[
@@ -71,44 +74,22 @@ fn scores_before_marker(kafka: &Tansu, topic: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// `sluice run ARGS` until its ready file appears; the child and its log.
-fn run(
-    args: &[&std::ffi::OsStr],
-    kafka: &Tansu,
-    es_url: &str,
-) -> (
-    std::process::Child,
-    std::sync::mpsc::Receiver<String>,
-    tempfile::TempDir,
-) {
-    let state = tempfile::tempdir().expect("state dir");
-    let ready = state.path().join("ready");
-    let mut child = Command::new(sluice_harness::sluice_bin())
-        .arg("run")
-        .args(args)
-        .arg("--udf-dir")
-        .arg(sluice_harness::udf_dir())
-        .arg("--state-dir")
-        .arg(state.path())
-        .arg("--ready-file")
-        .arg(&ready)
-        .env("SLUICE_LOG", "info")
-        .env("KAFKA_BROKERS", &kafka.brokers)
-        .env("ELASTICSEARCH_URL", es_url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sluice");
-    let log = sluice_harness::log_lines(child.stderr.take().expect("stderr"));
-    if let Err(err) =
-        sluice_harness::process::try_wait_ready(&mut child, &ready, sluice_harness::WAIT)
-    {
-        panic!(
-            "{err}; its log:\n{}",
-            log.try_iter().collect::<Vec<_>>().join("\n")
-        );
-    }
-    (child, log, state)
+/// `sluice run FILE FLAGS...` with the UDF directory, `KAFKA_BROKERS` and `ELASTICSEARCH_URL`
+/// set, once every source is subscribed.
+fn run(file: &Path, flags: &[&str], kafka: &Tansu, es_url: &str) -> SluiceRun {
+    let udf_dir = sluice_harness::udf_dir();
+    let mut args: Vec<&OsStr> = flags.iter().map(OsStr::new).collect();
+    args.extend([OsStr::new("--udf-dir"), udf_dir.as_os_str()]);
+    let mut run = SluiceRun::start_with_env(
+        &[file],
+        &args,
+        &[
+            ("KAFKA_BROKERS", &kafka.brokers),
+            ("ELASTICSEARCH_URL", es_url),
+        ],
+    );
+    run.wait_ready();
+    run
 }
 
 #[test]
@@ -119,14 +100,11 @@ fn the_demo_statements_write_the_same_topics_as_the_toml_pipeline() {
     let root = sluice_harness::root();
     let toml_file = root.join("pipelines/ecg-detect.toml");
     let sql_file = root.join("pipelines/ecg-anomaly.sql");
-    let (mut toml_run, _toml_log, _s1) = run(&[toml_file.as_os_str()], &toml_kafka, &es.url);
+    let toml_run = run(&toml_file, &[], &toml_kafka, &es.url);
     // The brokers from the flag, not the environment (which names the other broker here).
-    let (mut sql_run, _sql_log, _s2) = run(
-        &[
-            sql_file.as_os_str(),
-            "--kafka-brokers".as_ref(),
-            sql_kafka.brokers.as_ref(),
-        ],
+    let sql_run = run(
+        &sql_file,
+        &["--kafka-brokers", &sql_kafka.brokers],
         &toml_kafka,
         &es.url,
     );
@@ -190,8 +168,8 @@ fn the_demo_statements_write_the_same_topics_as_the_toml_pipeline() {
         );
     }
 
-    for child in [&mut toml_run, &mut sql_run] {
-        let status = sluice_harness::process::terminate(child);
+    for run in [toml_run, sql_run] {
+        let status = run.stop();
         assert!(status.success(), "SIGTERM drains and exits 0: {status}");
     }
 }
@@ -286,13 +264,13 @@ fn a_push_query_taps_a_stream_of_a_deployed_sql_pipeline() {
 fn a_python_udf_serves_the_sql_function() {
     let kafka = broker_with_input();
     let sql_file = sluice_harness::root().join("pipelines/ecg-anomaly.sql");
-    let (mut child, _log, _state) = run(
+    let child = run(
+        &sql_file,
         &[
-            sql_file.as_os_str(),
-            "--kafka-brokers".as_ref(),
-            kafka.brokers.as_ref(),
-            "--function".as_ref(),
-            "ANOMALY=anomaly-py".as_ref(),
+            "--kafka-brokers",
+            &kafka.brokers,
+            "--function",
+            "ANOMALY=anomaly-py",
         ],
         &kafka,
         "http://127.0.0.1:9",
@@ -306,7 +284,7 @@ fn a_python_udf_serves_the_sql_function() {
         expected_scores(),
         "the Python scorer's bytes are H2O's digits"
     );
-    let status = sluice_harness::process::terminate(&mut child);
+    let status = child.stop();
     assert!(status.success(), "{status}");
 }
 
@@ -340,12 +318,9 @@ fn a_javascript_udf_serves_a_function_on_a_json_stream() {
          SELECT SENSOR, FAHRENHEIT(CELSIUS) AS F FROM READINGS WHERE CELSIUS > 20;\n",
     )
     .expect("write the SQL");
-    let (mut child, _log, _state) = run(
-        &[
-            sql.as_os_str(),
-            "--kafka-brokers".as_ref(),
-            kafka.brokers.as_ref(),
-        ],
+    let child = run(
+        &sql,
+        &["--kafka-brokers", &kafka.brokers],
         &kafka,
         "http://127.0.0.1:9",
     );
@@ -367,7 +342,7 @@ fn a_javascript_udf_serves_a_function_on_a_json_stream() {
         reason.contains("field `CELSIUS`: expected a double"),
         "{reason}"
     );
-    let status = sluice_harness::process::terminate(&mut child);
+    let status = child.stop();
     assert!(status.success(), "{status}");
 }
 
