@@ -1,5 +1,6 @@
-//! Encodings at the edges of a pipeline: `raw` (bytes untouched), `json`, and `delimited`
-//! (an ordered field list, as KSQL's DELIMITED format).
+//! Encodings at the edges of a pipeline: `raw` (bytes untouched), `json`, `delimited` (an
+//! ordered field list, as KSQL's DELIMITED format) and `kafka` (one field as Kafka's standard
+//! serializers write it, as KSQL's KAFKA format).
 //!
 //! Sources decode what they receive into the value that flows (raw bytes, or a JSON document);
 //! sinks encode the flowing value for the wire. `delimited` on a sink turns the JSON score
@@ -24,6 +25,9 @@ pub enum Codec {
     Json,
     /// Ordered fields joined by a delimiter.
     Delimited,
+    /// One field, as Kafka's standard serializers write it: `integer` 4 bytes and `bigint` 8
+    /// bytes big-endian, `double` 8 bytes IEEE 754 big-endian, `string` UTF-8.
+    Kafka,
 }
 
 /// `encoding = { codec = "delimited", fields = ["eventid", "anomaly_val"] }`.
@@ -54,8 +58,10 @@ pub enum FieldType {
     Any,
     /// Text, kept as it is.
     String,
-    /// A 64-bit integer.
+    /// An integer (SQL INTEGER; 32 bits in the `kafka` codec, 64 elsewhere).
     Integer,
+    /// A 64-bit integer (SQL BIGINT).
+    Bigint,
     /// A double.
     Double,
     /// `true` or `false`.
@@ -73,7 +79,7 @@ impl FieldType {
                 .filter(|v| v.is_number() || v.is_boolean())
                 .unwrap_or_else(|| Value::String(trimmed.to_string()))),
             FieldType::String => Ok(Value::String(text.to_string())),
-            FieldType::Integer => trimmed
+            FieldType::Integer | FieldType::Bigint => trimmed
                 .parse::<i64>()
                 .map(Value::from)
                 .map_err(|_| format!("expected an integer, found {trimmed:?}")),
@@ -100,8 +106,10 @@ impl FieldType {
             (FieldType::Any, value) => Ok(value),
             (FieldType::String, Value::String(s)) => Ok(Value::String(s)),
             (FieldType::String, value) => Ok(Value::String(value.to_string())),
-            (FieldType::Integer, Value::Number(n)) if n.is_i64() => Ok(Value::Number(n)),
-            (FieldType::Integer, value) => wrong("an integer", &value),
+            (FieldType::Integer | FieldType::Bigint, Value::Number(n)) if n.is_i64() => {
+                Ok(Value::Number(n))
+            }
+            (FieldType::Integer | FieldType::Bigint, value) => wrong("an integer", &value),
             (FieldType::Double, Value::Number(n)) => n
                 .as_f64()
                 .and_then(serde_json::Number::from_f64)
@@ -127,9 +135,16 @@ impl EncodingConfig {
                 "fields",
                 "only the delimited and json codecs take a field list".into(),
             )),
-            Codec::Raw | Codec::Json if self.delimiter.is_some() => problems.push((
+            Codec::Raw | Codec::Json | Codec::Kafka if self.delimiter.is_some() => problems.push((
                 "delimiter",
                 "only the delimited codec takes a delimiter".into(),
+            )),
+            Codec::Kafka if self.fields.len() != 1 => {
+                problems.push(("fields", "the kafka codec takes exactly one field".into()))
+            }
+            Codec::Kafka if self.types.contains(&FieldType::Boolean) => problems.push((
+                "types",
+                "the kafka codec has no boolean (integer, bigint, double or string)".into(),
             )),
             _ => {}
         }
@@ -187,6 +202,14 @@ impl EncodingConfig {
     pub fn decode(&self, wire: &[u8]) -> Result<Vec<u8>, String> {
         match self.codec {
             Codec::Raw => Ok(wire.to_vec()),
+            Codec::Kafka => {
+                let name = self.fields.first().map(String::as_str).unwrap_or("value");
+                let value = kafka_decode(self.field_type(0), wire)
+                    .map_err(|e| format!("field `{name}`: {e}"))?;
+                let mut object = serde_json::Map::new();
+                object.insert(name.to_string(), value);
+                serde_json::to_vec(&object).map_err(|e| e.to_string())
+            }
             Codec::Json if !self.fields.is_empty() => self.pick_fields(wire),
             Codec::Json => serde_json::from_slice::<serde_json::Value>(wire)
                 .map(|_| wire.to_vec())
@@ -219,6 +242,18 @@ impl EncodingConfig {
     pub fn encode(&self, value: &[u8]) -> Result<Vec<u8>, String> {
         match self.codec {
             Codec::Raw => Ok(value.to_vec()),
+            Codec::Kafka => {
+                let doc: serde_json::Value = serde_json::from_slice(value)
+                    .map_err(|e| format!("value is not valid JSON: {e}"))?;
+                let name = self.fields.first().map(String::as_str).unwrap_or("value");
+                match doc.get(name) {
+                    Some(serde_json::Value::Null) | None => {
+                        Err(format!("field `{name}` is missing from the value"))
+                    }
+                    Some(field) => kafka_encode(self.field_type(0), field)
+                        .map_err(|e| format!("field `{name}`: {e}")),
+                }
+            }
             Codec::Json if !self.fields.is_empty() => {
                 let doc: serde_json::Value = serde_json::from_slice(value)
                     .map_err(|e| format!("value is not valid JSON: {e}"))?;
@@ -251,6 +286,74 @@ impl EncodingConfig {
                 Ok(out)
             }
         }
+    }
+}
+
+/// One value as Kafka's standard deserializers read it.
+fn kafka_decode(ty: FieldType, wire: &[u8]) -> Result<serde_json::Value, String> {
+    let sized = |n: usize| {
+        (wire.len() == n)
+            .then_some(())
+            .ok_or_else(|| format!("expected {n} bytes, found {}", wire.len()))
+    };
+    match ty {
+        FieldType::Integer => {
+            sized(4)?;
+            let bytes: [u8; 4] = wire
+                .try_into()
+                .map_err(|_| "expected 4 bytes".to_string())?;
+            Ok(i32::from_be_bytes(bytes).into())
+        }
+        FieldType::Bigint => {
+            sized(8)?;
+            let bytes: [u8; 8] = wire
+                .try_into()
+                .map_err(|_| "expected 8 bytes".to_string())?;
+            Ok(i64::from_be_bytes(bytes).into())
+        }
+        FieldType::Double => {
+            sized(8)?;
+            let bytes: [u8; 8] = wire
+                .try_into()
+                .map_err(|_| "expected 8 bytes".to_string())?;
+            serde_json::Number::from_f64(f64::from_be_bytes(bytes))
+                .map(serde_json::Value::Number)
+                .ok_or_else(|| "not a finite double".to_string())
+        }
+        FieldType::Boolean => Err("the kafka codec has no boolean".into()),
+        FieldType::String | FieldType::Any => std::str::from_utf8(wire)
+            .map(|s| serde_json::Value::String(s.to_string()))
+            .map_err(|e| format!("not UTF-8 text: {e}")),
+    }
+}
+
+/// One value as Kafka's standard serializers write it.
+fn kafka_encode(ty: FieldType, value: &serde_json::Value) -> Result<Vec<u8>, String> {
+    use serde_json::Value;
+    match (ty, value) {
+        (FieldType::Integer, Value::Number(n)) => n
+            .as_i64()
+            .and_then(|i| i32::try_from(i).ok())
+            .map(|i| i.to_be_bytes().to_vec())
+            .ok_or_else(|| format!("{n} is not a 32-bit INTEGER")),
+        (FieldType::Bigint, Value::Number(n)) => n
+            .as_i64()
+            .map(|i| i.to_be_bytes().to_vec())
+            .ok_or_else(|| format!("{n} is not a BIGINT")),
+        (FieldType::Double, Value::Number(n)) => n
+            .as_f64()
+            .map(|d| d.to_be_bytes().to_vec())
+            .ok_or_else(|| format!("{n} is not a DOUBLE")),
+        (FieldType::Any, Value::Number(n)) => match n.as_i64() {
+            Some(i) => Ok(i.to_be_bytes().to_vec()),
+            None => n
+                .as_f64()
+                .map(|d| d.to_be_bytes().to_vec())
+                .ok_or_else(|| format!("{n} is not a number Kafka serializes")),
+        },
+        (FieldType::String | FieldType::Any, Value::String(s)) => Ok(s.as_bytes().to_vec()),
+        (FieldType::String, other) => Ok(other.to_string().into_bytes()),
+        (ty, other) => Err(format!("{other} does not fit {ty:?} in the kafka codec")),
     }
 }
 
@@ -330,6 +433,40 @@ mod tests {
             .decode(b"{oops")
             .unwrap_err()
             .starts_with("not valid JSON"));
+    }
+
+    #[test]
+    fn the_kafka_codec_is_one_value_as_kafka_serializes_it() {
+        let codec = |ty: FieldType| EncodingConfig {
+            codec: Codec::Kafka,
+            fields: vec!["V".into()],
+            types: vec![ty],
+            ..Default::default()
+        };
+        let int = codec(FieldType::Integer);
+        assert_eq!(int.decode(&[0, 0, 1, 2]).unwrap(), br#"{"V":258}"#);
+        assert_eq!(int.encode(br#"{"V":258}"#).unwrap(), [0, 0, 1, 2]);
+        assert_eq!(
+            int.decode(&[1, 2]).unwrap_err(),
+            "field `V`: expected 4 bytes, found 2"
+        );
+        let double = codec(FieldType::Double);
+        let wire = 2.5f64.to_be_bytes();
+        assert_eq!(double.decode(&wire).unwrap(), br#"{"V":2.5}"#);
+        assert_eq!(double.encode(br#"{"V":2.5}"#).unwrap(), wire);
+        let bigint = codec(FieldType::Bigint);
+        assert_eq!(
+            bigint.encode(br#"{"V":-1}"#).unwrap(),
+            (-1i64).to_be_bytes()
+        );
+        let text = codec(FieldType::String);
+        assert_eq!(text.decode(b"a,b").unwrap(), br#"{"V":"a,b"}"#);
+        assert_eq!(text.encode(br#"{"V":"a,b"}"#).unwrap(), b"a,b");
+        let two = EncodingConfig {
+            fields: vec!["A".into(), "B".into()],
+            ..codec(FieldType::String)
+        };
+        assert!(two.validate().iter().any(|(f, _)| *f == "fields"));
     }
 
     #[test]

@@ -71,6 +71,19 @@ fn flags_and_comments_set_brokers_functions_and_topics() {
 }
 
 #[test]
+fn the_kafka_format_reads_and_writes_one_column_as_kafka_serializes_it() {
+    let text = "CREATE STREAM NAMES (NAME VARCHAR) WITH (KAFKA_TOPIC='names', VALUE_FORMAT='KAFKA');\n\
+        CREATE STREAM LENGTHS AS SELECT CAST(LEN(NAME) AS BIGINT) AS N FROM NAMES;\n\
+        CREATE STREAM AS_JSON WITH (VALUE_FORMAT='JSON') AS SELECT NAME, LEN(NAME) AS N FROM NAMES;";
+    let toml =
+        compile(Path::new("k.sql"), text, &SqlOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    check_snapshot(&specs().join("kafka-format.toml"), &toml);
+    let env = |_: &str| None;
+    sluice::pipeline::parse_pipeline(Path::new("k.sql"), &toml, &env)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
 fn nothing_from_the_sql_is_read_as_a_variable_or_breaks_out_of_a_comment() {
     let text = "CREATE STREAM `A\nB` (X VARCHAR) WITH (KAFKA_TOPIC='t${HOME}\n[x]', VALUE_FORMAT='JSON');\n\
         CREATE STREAM D AS SELECT X FROM `A\nB` WHERE X = '${HOME}' AND X <> '\u{1}';";
@@ -100,6 +113,7 @@ const REFUSED: &[(&str, &str)] = &[
     ("subquery", "CREATE STREAM A (X INT) WITH (KAFKA_TOPIC='a', VALUE_FORMAT='JSON');\nCREATE STREAM C AS SELECT X FROM (SELECT X FROM A);"),
     ("order_and_limit", "CREATE STREAM A (X INT) WITH (KAFKA_TOPIC='a', VALUE_FORMAT='JSON');\nCREATE STREAM C AS SELECT X FROM A LIMIT 3;"),
     ("format", "CREATE STREAM A (X INT) WITH (KAFKA_TOPIC='a', VALUE_FORMAT='AVRO');"),
+    ("kafka_format_columns", "CREATE STREAM A (X INT, Y INT) WITH (KAFKA_TOPIC='a', VALUE_FORMAT='KAFKA');\nCREATE STREAM B (X BOOLEAN) WITH (KAFKA_TOPIC='b', VALUE_FORMAT='KAFKA');\nCREATE STREAM C (X INT) WITH (KAFKA_TOPIC='c', VALUE_FORMAT='KAFKA');\nCREATE STREAM D AS SELECT X, X + 1 AS Y FROM C;"),
     ("unknown_names", "CREATE STREAM A (X INT) WITH (KAFKA_TOPIC='a', VALUE_FORMAT='JSON');\nCREATE STREAM C AS SELECT Y FROM A;\nCREATE STREAM D AS SELECT X FROM NOPE;"),
     ("types", "CREATE STREAM A (X INT, S VARCHAR, T TIMESTAMP) WITH (KAFKA_TOPIC='a', VALUE_FORMAT='JSON');\nCREATE STREAM B (X INT, S VARCHAR) WITH (KAFKA_TOPIC='b', VALUE_FORMAT='JSON');\nCREATE STREAM C AS SELECT X + S AS Z FROM B;\nCREATE STREAM D AS SELECT X FROM B WHERE X + 1;"),
     ("every_error_at_once", "CREATE STREAM A (X INT) WITH (KAFKA_TOPIC='a');\nCREATE STREAM B (X INT) WITH (KAFKA_TOPIC='b', VALUE_FORMAT='JSON', COLOR='red');\nDROP STREAM B;\nCREATE STREAM C AS SELECT X FROM B GROUP BY X;\n-- sluice: colour = blue\nSET 'processing.guarantee' = 'exactly_once';"),

@@ -60,7 +60,8 @@ impl SqlType {
     /// The codec's field type for a declared column.
     pub fn field_type(self) -> &'static str {
         match self {
-            SqlType::Integer | SqlType::Bigint => "integer",
+            SqlType::Integer => "integer",
+            SqlType::Bigint => "bigint",
             SqlType::Double => "double",
             SqlType::Varchar => "string",
             SqlType::Boolean => "boolean",

@@ -31,6 +31,35 @@ const DEFAULT_BROKERS: &str = "${KAFKA_BROKERS:-127.0.0.1:9092}";
 enum Kind {
     Delimited,
     Json,
+    Kafka,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Delimited => "DELIMITED",
+            Kind::Json => "JSON",
+            Kind::Kafka => "KAFKA",
+        }
+    }
+}
+
+/// Why `columns` cannot be written in `format`: KAFKA holds exactly one INTEGER, BIGINT,
+/// DOUBLE or VARCHAR column.
+fn kafka_problem(format: &Format, columns: &[(String, SqlType)]) -> Option<String> {
+    if format.kind != Kind::Kafka {
+        return None;
+    }
+    match columns {
+        [(_, SqlType::Boolean)] => {
+            Some("value_format KAFKA has no BOOLEAN (INTEGER, BIGINT, DOUBLE, VARCHAR)".into())
+        }
+        [_] => None,
+        _ => Some(format!(
+            "value_format KAFKA holds exactly one column, not {}",
+            columns.len()
+        )),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -457,27 +486,35 @@ impl Plan<'_> {
         for property in with {
             match property.key.as_str() {
                 "KAFKA_TOPIC" => topic = Some(property.value.clone()),
-                "VALUE_FORMAT" | "FORMAT" => match property.value.to_ascii_uppercase().as_str() {
-                    "DELIMITED" => {
-                        format = Some(Format {
-                            kind: Kind::Delimited,
-                            delimiter: None,
-                        })
-                    }
-                    "JSON" => {
-                        format = Some(Format {
-                            kind: Kind::Json,
-                            delimiter: None,
-                        })
-                    }
-                    other => {
-                        ok = false;
-                        self.errors.push(SqlError::at(
+                "VALUE_FORMAT" | "FORMAT" => {
+                    match property.value.to_ascii_uppercase().as_str() {
+                        "DELIMITED" => {
+                            format = Some(Format {
+                                kind: Kind::Delimited,
+                                delimiter: None,
+                            })
+                        }
+                        "JSON" => {
+                            format = Some(Format {
+                                kind: Kind::Json,
+                                delimiter: None,
+                            })
+                        }
+                        "KAFKA" => {
+                            format = Some(Format {
+                                kind: Kind::Kafka,
+                                delimiter: None,
+                            })
+                        }
+                        other => {
+                            ok = false;
+                            self.errors.push(SqlError::at(
                             property.at,
-                            format!("value_format {other} is not supported (DELIMITED, JSON)"),
+                            format!("value_format {other} is not supported (DELIMITED, JSON, KAFKA)"),
                         ));
+                        }
                     }
-                },
+                }
                 "VALUE_DELIMITER" => {
                     delimiter = Some(match property.value.to_ascii_uppercase().as_str() {
                         "TAB" => "\t".to_string(),
@@ -503,7 +540,7 @@ impl Plan<'_> {
                 self.errors.push(SqlError::at(
                     with.first()
                         .map_or(Location { line: 0, column: 0 }, |p| p.at),
-                    "WITH needs VALUE_FORMAT ('DELIMITED' or 'JSON')",
+                    "WITH needs VALUE_FORMAT ('DELIMITED', 'JSON' or 'KAFKA')",
                 ));
             }
             return None;
@@ -551,6 +588,13 @@ impl Plan<'_> {
             self.broken.push(stream);
             return;
         };
+        if let Some(problem) = kafka_problem(&format, &typed).filter(|_| ok) {
+            ok = false;
+            self.errors.push(SqlError::at(
+                at,
+                format!("CREATE STREAM {stream}: {problem}"),
+            ));
+        }
         if !ok {
             self.broken.push(stream);
             return;
@@ -638,6 +682,17 @@ impl Plan<'_> {
             .with(with, Some(input.format.clone()), None)
             .ok_or(None)?;
         let topic = topic.unwrap_or_else(|| stream.to_string());
+        let output: Vec<(String, SqlType)> = projection
+            .columns
+            .iter()
+            .map(|(n, t)| (n.clone(), t.ty))
+            .collect();
+        if let Some(problem) = kafka_problem(&format, &output) {
+            return Err(Some(SqlError::at(
+                query.span().start,
+                format!("CREATE STREAM {stream}: {problem}"),
+            )));
+        }
         let base = component_name(stream);
         let mut upstream = self.source_of(&from_name);
         for step in projection.where_steps.iter().chain(&select_steps) {
@@ -677,7 +732,13 @@ impl Plan<'_> {
             .iter()
             .map(|(n, _)| toml_string(n))
             .collect();
-        let _ = writeln!(block, "encoding = {}", encoding(&format, &names, None));
+        // The kafka codec writes each type its own way; the others need no types to write.
+        let types: Vec<String> = output
+            .iter()
+            .map(|(_, t)| toml_string(t.field_type()))
+            .collect();
+        let types = (format.kind == Kind::Kafka).then_some(types.as_slice());
+        let _ = writeln!(block, "encoding = {}", encoding(&format, &names, types));
         self.blocks.push(block);
         self.streams.insert(
             stream.to_string(),
@@ -709,10 +770,7 @@ impl Plan<'_> {
             "# CREATE STREAM {}: the topic {} in {}\n[sources.{name}]\ntype = \"kafka\"\n",
             comment(stream),
             comment(&info.topic),
-            match info.format.kind {
-                Kind::Delimited => "DELIMITED",
-                Kind::Json => "JSON",
-            }
+            info.format.kind.name()
         );
         let _ = writeln!(block, "brokers = {}", self.brokers.clone());
         let _ = writeln!(block, "topics = [{}]", toml_string(&info.topic));
@@ -818,6 +876,7 @@ fn encoding(format: &Format, names: &[String], types: Option<&[String]>) -> Stri
     let codec = match format.kind {
         Kind::Delimited => "delimited",
         Kind::Json => "json",
+        Kind::Kafka => "kafka",
     };
     let mut out = format!("{{ codec = \"{codec}\", fields = [{}]", names.join(", "));
     if let Some(types) = types {

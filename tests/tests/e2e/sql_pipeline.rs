@@ -437,3 +437,45 @@ fn a_new_version_of_a_function_s_module_takes_over_in_a_running_sql_pipeline() {
     );
     assert!(serve.stop().success());
 }
+
+/// value_format KAFKA: one column as Kafka's standard serializers write it, read and written.
+#[test]
+fn the_kafka_format_reads_strings_and_writes_bigints() {
+    let kafka = Tansu::start();
+    for topic in ["names", "LENGTHS", "sluice-dead-letters"] {
+        kafka.create_topic(topic, 1);
+    }
+    let names: Vec<Vec<u8>> = ["alice", "bob", "a,b c"]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    produce_all(&kafka.brokers, "names", &names);
+    let dir = tempfile::tempdir().expect("dir");
+    let sql = dir.path().join("lengths.sql");
+    std::fs::write(
+        &sql,
+        "CREATE STREAM NAMES (NAME VARCHAR) WITH (KAFKA_TOPIC='names', VALUE_FORMAT='KAFKA');\n\
+         CREATE STREAM LENGTHS AS SELECT CAST(LEN(NAME) AS BIGINT) AS N FROM NAMES;\n",
+    )
+    .expect("write the SQL");
+    let child = run(
+        &sql,
+        &["--kafka-brokers", &kafka.brokers],
+        &kafka,
+        "http://127.0.0.1:9",
+    );
+    let lengths: Vec<Vec<u8>> = TopicReader::new(&kafka.brokers, "LENGTHS")
+        .read_until(|seen| seen.len() >= 3)
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    let expected: Vec<Vec<u8>> = [5i64, 3, 5]
+        .iter()
+        .map(|n| n.to_be_bytes().to_vec())
+        .collect();
+    assert_eq!(
+        lengths, expected,
+        "8-byte big-endian BIGINTs, as LongSerializer writes"
+    );
+    assert!(child.stop().success());
+}
