@@ -1,4 +1,4 @@
-//! The codecs at a pipeline's edges (raw, json, delimited, with or without a typed schema) on
+//! The codecs at a pipeline's edges (raw, json, delimited, kafka, with or without a typed schema) on
 //! arbitrary wire bytes and configurations: a valid configuration decodes or refuses with a reason, never panics; raw
 //! keeps every byte; what json accepts is valid JSON; a delimited decode is a JSON object whose
 //! keys are the configured fields, and encodes back.
@@ -19,9 +19,10 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     let config = EncodingConfig {
-        codec: match input.codec % 3 {
+        codec: match input.codec % 4 {
             0 => Codec::Raw,
             1 => Codec::Json,
+            2 => Codec::Kafka,
             _ => Codec::Delimited,
         },
         fields: input.fields,
@@ -29,11 +30,12 @@ fuzz_target!(|input: Input| {
         types: input
             .types
             .iter()
-            .map(|t| match t % 5 {
+            .map(|t| match t % 6 {
                 0 => FieldType::Any,
                 1 => FieldType::String,
                 2 => FieldType::Integer,
-                3 => FieldType::Double,
+                3 => FieldType::Bigint,
+                4 => FieldType::Double,
                 _ => FieldType::Boolean,
             })
             .collect(),
@@ -49,6 +51,13 @@ fuzz_target!(|input: Input| {
         Codec::Json => {
             serde_json::from_slice::<serde_json::Value>(&value).expect("json decode gives JSON");
             let _ = config.encode(&value);
+        }
+        Codec::Kafka => {
+            let object: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&value).expect("kafka decode gives an object");
+            assert_eq!(object.len(), 1);
+            // What was read is written back as the same bytes.
+            assert_eq!(config.encode(&value).expect("encodes back"), input.wire);
         }
         Codec::Delimited => {
             let object: serde_json::Map<String, serde_json::Value> =
