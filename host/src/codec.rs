@@ -291,35 +291,16 @@ impl EncodingConfig {
 
 /// One value as Kafka's standard deserializers read it.
 fn kafka_decode(ty: FieldType, wire: &[u8]) -> Result<serde_json::Value, String> {
-    let sized = |n: usize| {
-        (wire.len() == n)
-            .then_some(())
-            .ok_or_else(|| format!("expected {n} bytes, found {}", wire.len()))
-    };
+    fn fixed<const N: usize>(wire: &[u8]) -> Result<[u8; N], String> {
+        wire.try_into()
+            .map_err(|_| format!("expected {N} bytes, found {}", wire.len()))
+    }
     match ty {
-        FieldType::Integer => {
-            sized(4)?;
-            let bytes: [u8; 4] = wire
-                .try_into()
-                .map_err(|_| "expected 4 bytes".to_string())?;
-            Ok(i32::from_be_bytes(bytes).into())
-        }
-        FieldType::Bigint => {
-            sized(8)?;
-            let bytes: [u8; 8] = wire
-                .try_into()
-                .map_err(|_| "expected 8 bytes".to_string())?;
-            Ok(i64::from_be_bytes(bytes).into())
-        }
-        FieldType::Double => {
-            sized(8)?;
-            let bytes: [u8; 8] = wire
-                .try_into()
-                .map_err(|_| "expected 8 bytes".to_string())?;
-            serde_json::Number::from_f64(f64::from_be_bytes(bytes))
-                .map(serde_json::Value::Number)
-                .ok_or_else(|| "not a finite double".to_string())
-        }
+        FieldType::Integer => Ok(i32::from_be_bytes(fixed(wire)?).into()),
+        FieldType::Bigint => Ok(i64::from_be_bytes(fixed(wire)?).into()),
+        FieldType::Double => serde_json::Number::from_f64(f64::from_be_bytes(fixed(wire)?))
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| "not a finite double".to_string()),
         FieldType::Boolean => Err("the kafka codec has no boolean".into()),
         FieldType::String | FieldType::Any => std::str::from_utf8(wire)
             .map(|s| serde_json::Value::String(s.to_string()))

@@ -42,15 +42,30 @@ fn input() -> Vec<Vec<u8>> {
     payloads
 }
 
-/// A tansu broker with the demo's topics (one partition each) and the input on
-/// `electric-temperature`.
-fn broker_with_input() -> Tansu {
+/// A tansu broker with `topics`, one partition each.
+fn broker(topics: &[&str]) -> Tansu {
     let kafka = Tansu::start();
-    for topic in TOPICS {
+    for topic in topics {
         kafka.create_topic(topic, 1);
     }
+    kafka
+}
+
+/// A tansu broker with the demo's topics and the input on `electric-temperature`.
+fn broker_with_input() -> Tansu {
+    let kafka = broker(TOPICS);
     produce_all(&kafka.brokers, "electric-temperature", &input());
     kafka
+}
+
+/// The reason a dead letter carries (its `sluice-error` header).
+fn reason(record: &sluice_harness::kafka::KafkaRecord) -> String {
+    record
+        .headers
+        .iter()
+        .find(|(k, _)| k == "sluice-error")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
 }
 
 /// Every record of `topic` up to the one `last` recognises, without it.
@@ -148,16 +163,7 @@ fn the_demo_statements_write_the_same_topics_as_the_toml_pipeline() {
         "both malformed messages and the marker, once each"
     );
     dead.retain(|r| r.value != MARKER_DEAD);
-    let reasons: Vec<String> = dead
-        .iter()
-        .map(|r| {
-            r.headers
-                .iter()
-                .find(|(k, _)| k == "sluice-error")
-                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default()
-        })
-        .collect();
+    let reasons: Vec<String> = dead.iter().map(reason).collect();
     for reason in [
         "event 99: ANOMALY: expected 210 readings",
         "expected 2 delimited fields (EVENTID, SENSORINPUT), found 1",
@@ -176,10 +182,7 @@ fn the_demo_statements_write_the_same_topics_as_the_toml_pipeline() {
 
 #[test]
 fn a_push_query_taps_a_stream_of_a_deployed_sql_pipeline() {
-    let kafka = Tansu::start();
-    for topic in TOPICS {
-        kafka.create_topic(topic, 1);
-    }
+    let kafka = broker(TOPICS);
     let state = tempfile::tempdir().expect("state dir");
     let udf_dir = sluice_harness::udf_dir();
     let serve = Serve::start(
@@ -292,10 +295,7 @@ fn a_python_udf_serves_the_sql_function() {
 /// scalar function, written as DELIMITED: `FAHRENHEIT` of `guest-udfs/unit-convert-js`.
 #[test]
 fn a_javascript_udf_serves_a_function_on_a_json_stream() {
-    let kafka = Tansu::start();
-    for topic in ["readings", "HOT", "sluice-dead-letters"] {
-        kafka.create_topic(topic, 1);
-    }
+    let kafka = broker(&["readings", "HOT", "sluice-dead-letters"]);
     let input: Vec<Vec<u8>> = [
         r#"{"sensor":"a","celsius":21.5}"#,
         r#"{"sensor":"b","celsius":10}"#,
@@ -332,12 +332,7 @@ fn a_javascript_udf_serves_a_function_on_a_json_stream() {
     let dead =
         TopicReader::new(&kafka.brokers, "sluice-dead-letters").read_until(|s| !s.is_empty());
     assert_eq!(dead[0].value, input[3], "the reading that is not a number");
-    let reason = dead[0]
-        .headers
-        .iter()
-        .find(|(k, _)| k == "sluice-error")
-        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-        .unwrap_or_default();
+    let reason = reason(&dead[0]);
     assert!(
         reason.contains("field `CELSIUS`: expected a double"),
         "{reason}"
@@ -353,10 +348,7 @@ fn a_javascript_udf_serves_a_function_on_a_json_stream() {
 /// place, and nothing is deployed.
 #[test]
 fn a_new_version_of_a_function_s_module_takes_over_in_a_running_sql_pipeline() {
-    let kafka = Tansu::start();
-    for topic in TOPICS {
-        kafka.create_topic(topic, 1);
-    }
+    let kafka = broker(TOPICS);
     let state = tempfile::tempdir().expect("state dir");
     let serve = Serve::start(state.path(), &[]);
     let path = |p: &std::path::Path| p.to_str().expect("UTF-8 path").to_string();
@@ -441,10 +433,7 @@ fn a_new_version_of_a_function_s_module_takes_over_in_a_running_sql_pipeline() {
 /// value_format KAFKA: one column as Kafka's standard serializers write it, read and written.
 #[test]
 fn the_kafka_format_reads_strings_and_writes_bigints() {
-    let kafka = Tansu::start();
-    for topic in ["names", "LENGTHS", "sluice-dead-letters"] {
-        kafka.create_topic(topic, 1);
-    }
+    let kafka = broker(&["names", "LENGTHS", "sluice-dead-letters"]);
     let names: Vec<Vec<u8>> = ["alice", "bob", "a,b c"]
         .iter()
         .map(|s| s.as_bytes().to_vec())
